@@ -1,0 +1,65 @@
+"""The one interface every attention backend implements.
+
+A backend answers three questions and does one thing:
+  * ``unavailable()``: ``None`` if it can run in this process, else the reason (missing package, no GPU);
+  * ``unsupported(problem)``: ``None`` if it supports the problem, else the reason;
+  * ``prepare(problem, q, k, v)``: returns a zero-argument callable that computes attention and returns
+    O as a ``[batch, seqlen_q, heads_q, head_dim]`` tensor (a view is fine).
+
+The harness owns the inputs: q is ``[batch, seqlen_q, heads_q, head_dim]``, k and v are
+``[batch, seqlen_k, heads_kv, head_dim]``, in the problem's dtype on the problem's device, laid out in
+memory as ``problem.layout`` says ("bshd": contiguous as shaped; "bhsd": a transposed view of a
+contiguous ``[b, h, s, d]`` tensor). ``prepare`` may do untimed work (compile, plan, convert layout);
+the callable it returns is what gets timed, so it should do only the backend's real work.
+"""
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Callable, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.problem import Problem
+
+RunFn = Callable[[], "torch.Tensor"]
+
+
+class Unsupported(Exception):
+    """Raised by ``prepare`` when the backend finds out only by trying that it cannot run a problem
+    (e.g. PyTorch refusing a forced SDPA kernel). The cell is recorded as skipped with this reason."""
+
+
+class Backend(abc.ABC):
+    #: registry name, e.g. "sdpa-flash"
+    name: ClassVar[str] = ""
+    #: one line for `flashcore env`
+    description: ClassVar[str] = ""
+    #: devices this backend can run on, in order of preference
+    devices: ClassVar[tuple[str, ...]] = ("cuda",)
+    #: True for backends written in this project or by the user whose kernels are under test.
+    #: Such backends must not launch library attention kernels (checked when asked).
+    custom_kernel: ClassVar[bool] = False
+
+    def unavailable(self) -> str | None:
+        """None if usable here, else a one-line reason."""
+        return None
+
+    def unsupported(self, problem: "Problem") -> str | None:
+        """None if this problem can run, else a one-line reason naming what is allowed."""
+        return None
+
+    @abc.abstractmethod
+    def prepare(self, problem: "Problem", q: "torch.Tensor", k: "torch.Tensor", v: "torch.Tensor") -> RunFn:
+        """Return the callable to validate and time."""
+
+
+def cuda_unavailable() -> str | None:
+    """Common availability check for GPU backends."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "torch is not installed"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU visible to torch"
+    return None

@@ -1,0 +1,67 @@
+"""Compiled FlexAttention with a block mask for causal (bottom-right aligned)."""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable
+from harness.backends.registry import register
+from harness.problem import Problem
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_flex():
+    import torch._dynamo
+    from torch.nn.attention.flex_attention import flex_attention
+
+    # every problem shape is its own specialised kernel: no fallback to eager after 8 shapes,
+    # and no switch to a slower dynamic-shape kernel after the second shape
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
+    if hasattr(torch._dynamo.config, "recompile_limit"):
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
+    torch._dynamo.config.automatic_dynamic_shapes = False
+    return torch.compile(flex_attention, dynamic=False)
+
+
+@register
+class Flex(Backend):
+    name = "flex"
+    description = "torch.compile'd FlexAttention (block mask for causal)"
+
+    def unavailable(self) -> str | None:
+        why = cuda_unavailable()
+        if why:
+            return why
+        try:
+            import torch.nn.attention.flex_attention  # noqa: F401
+        except ImportError as exc:
+            return f"FlexAttention not in this torch ({torch.__version__}): {exc}"
+        return None
+
+    def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        flex = _compiled_flex()
+        qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))
+        kwargs: dict = {"scale": problem.softmax_scale}
+        if problem.heads_q != problem.heads_kv:
+            kwargs["enable_gqa"] = True
+        if problem.causal:
+            offset = problem.seqlen_k - problem.seqlen_q
+
+            def bottom_right(b, h, q_idx, kv_idx):
+                return kv_idx <= q_idx + offset
+
+            kwargs["block_mask"] = create_block_mask(bottom_right, None, None, problem.seqlen_q,
+                                                     problem.seqlen_k, device=q.device)
+        def run() -> torch.Tensor:
+            return flex(qh, kh, vh, **kwargs).transpose(1, 2)
+
+        try:  # compile now, untimed; a shape Inductor cannot lower is unsupported, not a wrong kernel
+            run()
+        except Exception as exc:
+            if "NoValidChoices" in f"{type(exc).__name__}{exc}" or "LoweringException" in type(exc).__name__:
+                raise Unsupported(f"Inductor cannot lower FlexAttention here: {str(exc).splitlines()[0][:200]}") from None
+            raise
+        return run

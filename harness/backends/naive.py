@@ -1,0 +1,24 @@
+"""Naive eager attention: QKᵀ → softmax → PV as separate PyTorch ops in the input dtype.
+
+This is the seeds' three-kernel "before" pipeline: the score and probability matrices go through
+device memory, which is what fused kernels avoid.
+"""
+from __future__ import annotations
+
+import torch
+
+from harness import attention_math
+from harness.backends.base import Backend, RunFn
+from harness.backends.registry import register
+from harness.problem import Problem
+
+
+@register
+class Naive(Backend):
+    name = "naive"
+    description = "eager QKᵀ → softmax → PV in the input dtype (three+ kernels, S and P in memory)"
+    devices = ("cuda", "cpu")
+
+    def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
+        dt = q.dtype
+        return lambda: attention_math.attention(q, k, v, problem, dt)

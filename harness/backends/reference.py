@@ -1,0 +1,19 @@
+"""float64 reference: the oracle every correctness metric is measured against (also timeable)."""
+from __future__ import annotations
+
+import torch
+
+from harness import attention_math
+from harness.backends.base import Backend, RunFn
+from harness.backends.registry import register
+from harness.problem import Problem
+
+
+@register
+class Reference(Backend):
+    name = "reference"
+    description = "float64 eager attention (chunked), the correctness oracle"
+    devices = ("cuda", "cpu")
+
+    def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
+        return lambda: attention_math.attention(q, k, v, problem, torch.float64, q.dtype)

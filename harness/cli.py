@@ -1,0 +1,167 @@
+"""The ``flashcore`` command line: env, run, show, export, build, report, audit, profile, validate."""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from harness import tables
+from harness.store import DEFAULT_DB
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Validate and time attention kernels on NVIDIA GPUs; keep every result.")
+console = Console(width=None if sys.stdout.isatty() else 200)
+
+
+def fail(msg: str, code: int = 2) -> "typer.Exit":
+    """One line on stderr naming the problem; no traceback."""
+    typer.echo(f"flashcore: error: {msg}", err=True)
+    return typer.Exit(code)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from harness.backends.registry import UnknownBackendError
+    from harness.export import ExportError
+    from harness.plan import FilterError
+    from harness.problem import ProblemError
+    from harness.runner import WorkerError
+    from harness.store import StoreError
+    from harness.suite import SuiteError
+
+    return (SuiteError, FilterError, StoreError, UnknownBackendError, ExportError, WorkerError, ProblemError)
+
+
+@app.command()
+def env() -> None:
+    """GPU, versions, and every backend's availability (with the reason when unavailable)."""
+    from harness import envinfo
+    from harness.backends import registry
+
+    info = envinfo.collect()
+    console.print(tables.env_table(info))
+    rows = []
+    for name in registry.names():
+        b = registry.get(name)
+        why = b.unavailable()
+        rows.append((name, "available" if why is None else "unavailable", why or b.description))
+    for name, err in registry.load_errors().items():
+        rows.append((name, "load error", err))
+    console.print(tables.backend_table(rows))
+
+
+@app.command()
+def run(
+    suite: str = typer.Option(..., "--suite", "-s", help="suite name (suites/NAME.toml) or path"),
+    backends: str = typer.Option("", "--backends", "-b", help="comma-separated backends (default: the suite's)"),
+    filter: str = typer.Option("", "--filter", "-f", help='e.g. "seqlen_q>=1024,head_dim=128,causal=true"'),
+    db: Path = typer.Option(DEFAULT_DB, "--db", help="results database (SQLite)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the latest run of this suite (or --run-id)"),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="name the run, or pick the run to resume"),
+    log_dir: Optional[Path] = typer.Option(None, "--log-dir", help="where worker logs go (default: a temp dir)"),
+) -> None:
+    """Run a suite: correctness, determinism and timing of each backend on each problem."""
+    from harness.backends import registry
+    from harness.plan import make_plan
+    from harness.runner import RunOptions, run_suite
+    from harness.store import Store
+    from harness.suite import load_suite
+
+    try:
+        s = load_suite(suite)
+        names = [b.strip() for b in backends.split(",") if b.strip()] or None
+        for n in names or []:
+            registry.get(n)  # unknown names fail here, before anything runs
+        plan = make_plan(s, names, filter)
+        if not plan:
+            raise fail(f"the filter {filter!r} leaves no problem of suite {s.name!r} ({len(s.problems)} problems)")
+        store = Store(db)
+        with tables.progress(console) as prog:
+            task = prog.add_task(f"{s.name}", total=len(plan))
+
+            def on_start(todo: int, total: int) -> None:
+                prog.update(task, total=todo, completed=0)
+                if todo < total:
+                    console.print(f"resuming: {total - todo} of {total} cells already recorded")
+
+            def on_result(r, n: int, total: int) -> None:
+                prog.update(task, completed=n, description=f"{s.name} {r.backend} {r.problem_key[:40]}")
+
+            rid = run_suite(s, plan, store, RunOptions(resume=resume, run_id=run_id, log_dir=log_dir,
+                                                       argv=shlex.join(["flashcore", *sys.argv[1:]]),
+                                                       on_result=on_result, on_start=on_start))
+        tables.print_run(console, store, rid)
+    except _user_errors() as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted: every finished cell is stored; continue with --resume", 130) from None
+
+
+@app.command()
+def show(
+    db: Path = typer.Option(DEFAULT_DB, "--db"),
+    run: Optional[str] = typer.Option(None, "--run", help="run id (default: the latest)"),
+    runs: bool = typer.Option(False, "--runs", help="list the runs instead"),
+) -> None:
+    """Show a run's results table (or the list of runs)."""
+    from harness.store import Store
+
+    try:
+        store = Store(db, create=False)
+        if runs:
+            console.print(tables.runs_table(store))
+            return
+        rid = run or store.latest_run_id()
+        if rid is None:
+            raise fail(f"{db} holds no runs yet: run `flashcore run --suite smoke` first")
+        tables.print_run(console, store, rid)
+    except _user_errors() as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def export(
+    format: str = typer.Option("csv", "--format", help="csv or parquet"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output file (default results/export.FORMAT)"),
+    db: Path = typer.Option(DEFAULT_DB, "--db"),
+    run: list[str] = typer.Option([], "--run", help="run id(s) to export (default: all)"),
+) -> None:
+    """Write one row per (run, backend, problem) as CSV or Parquet."""
+    from harness.export import export as do_export
+    from harness.store import Store
+
+    try:
+        store = Store(db, create=False)
+        out = out or Path(f"results/export.{format}")
+        n = do_export(store, format, out, run or None)
+        console.print(f"wrote {n} rows to {out}")
+    except _user_errors() as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def build(
+    out: Path = typer.Option(Path("results/build/report.json"), "--out", help="JSON report path"),
+) -> None:
+    """Compile every project kernel for sm_90a and print the resource and SASS report."""
+    try:
+        from harness.build import build_all, check_claims, print_report
+    except ImportError as exc:
+        raise fail(f"the kernel build pipeline is not available: {exc}") from None
+    try:
+        report = build_all(out)
+    except (RuntimeError, OSError) as exc:
+        raise fail(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
+    print_report(report)
+    violations = check_claims(report)
+    for v in violations:
+        typer.echo(f"claim violated: {v}", err=True)
+    if violations:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover - console script convenience
+    app()

@@ -1,0 +1,109 @@
+"""The environment a number was measured in: GPU, driver, CUDA, library versions, clocks.
+
+Clocks and throttle reasons come from NVML (``pynvml`` from the nvidia-ml-py package) when present.
+"""
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("torch", "triton", "flash-attn", "flash-attn-4", "flash_attn_3", "nvidia-cutlass-dsl", "numpy",
+            "pandas", "plotly", "nvidia-ml-py", "flashcore")
+
+_THROTTLE_NAMES = {
+    0x1: "gpu_idle", 0x2: "applications_clocks", 0x4: "sw_power_cap", 0x8: "hw_slowdown",
+    0x10: "sync_boost", 0x20: "sw_thermal", 0x40: "hw_thermal", 0x80: "hw_power_brake",
+    0x100: "display_clocks",
+}
+
+
+def _nvml():
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml
+    except Exception:
+        return None
+
+
+def clocks(index: int = 0) -> dict[str, Any] | None:
+    """SM/memory clocks (MHz), temperature, power and active throttle reasons, or None without NVML."""
+    nv = _nvml()
+    if nv is None:
+        return None
+    try:
+        h = nv.nvmlDeviceGetHandleByIndex(index)
+        reasons = nv.nvmlDeviceGetCurrentClocksThrottleReasons(h)
+        return {
+            "sm_mhz": nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
+            "mem_mhz": nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM),
+            "sm_max_mhz": nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_SM),
+            "temp_c": nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU),
+            "power_w": nv.nvmlDeviceGetPowerUsage(h) / 1000.0,
+            "throttle": [name for bit, name in _THROTTLE_NAMES.items() if reasons & bit],
+        }
+    except Exception as exc:  # NVML present but a query unsupported here
+        return {"error": str(exc)}
+
+
+def git_commit(root: Path | None = None) -> str:
+    root = root or Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else ""
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def collect() -> dict[str, Any]:
+    """Everything about this process's machine; call in the process that uses the GPU."""
+    import torch
+
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "packages": versions(),
+        "git_commit": git_commit(),
+    }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        env.update({
+            "gpu": props.name,
+            "gpu_count": torch.cuda.device_count(),
+            "sm_count": props.multi_processor_count,
+            "capability": f"{props.major}.{props.minor}",
+            "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+            "l2_bytes": getattr(props, "L2_cache_size", None),
+            "cudnn": torch.backends.cudnn.version(),
+        })
+        nv = _nvml()
+        if nv is not None:
+            try:
+                env["driver"] = nv.nvmlSystemGetDriverVersion()
+                h = nv.nvmlDeviceGetHandleByIndex(0)
+                env["power_limit_w"] = nv.nvmlDeviceGetPowerManagementLimit(h) / 1000.0
+            except Exception:
+                pass
+        env["clocks"] = clocks(0)
+    else:
+        env["gpu"] = "none (CPU)"
+    return env

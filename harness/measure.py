@@ -1,0 +1,228 @@
+"""Measure one cell (a backend on a problem) inside a worker: correctness, determinism, timing.
+
+Returns raw observations only (errors, sample lists, flags); the supervisor turns them into statistics
+and a verdict, so nothing the measured code can reach decides its own result.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from harness import correctness as C
+from harness.backends import registry
+from harness.backends.base import Unsupported
+from harness.envinfo import clocks
+from harness.inputs import make_inputs
+from harness.nvtx_ranges import call_range
+from harness.problem import Problem
+from harness.suite import Checks, Timing
+from harness.timing.l2 import L2Flusher
+from harness.timing.stopping import Sampling
+from harness.timing.timer import time_cpu, time_cuda
+
+CONTENTS = 2  # distinct input sets rotated through timing
+BUFFERS = 3  # buffers they are copied into (coprime with CONTENTS: a pointer never keeps its data)
+
+
+def derive_seed(base: int, *parts: object) -> int:
+    """Stable across processes (unlike hash())."""
+    return zlib.crc32("|".join(map(str, (base, *parts))).encode()) & 0x7FFFFFFF
+
+
+@dataclass
+class InputSet:
+    seed: int
+    distribution: str
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    oracle: C.Oracle | None
+
+
+@dataclass
+class ProblemCache:
+    """Inputs and references of the problem being measured, shared by all its backends."""
+
+    problem: Problem | None = None
+    sets: dict[tuple[int, str], InputSet] = field(default_factory=dict)
+
+    def get(self, problem: Problem, seed: int, distribution: str, device: str, with_oracle: bool,
+            calibrate: bool) -> InputSet:
+        if problem != self.problem:
+            self.problem, self.sets = problem, {}
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        key = (seed, distribution)
+        s = self.sets.get(key)
+        if s is None:
+            q, k, v = make_inputs(problem, seed, distribution, device)
+            s = InputSet(seed, distribution, q, k, v, None)
+            self.sets[key] = s
+        if with_oracle and s.oracle is None:
+            s.oracle = C.build_oracle(problem, s.q, s.k, s.v, calibrate=calibrate)
+        return s
+
+
+class Verdict(Exception):
+    """Ends a cell early with a status and reason (rejected / failed / skipped)."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure_cell(backend_name: str, problem: Problem, checks: Checks, timing: Timing, device: str,
+                 cache: ProblemCache, flusher: L2Flusher | None) -> dict[str, Any]:
+    raw: dict[str, Any] = {"status": "ok", "reason": "", "extra": {}}
+    try:
+        _measure(raw, backend_name, problem, checks, timing, device, cache, flusher)
+    except Verdict as v:
+        raw["status"], raw["reason"] = v.status, v.reason
+    except Unsupported as u:
+        raw["status"], raw["reason"] = "skipped", str(u)
+    return raw
+
+
+def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: Checks, timing: Timing,
+             device: str, cache: ProblemCache, flusher: L2Flusher | None) -> None:
+    backend = registry.get(backend_name)
+    why = backend.unavailable()
+    if why:
+        raise Verdict("skipped", why)
+    if device not in backend.devices:
+        raise Verdict("skipped", f"runs on {'/'.join(backend.devices)} only; this machine has no CUDA GPU")
+    why = backend.unsupported(problem)
+    if why:
+        raise Verdict("skipped", why)
+    out_shape = (problem.batch, problem.seqlen_q, problem.heads_q, problem.head_dim)
+    raw["extra"]["clocks_before"] = clocks()
+
+    # -- correctness: fresh inputs per trial and distribution ------------------------------------
+    binding: tuple[float, C.Errors, C.Oracle, str] | None = None  # the trial closest to failing
+    per_dist: dict[str, dict[str, float]] = {}
+    sets: list[InputSet] = []
+    weak: dict[str, str] = {}
+    mismatches, runs = 0, 0
+    for dist in checks.distributions:
+        for trial in range(checks.trials):
+            s = cache.get(problem, derive_seed(checks.seed, problem.key(), dist, trial), dist, device,
+                          checks.correctness, checks.calibrate)
+            if s.oracle is not None and s.oracle.weak:
+                # this distribution cannot tell attention from a null output on this problem: it proves
+                # nothing, so it is left out of the verdict (and the cell rejected if no distribution is left)
+                weak[dist] = (f"null output(s) {', '.join(s.oracle.weak)} pass the tolerance "
+                              f"{s.oracle.tolerance:.3g}")
+                continue
+            sets.append(s)
+            run = backend.prepare(problem, s.q, s.k, s.v)
+            guard = C.InputGuard(s.q, s.k, s.v)
+            C.poison_free_memory(out_shape, s.q.dtype, device)
+            out = run()
+            _sync(device)
+            bad = C.output_problem(out, problem, s.q)
+            if bad:
+                raise Verdict("rejected", bad)
+            changed = guard.changed()
+            if changed:
+                raise Verdict("rejected", f"the call modified its input(s) {', '.join('qkv'[i] for i in changed)}")
+            if s.oracle is not None:
+                err = C.error_metrics(out, s.oracle.ref)
+                d = per_dist.setdefault(dist, {"max_abs": 0.0, "mean_abs": 0.0, "nan": 0, "inf": 0})
+                d.update(max_abs=max(d["max_abs"], err.max_abs), mean_abs=max(d["mean_abs"], err.mean_abs),
+                         nan=d["nan"] + err.nan, inf=d["inf"] + err.inf, tolerance=s.oracle.tolerance,
+                         torch_err=s.oracle.torch_err)
+                ratio = err.max_abs / max(s.oracle.tolerance, 1e-30) if not (err.nan or err.inf) else float("inf")
+                if binding is None or ratio > binding[0]:
+                    binding = (ratio, err, s.oracle, dist)
+                if not C.passes(err, s.oracle):
+                    raw["passed"] = False
+                    raw.setdefault("fail_reason", f"{dist} inputs, trial {trial}: {C.failure_reason(err, s.oracle)}")
+            # a second run over re-poisoned memory must match bit for bit: catches partial writes,
+            # reads of uninitialised memory and races
+            first = out.clone()
+            del out
+            n_runs = max(2, checks.determinism_runs) if len(sets) == 1 else 2
+            for _ in range(n_runs - 1):
+                C.poison_free_memory(out_shape, s.q.dtype, device)
+                again = run()
+                _sync(device)
+                runs += 1
+                mismatches += 0 if C.bit_equal(again, first) else 1
+                del again
+            del first
+    raw["extra"]["per_distribution"] = per_dist
+    if weak:
+        raw["extra"]["weak_distributions"] = weak
+    if not sets:
+        raise Verdict("rejected", "problem too weak: " + "; ".join(f"{d} inputs: {w}" for d, w in weak.items()))
+    if binding is not None:  # report the trial closest to failing, with its own tolerance
+        _, err, oracle, dist = binding
+        raw.update(max_abs_err=err.max_abs, mean_abs_err=err.mean_abs, rel_l2_err=err.rel_l2,
+                   nan_count=sum(int(d["nan"]) for d in per_dist.values()),
+                   inf_count=sum(int(d["inf"]) for d in per_dist.values()),
+                   tolerance=oracle.tolerance, torch_err=oracle.torch_err, binding_distribution=dist)
+        first = per_dist[sets[0].distribution]
+        raw["seed_bounds_ok"] = first["max_abs"] < C.SEED_MAX_ABS and first["mean_abs"] < C.SEED_MEAN_ABS
+        raw.setdefault("passed", True)
+    raw.update(determinism_runs=runs + 1, determinism_mismatches=mismatches, deterministic=mismatches == 0)
+    if raw.get("passed") is False:
+        raise Verdict("failed", raw["fail_reason"])
+    if mismatches and checks.require_deterministic:
+        raise Verdict("failed", f"not bit-identical: {mismatches} of {runs} repeated runs differ from the first "
+                                "(a race, a read of uninitialised memory, or a partial write)")
+
+    # -- timing: rotate fresh contents through buffers, check every timed output -------------------
+    if not timing.enabled:
+        return
+    contents = [s for s in sets if s.distribution == sets[0].distribution][:CONTENTS]
+    t = 0
+    while len(contents) < CONTENTS:
+        t += 1
+        contents.append(cache.get(problem, derive_seed(checks.seed, problem.key(), "timing", t), "normal",
+                                  device, checks.correctness, False))
+    buffers = [tuple(torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=device)
+                     for x in (contents[0].q, contents[0].k, contents[0].v)) for _ in range(BUFFERS)]
+    runs_by_buffer = [backend.prepare(problem, *b) for b in buffers]
+    worst_ratio = torch.zeros((), dtype=torch.float64, device=device)
+
+    def refresh(i: int) -> None:
+        src, dst = contents[i % CONTENTS], buffers[i % BUFFERS]
+        for d, s_ in zip(dst, (src.q, src.k, src.v)):
+            d.copy_(s_)
+
+    def call(i: int) -> torch.Tensor:
+        with call_range(backend_name, problem.key()):
+            return runs_by_buffer[i % BUFFERS]()
+
+    def check(i: int, out: torch.Tensor) -> None:
+        o = contents[i % CONTENTS].oracle
+        if o is None:
+            return
+        ratio = (out.to(torch.float64) - o.ref).abs().max() / max(o.tolerance, 1e-30)
+        torch.maximum(worst_ratio, ratio, out=worst_ratio)  # NaN propagates
+
+    sampling = Sampling(min_samples=timing.min_samples, max_noise=timing.max_noise,
+                        max_samples=timing.max_samples, time_cap_s=timing.time_cap_s)
+    if device == "cuda":
+        tr = time_cuda(call, refresh, check, sampling, warmup=timing.warmup,
+                       flush=flusher if timing.l2_flush else None, graph=timing.mode == "graph",
+                       slots=BUFFERS)
+    else:
+        tr = time_cpu(call, refresh, check, sampling, warmup=timing.warmup)
+    ratio = float(worst_ratio)
+    raw.update(samples_ms=tr.samples_ms, timing_method=tr.method, stop_reason=tr.stop_reason,
+               synced_ms=tr.synced_ms, wall_ms=tr.wall_ms, enqueue_ms=tr.enqueue_ms,
+               timed_outputs_ok=bool(ratio <= 1.0))
+    raw["extra"]["clocks_after"] = clocks()
+    raw["extra"]["timed_worst_err_over_tol"] = ratio
+    if not ratio <= 1.0:
+        raise Verdict("rejected", f"timed calls returned wrong outputs (worst error {ratio:.3g}× the tolerance) "
+                                  "although untimed calls were right: results cached or skipped across calls")

@@ -1,0 +1,71 @@
+"""From a suite to the ordered list of cells to measure, with the user's filters applied.
+
+Cells are ordered problem-major, so a worker computes each problem's reference once and every backend
+on that problem is measured back to back under the same conditions.
+"""
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from harness.problem import Problem
+from harness.suite import Suite
+
+_OPS: dict[str, Callable[[object, object], bool]] = {
+    ">=": operator.ge, "<=": operator.le, "!=": operator.ne, "==": operator.eq, "=": operator.eq,
+    ">": operator.gt, "<": operator.lt,
+}
+_TERM = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|!=|==|=|>|<)\s*(\S+)\s*$")
+FILTER_KEYS = ("batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim", "dtype", "causal", "layout")
+
+
+class FilterError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cell:
+    backend: str
+    problem: Problem
+
+
+def _parse_value(raw: str) -> object:
+    low = raw.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
+
+
+def parse_filter(expr: str) -> Callable[[Problem], bool]:
+    """``"seqlen_q>=1024,head_dim=128,causal=true"``: every term must hold. A term without an
+    operator matches as a substring of the problem key (e.g. ``d128`` or ``causal``)."""
+    preds: list[Callable[[Problem], bool]] = []
+    for term in filter(None, (t.strip() for t in expr.split(","))):
+        m = _TERM.match(term)
+        if not m:
+            preds.append(lambda p, t=term: t in p.key())
+            continue
+        key, op, raw = m.groups()
+        if key not in FILTER_KEYS:
+            raise FilterError(f"filter term {term!r}: unknown key {key!r}; allowed {', '.join(FILTER_KEYS)}")
+        value = _parse_value(raw)
+
+        def pred(p: Problem, key: str = key, op: str = op, value: object = value) -> bool:
+            try:
+                return _OPS[op](getattr(p, key), value)
+            except TypeError:
+                raise FilterError(f"filter term {key}{op}{value!r}: cannot compare with {getattr(p, key)!r}") from None
+
+        preds.append(pred)
+    return lambda p: all(f(p) for f in preds)
+
+
+def make_plan(suite: Suite, backends: Sequence[str] | None = None, filter_expr: str = "") -> list[Cell]:
+    names = list(backends) if backends else list(suite.backends)
+    keep = parse_filter(filter_expr) if filter_expr else (lambda p: True)
+    return [Cell(b, p) for p in suite.problems if keep(p) for b in names]

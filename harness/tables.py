@@ -1,0 +1,92 @@
+"""Terminal presentation: the tables and progress bar the CLI prints (rich)."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from harness.store import Store
+
+_STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "rejected": "bold red"}
+
+
+def progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
+
+
+def env_table(info: dict[str, Any]) -> Table:
+    t = Table(title="environment", show_header=False)
+    for key in ("gpu", "capability", "sm_count", "gpu_memory_gib", "driver", "cuda", "cudnn", "torch", "python",
+                "git_commit"):
+        if info.get(key) is not None:
+            t.add_row(key, str(info[key]))
+    if info.get("clocks"):
+        t.add_row("clocks", str(info["clocks"]))
+    t.add_row("packages", ", ".join(f"{k} {v}" for k, v in info.get("packages", {}).items()))
+    return t
+
+
+def backend_table(rows: Iterable[tuple[str, str, str]]) -> Table:
+    t = Table(title="backends")
+    t.add_column("backend")
+    t.add_column("state")
+    t.add_column("reason / description", overflow="fold")
+    for name, state, why in rows:
+        t.add_row(name, f"[{'green' if state == 'available' else 'yellow'}]{state}[/]", why)
+    return t
+
+
+def runs_table(store: Store) -> Table:
+    t = Table(title=f"runs in {store.path}")
+    for c in ("run_id", "suite", "created", "status", "gpu", "commit", "cells"):
+        t.add_column(c)
+    counts: dict[str, int] = defaultdict(int)
+    for r in store.iter_results():
+        counts[r.run_id] += 1
+    for r in store.list_runs():
+        t.add_row(r.run_id, r.suite, r.created_at, r.status, str((r.env or {}).get("gpu", "")), r.git_commit,
+                  str(counts[r.run_id]))
+    return t
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "" if x is None else format(x, spec)
+
+
+def print_run(console: Console, store: Store, run_id: str) -> None:
+    info = store.get_run(run_id)
+    results = list(store.iter_results(run_id))
+    env = info.env or {}
+    peak = f"{info.peak_tflops:.0f} TFLOPS matmul, {info.peak_gbs:.0f} GB/s copy" if info.peak_tflops else "not measured"
+    console.print(f"[bold]run {run_id}[/] suite {info.suite} on {env.get('gpu', '?')} "
+                  f"(torch {env.get('torch', '?')}, commit {info.git_commit or '?'}); peaks: {peak}")
+    t = Table(show_lines=False)
+    for c, j in (("backend", "left"), ("problem", "left"), ("status", "left"), ("median ms", "right"),
+                 ("p10–p90", "right"), ("TFLOPS", "right"), ("% peak", "right"), ("max err", "right"),
+                 ("tol", "right"), ("det", "center"), ("method", "left")):
+        t.add_column(c, justify=j)  # type: ignore[arg-type]
+    skipped: dict[str, set[str]] = defaultdict(set)
+    for r in results:
+        if r.status == "skipped":
+            skipped[r.backend].add(r.reason)
+            continue
+        spread = f"{r.p10_ms:.4g}–{r.p90_ms:.4g}" if r.p10_ms is not None else ""
+        det = "" if r.deterministic is None else ("✓" if r.deterministic else f"✗{r.determinism_mismatches}")
+        style = _STATUS_STYLE.get(r.status, "")
+        t.add_row(r.backend, r.problem_key, f"[{style}]{r.status}[/]", _fmt(r.median_ms, ".4g"), spread,
+                  _fmt(r.tflops, ".1f") if r.status == "ok" else "", _fmt(r.pct_peak, ".1f") if r.status == "ok" else "",
+                  _fmt(r.max_abs_err, ".2g"), _fmt(r.tolerance, ".2g"), det, r.timing_method)
+    console.print(t)
+    bad = [r for r in results if r.status in ("failed", "rejected")]
+    for r in bad:
+        console.print(f"[{_STATUS_STYLE[r.status]}]{r.status}[/] {r.backend} {r.problem_key}: {r.reason}")
+    for backend, reasons in sorted(skipped.items()):
+        console.print(f"[yellow]skipped[/] {backend}: {'; '.join(sorted(reasons))}")
+    counts = defaultdict(int)
+    for r in results:
+        counts[r.status] += 1
+    console.print("totals: " + ", ".join(f"{k} {counts[k]}" for k in ("ok", "skipped", "failed", "rejected")))

@@ -1,0 +1,85 @@
+"""When to stop sampling: each criterion a small class (nvbench's split).
+
+``Sampling`` asks every criterion after each sample; the first one that says stop names the reason,
+which is stored with the result. A minimum sample count must be met first, except by the time cap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from harness.stats import summarize
+
+
+class Criterion(Protocol):
+    def reason(self, samples: Sequence[float], elapsed_s: float) -> str | None: ...
+
+
+@dataclass
+class NoiseBelow:
+    """Stop once the relative spread (p90−p10)/median is under ``max_noise``."""
+
+    max_noise: float = 0.01
+
+    def reason(self, samples: Sequence[float], elapsed_s: float) -> str | None:
+        s = summarize(samples)
+        if s.rel_spread <= self.max_noise:
+            return f"noise {s.rel_spread:.2%} <= {self.max_noise:.2%}"
+        return None
+
+
+@dataclass
+class NoiseStable:
+    """Stop when the noise stops improving: the spread over the last ``window`` samples is within
+    ``tolerance`` (relative) of the spread ``window`` samples earlier."""
+
+    window: int = 32
+    tolerance: float = 0.05
+
+    def reason(self, samples: Sequence[float], elapsed_s: float) -> str | None:
+        if len(samples) < 2 * self.window:
+            return None
+        now = summarize(samples).rel_spread
+        before = summarize(samples[: -self.window]).rel_spread
+        if before > 0 and abs(now - before) / before <= self.tolerance:
+            return f"noise stable at {now:.2%}"
+        return None
+
+
+@dataclass
+class MaxSamples:
+    n: int = 200
+
+    def reason(self, samples: Sequence[float], elapsed_s: float) -> str | None:
+        return f"{self.n} samples" if len(samples) >= self.n else None
+
+
+@dataclass
+class TimeCap:
+    seconds: float = 1.0
+
+    def reason(self, samples: Sequence[float], elapsed_s: float) -> str | None:
+        return f"time cap {self.seconds:g}s" if elapsed_s >= self.seconds else None
+
+
+@dataclass
+class Sampling:
+    min_samples: int = 10
+    max_noise: float = 0.01
+    max_samples: int = 200
+    time_cap_s: float = 1.0
+    stable_window: int = 32
+
+    def criteria(self) -> list[Criterion]:
+        return [NoiseBelow(self.max_noise), NoiseStable(self.stable_window), MaxSamples(self.max_samples)]
+
+    def stop_reason(self, samples: Sequence[float], elapsed_s: float) -> str | None:
+        if len(samples) >= 1 and elapsed_s >= self.time_cap_s:  # the cap wins even below min_samples
+            return TimeCap(self.time_cap_s).reason(samples, elapsed_s)
+        if len(samples) < self.min_samples:
+            return None
+        for c in self.criteria():
+            why = c.reason(samples, elapsed_s)
+            if why:
+                return why
+        return None

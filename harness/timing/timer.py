@@ -1,0 +1,151 @@
+"""The sampling loop: one CUDA event pair around each call, on the current stream.
+
+Per sample: refresh the inputs (so no two consecutive calls see the same pointer with the same data),
+flush L2, hold the stream with a short spin kernel while the host enqueues the call (so events measure
+GPU time, not Python launch time — nvbench's blocking kernel), record start, call, record end, then
+check the output. Samples are read back in batches and the stopping rule decides when to end.
+
+Afterwards a cross-check times a few calls with a device-wide synchronize before the end event: work
+hidden on another stream shows up there and not in the events.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from harness.timing.l2 import L2Flusher
+from harness.timing.stopping import Sampling
+
+_BATCH = 8  # samples enqueued between host reads of the events
+
+
+@dataclass
+class TimingRaw:
+    samples_ms: list[float]
+    method: str
+    stop_reason: str
+    synced_ms: list[float] = field(default_factory=list)  # start → call → device sync → end
+    wall_ms: list[float] = field(default_factory=list)  # host clock around call + device sync
+    enqueue_ms: float = 0.0  # host time to enqueue one call
+
+
+def _clock_hz() -> float:
+    try:
+        return torch.cuda.get_device_properties(torch.cuda.current_device()).clock_rate * 1e3  # kHz → Hz
+    except AttributeError:
+        return 1.98e9
+
+
+def _hold(ms: float) -> None:
+    if ms > 0:
+        torch.cuda._sleep(int(ms * 1e-3 * _clock_hz()))
+
+
+def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None],
+              check: Callable[[int, torch.Tensor], None], sampling: Sampling, *, warmup: int = 3,
+              flush: L2Flusher | None = None, graph: bool = False, slots: int = 1) -> TimingRaw:
+    """``call(i)`` runs sample ``i`` on input buffer set ``i % slots`` (filled by ``refresh(i)``) and
+    returns its output; ``check(i, out)`` enqueues the correctness check of that output (untimed)."""
+    stream = torch.cuda.current_stream()
+    graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+
+    def run(i: int) -> torch.Tensor:
+        if not graph:
+            return call(i)
+        g, out = graphs[i % slots]
+        g.replay()
+        return out
+
+    # warm-up, and how long the host takes to enqueue one call
+    enqueue = []
+    for i in range(max(1, warmup)):
+        refresh(i)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = call(i)
+        enqueue.append(time.perf_counter() - t0)
+        check(i, out)
+    torch.cuda.synchronize()
+    enqueue_ms = sorted(enqueue)[len(enqueue) // 2] * 1e3
+    hold_ms = min(2.0 * enqueue_ms + 0.02, 50.0)
+    method = "cuda-events"
+    if graph:
+        method = "cuda-graph"
+    if flush is not None:
+        method += "+l2flush"
+    method += "+hold"
+
+    samples: list[float] = []
+    pending: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+    t_start = time.perf_counter()
+    stop = None
+    i = 0
+    while stop is None:
+        refresh(i)
+        if graph and i % slots not in graphs:  # one graph per input buffer set, captured untimed
+            torch.cuda.synchronize()
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                out_static = call(i)
+            graphs[i % slots] = (g, out_static)
+        if flush is not None:
+            flush()
+        _hold(hold_ms)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record(stream)
+        out = run(i)
+        end.record(stream)
+        check(i, out)
+        pending.append((start, end))
+        i += 1
+        if len(pending) >= _BATCH:
+            end.synchronize()
+            samples.extend(s.elapsed_time(e) for s, e in pending)
+            pending.clear()
+            stop = sampling.stop_reason(samples, time.perf_counter() - t_start)
+    torch.cuda.synchronize()
+
+    # cross-check: a device-wide sync before the end event brackets work on every stream
+    synced, wall = [], []
+    for j in range(5):
+        refresh(i + j)
+        if flush is not None:
+            flush()
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        _hold(hold_ms)
+        start.record(stream)
+        t0 = time.perf_counter()
+        out = run(i + j)
+        torch.cuda.synchronize()
+        wall.append((time.perf_counter() - t0) * 1e3)
+        end.record(stream)
+        end.synchronize()
+        synced.append(start.elapsed_time(end))
+        check(i + j, out)
+    torch.cuda.synchronize()
+    return TimingRaw(samples, method, stop, synced, wall, enqueue_ms)
+
+
+def time_cpu(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None],
+             check: Callable[[int, torch.Tensor], None], sampling: Sampling, *, warmup: int = 1) -> TimingRaw:
+    """Host wall clock, for the CPU path (no GPU here): numbers are for smoke-testing, not comparison."""
+    for i in range(max(1, warmup)):
+        refresh(i)
+        check(i, call(i))
+    samples: list[float] = []
+    t_start = time.perf_counter()
+    stop = None
+    i = 0
+    while stop is None:
+        refresh(i)
+        t0 = time.perf_counter()
+        out = call(i)
+        samples.append((time.perf_counter() - t0) * 1e3)
+        check(i, out)
+        i += 1
+        stop = sampling.stop_reason(samples, time.perf_counter() - t_start)
+    return TimingRaw(samples, "cpu-wallclock", stop, list(samples[-5:]), list(samples[-5:]), 0.0)

@@ -1,0 +1,93 @@
+"""From a worker's raw observations to a stored Result: statistics, throughput, and the checks that
+only the supervisor can make (physically impossible speed, work that escaped the timed stream).
+
+Thresholds, and why:
+  * TFLOPS above 1.05 × the matmul peak measured in the same run: attention cannot beat the GPU's own
+    dense matmul rate (the 5% covers clock variation between the two measurements).
+  * a median below the memory floor (min_bytes / (1.15 × measured copy bandwidth)): the inputs cannot be
+    read faster than the copy engine moves bytes.
+  * the fastest device-synchronised call over 1.5 × the event median + 50 µs: work ran outside the events'
+    stream; legitimate calls only add a synchronisation latency of some microseconds.
+"""
+from __future__ import annotations
+
+from statistics import median
+from typing import Any
+
+from harness.plan import Cell
+from harness.result import Result
+from harness.stats import summarize
+
+PEAK_MARGIN = 1.05
+BANDWIDTH_MARGIN = 1.15
+ESCAPE_FACTOR, ESCAPE_SLACK_MS = 1.5, 0.05
+
+
+def to_result(run_id: str, suite: str, cell: Cell, reply: dict[str, Any], peaks: dict[str, float] | None,
+              elapsed_s: float) -> Result:
+    p = cell.problem
+    if not reply.get("ok"):
+        reason = reply.get("error", "unknown error")
+        if reply.get("oom"):
+            reason = f"out of memory: {reason}"
+        elif reply.get("fatal"):
+            reason = f"CUDA error (worker restarted): {reason}"
+        res = Result.for_problem(run_id, suite, cell.backend, p, "failed", reason[:1000],
+                                 error_text=(reply.get("traceback") or reply.get("error", ""))[-4000:])
+        res.extra["cell_seconds"] = round(elapsed_s, 3)
+        return res
+    raw = reply["raw"]
+    extra = dict(raw.get("extra", {}))
+    extra["cell_seconds"] = round(elapsed_s, 3)
+    res = Result.for_problem(run_id, suite, cell.backend, p, raw["status"], raw.get("reason", ""), extra=extra)
+    for key in ("max_abs_err", "mean_abs_err", "rel_l2_err", "nan_count", "inf_count", "deterministic",
+                "determinism_runs", "determinism_mismatches", "passed", "timed_outputs_ok", "tolerance",
+                "timing_method", "stop_reason"):
+        if raw.get(key) is not None:
+            setattr(res, key, raw[key])
+    res.torch_max_abs_err = raw.get("torch_err")
+    res.seed_bounds_ok = raw.get("seed_bounds_ok")
+    if raw.get("binding_distribution"):
+        extra["binding_distribution"] = raw["binding_distribution"]
+    if res.status == "skipped":
+        res.passed = None
+    elif res.status in ("failed", "rejected"):
+        res.passed = False
+    samples = raw.get("samples_ms") or []
+    if samples:
+        s = summarize(samples)
+        res.median_ms, res.p10_ms, res.p90_ms, res.rel_spread, res.n_samples = (
+            s.median, s.p10, s.p90, s.rel_spread, s.n)
+        res.tflops = p.flops() / (s.median * 1e-3) / 1e12
+        res.gbs = p.min_bytes() / (s.median * 1e-3) / 1e9
+        if raw.get("wall_ms"):
+            res.wall_ms_per_call = median(raw["wall_ms"])
+        extra["samples_ms"] = [round(x, 6) for x in samples]
+        extra["synced_ms"] = raw.get("synced_ms")
+        extra["enqueue_ms"] = raw.get("enqueue_ms")
+        if peaks:
+            res.pct_peak = 100.0 * res.tflops / peaks["matmul_tflops"]
+        if res.status == "ok":
+            why = impossible(res, raw, peaks)
+            if why:
+                res.status, res.reason, res.passed = "rejected", why, False
+    return res
+
+
+def impossible(res: Result, raw: dict[str, Any], peaks: dict[str, float] | None) -> str | None:
+    if raw.get("timing_method", "").startswith("cpu"):
+        return None
+    synced = raw.get("synced_ms") or []
+    # the fastest synced call: host hiccups (GC, scheduling) only ever add time to the others
+    if synced and res.median_ms is not None and min(synced) > ESCAPE_FACTOR * res.median_ms + ESCAPE_SLACK_MS:
+        return (f"work escaped the timed stream: {min(synced):.4g} ms with a device-wide sync vs "
+                f"{res.median_ms:.4g} ms between events")
+    if peaks and res.tflops is not None and res.tflops > PEAK_MARGIN * peaks["matmul_tflops"]:
+        return (f"impossible speed: {res.tflops:.1f} TFLOPS exceeds the measured matmul peak "
+                f"{peaks['matmul_tflops']:.1f} TFLOPS")
+    if peaks and res.median_ms is not None:
+        floor_ms = res.min_bytes / (BANDWIDTH_MARGIN * peaks["copy_gbs"] * 1e9) * 1e3
+        if res.median_ms < floor_ms:
+            return (f"impossible speed: {res.median_ms:.4g} ms is below the memory floor {floor_ms:.4g} ms "
+                    f"({res.min_bytes} bytes at {peaks['copy_gbs']:.0f} GB/s)")
+    return None

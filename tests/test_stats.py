@@ -1,0 +1,48 @@
+"""Statistics and stopping rules."""
+import random
+
+import pytest
+
+from harness.stats import mann_whitney_u, percentile, summarize
+from harness.timing.stopping import NoiseBelow, NoiseStable, Sampling
+
+
+def test_percentiles_match_numpy_linear_interpolation():
+    np = pytest.importorskip("numpy")
+    xs = [random.Random(1).random() for _ in range(37)]
+    for q in (0, 10, 50, 90, 100):
+        assert percentile(xs, q) == pytest.approx(float(np.percentile(xs, q)))
+
+
+def test_summary_reports_median_p10_p90_and_relative_spread():
+    s = summarize([1.0] * 8 + [2.0, 3.0])
+    assert s.median == 1.0 and s.p10 == 1.0
+    assert s.rel_spread == pytest.approx((s.p90 - 1.0) / 1.0)
+
+
+def test_stops_on_low_noise_only_after_min_samples():
+    rule = Sampling(min_samples=10, max_noise=0.01, time_cap_s=100)
+    assert rule.stop_reason([1.0] * 9, 0.1) is None
+    assert "noise" in rule.stop_reason([1.0] * 10, 0.1)
+
+
+def test_time_cap_wins_even_for_noisy_samples():
+    rule = Sampling(min_samples=10, max_noise=0.001, time_cap_s=0.5)
+    assert "time cap" in rule.stop_reason([1.0, 2.0], 0.6)
+
+
+def test_noise_stable_stops_when_more_samples_stop_helping():
+    rng = random.Random(0)
+    xs = [1 + 0.1 * rng.random() for _ in range(400)]
+    assert NoiseBelow(0.01).reason(xs, 0) is None
+    assert NoiseStable(window=32, tolerance=0.1).reason(xs, 0) is not None
+
+
+def test_mann_whitney_separates_shifted_samples_and_not_noise():
+    rng = random.Random(2)
+    a = [1 + 0.01 * rng.gauss(0, 1) for _ in range(50)]
+    b = [1.1 + 0.01 * rng.gauss(0, 1) for _ in range(50)]
+    same = random.Random(5)
+    c = [1 + 0.01 * same.gauss(0, 1) for _ in range(50)]
+    assert mann_whitney_u(a, b) < 1e-6
+    assert mann_whitney_u(a, c) > 0.05

@@ -1,0 +1,69 @@
+"""Suite files: the shipped suites parse; malformed ones give one line naming file, key and what is allowed."""
+from pathlib import Path
+
+import pytest
+
+from harness.suite import SuiteError, load_suite
+
+SUITES = sorted(p.stem for p in (Path(__file__).parent.parent / "suites").glob("*.toml"))
+
+
+@pytest.mark.parametrize("name", SUITES)
+def test_every_shipped_suite_parses(name):
+    s = load_suite(name)
+    assert s.problems and s.backends
+
+
+def test_fa_paper_is_the_24_configurations_of_the_papers():
+    s = load_suite("fa-paper")
+    assert len(s.problems) == 24
+    assert {p.batch * p.seqlen_q for p in s.problems} == {16384}
+    assert {p.heads_q * p.head_dim for p in s.problems} == {2048}
+    assert {p.seqlen_q for p in s.problems} == {512, 1024, 2048, 4096, 8192, 16384}
+
+
+def test_sweep_has_both_dtypes_causal_and_a_gqa_case():
+    s = load_suite("sweep")
+    assert {p.dtype for p in s.problems} == {"float16", "bfloat16"}
+    assert {p.causal for p in s.problems} == {False, True}
+    assert any(p.heads_kv != p.heads_q for p in s.problems)
+
+
+def write(tmp_path, text):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    return str(f)
+
+
+GOOD = '[suite]\nname="x"\nbackends=["naive"]\n[[grid]]\nbatch=1\nheads_q=2\nseqlen_q=8\nhead_dim=64\n'
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("[suite\n", "invalid TOML"),
+    ('[[grid]]\nbatch=1\n', "[suite]"),
+    ('[suite]\nname="x"\nbackends=["nope"]\n[[grid]]\nbatch=1\n', "unknown backend; allowed"),
+    ('[suite]\nname="x"\nbackends=["naive"]\n', "[[grid]]"),
+    (GOOD.replace("batch=1", "batch=0"), "batch=0"),
+    (GOOD.replace("batch=1", "batch=[]"), "empty list"),
+    (GOOD.replace("batch=1", "bach=1"), "unknown key; allowed"),
+    (GOOD + "[timing]\nmode='magic'\n", "allowed events, graph"),
+    (GOOD + "[timing]\nmax_noise=5\n", "fraction"),
+    (GOOD + "[checks]\ndistributions=['gauss']\n", "allowed normal, uniform"),
+    (GOOD + "[checks]\ntrials='two'\n", "non-negative integer"),
+    (GOOD + "[extra]\n", "unknown section"),
+    (GOOD.replace("batch=1", "tokens=100"), "multiple of seqlen_q"),
+    (GOOD.replace('dtype', 'x') + "dtype='fp8'\n", "allowed float16"),
+])
+def test_malformed_suites_fail_with_one_line_naming_file_and_key(tmp_path, text, expect):
+    path = write(tmp_path, text)
+    with pytest.raises(SuiteError) as exc:
+        load_suite(path)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert msg.startswith(path)
+    assert expect in msg
+
+
+def test_unknown_suite_name_lists_the_known_ones():
+    with pytest.raises(SuiteError, match="allowed .*smoke"):
+        load_suite("no-such-suite")
