@@ -21,19 +21,23 @@ def causal_keep(sq: int, sk: int, q0: int, q1: int, device: torch.device) -> tor
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, problem: Problem,
-              compute_dtype: torch.dtype, out_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """O for bshd inputs, computed in ``compute_dtype``; returns bshd in ``out_dtype`` (default compute)."""
+              compute_dtype: torch.dtype, out_dtype: torch.dtype | None = None,
+              budget_bytes: float = _BUDGET_BYTES) -> torch.Tensor:
+    """O for bshd inputs, computed in ``compute_dtype``; returns bshd in ``out_dtype`` (default compute).
+    Query rows are processed in chunks whose score matrices fit ``budget_bytes``."""
     b, sq, hq, d = q.shape
     sk, hkv = k.shape[1], k.shape[2]
     group = hq // hkv
     # b h s d in the compute dtype; GQA by repeating kv heads
     qh = q.transpose(1, 2).to(compute_dtype)
-    kh = k.transpose(1, 2).to(compute_dtype).repeat_interleave(group, dim=1)
-    vh = v.transpose(1, 2).to(compute_dtype).repeat_interleave(group, dim=1)
+    kh = k.transpose(1, 2).to(compute_dtype)
+    vh = v.transpose(1, 2).to(compute_dtype)
+    if group > 1:
+        kh, vh = kh.repeat_interleave(group, dim=1), vh.repeat_interleave(group, dim=1)
     out = torch.empty((b, hq, sq, d), dtype=compute_dtype, device=q.device)
     elem = torch.empty((), dtype=compute_dtype).element_size()
     # softmax may upcast internally: budget for fp32 intermediates too
-    rows = max(1, _BUDGET_BYTES // max(1, b * hq * sk * max(elem, 4) * 3))
+    rows = int(min(sq, max(1, budget_bytes // max(1, b * hq * sk * max(elem, 4) * 3))))
     scale = problem.softmax_scale
     for q0 in range(0, sq, rows):
         q1 = min(sq, q0 + rows)
@@ -42,7 +46,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, problem: Proble
             keep = causal_keep(sq, sk, q0, q1, q.device)
             scores = scores.masked_fill(~keep, float("-inf"))
         probs = torch.softmax(scores, dim=-1)
-        if problem.causal:
+        if problem.causal and sq > sk:
             probs = torch.nan_to_num(probs, nan=0.0)  # rows with no key: softmax of all -inf
         out[:, :, q0:q1] = torch.matmul(probs.to(compute_dtype), vh)
         del scores, probs

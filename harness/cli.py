@@ -143,6 +143,31 @@ def export(
 
 
 @app.command()
+def compare(
+    run_a: str = typer.Argument(..., help="baseline run id"),
+    run_b: str = typer.Argument(..., help="run id to compare with the baseline"),
+    db: Path = typer.Option(DEFAULT_DB, "--db"),
+    min_ms: float = typer.Option(0.1, "--min-ms", help="agreement is judged on cells at least this long"),
+    within: float = typer.Option(0.01, "--within", help="relative agreement asked of those cells"),
+) -> None:
+    """Two runs side by side: per-cell median ratio and which changes exceed the measured noise."""
+    from harness.compare import agreement, diff_runs
+    from harness.store import Store
+
+    try:
+        store = Store(db, create=False)
+        diffs = diff_runs(store, run_a, run_b)
+    except _user_errors() as exc:
+        raise fail(str(exc)) from None
+    if not diffs:
+        raise fail(f"runs {run_a} and {run_b} share no ok cell to compare")
+    console.print(tables.diff_table(diffs))
+    ok, n, worst = agreement(diffs, min_ms, within)
+    console.print(f"{ok} of {n} cells of >= {min_ms:g} ms agree within {within:.1%} (worst {worst:.2%}); "
+                  f"{sum(d.beyond_noise for d in diffs)} of {len(diffs)} cells changed beyond their noise")
+
+
+@app.command()
 def build(
     out: Path = typer.Option(Path("results/build/report.json"), "--out", help="JSON report path"),
 ) -> None:

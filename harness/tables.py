@@ -90,3 +90,14 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
     for r in results:
         counts[r.status] += 1
     console.print("totals: " + ", ".join(f"{k} {counts[k]}" for k in ("ok", "skipped", "failed", "rejected")))
+
+
+def diff_table(diffs) -> Table:
+    t = Table(title="run comparison (ratio = new / baseline median)")
+    for c, j in (("backend", "left"), ("problem", "left"), ("baseline ms", "right"), ("new ms", "right"),
+                 ("ratio", "right"), ("noise", "right"), ("beyond noise", "center")):
+        t.add_column(c, justify=j)  # type: ignore[arg-type]
+    for d in diffs:
+        t.add_row(d.backend, d.problem_key, f"{d.a_ms:.4g}", f"{d.b_ms:.4g}", f"{d.ratio:.4f}", f"{d.noise:.2%}",
+                  "[red]yes[/]" if d.beyond_noise else "")
+    return t

@@ -21,4 +21,5 @@ class Naive(Backend):
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         dt = q.dtype
-        return lambda: attention_math.attention(q, k, v, problem, dt)
+        # one pass, no chunking: the whole score matrix goes through memory, as in the seeds' pipeline
+        return lambda: attention_math.attention(q, k, v, problem, dt, budget_bytes=float("inf"))

@@ -1,0 +1,44 @@
+"""Two runs side by side: per-cell median ratio, and whether the change exceeds the measured noise."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.store import Store
+
+
+@dataclass
+class CellDiff:
+    backend: str
+    problem_key: str
+    a_ms: float
+    b_ms: float
+    noise: float  # combined relative spread (p90-p10)/median of both cells
+
+    @property
+    def ratio(self) -> float:
+        return self.b_ms / self.a_ms
+
+    @property
+    def beyond_noise(self) -> bool:
+        return abs(self.ratio - 1.0) > self.noise
+
+
+def diff_runs(store: Store, run_a: str, run_b: str) -> list[CellDiff]:
+    store.get_run(run_a), store.get_run(run_b)  # clear error for an unknown id
+    a = {(r.backend, r.problem_key): r for r in store.iter_results(run_a) if r.status == "ok" and r.median_ms}
+    out = []
+    for r in store.iter_results(run_b):
+        base = a.get((r.backend, r.problem_key))
+        if base is None or r.status != "ok" or not r.median_ms:
+            continue
+        out.append(CellDiff(r.backend, r.problem_key, base.median_ms, r.median_ms,
+                            (base.rel_spread or 0.0) + (r.rel_spread or 0.0)))
+    return out
+
+
+def agreement(diffs: list[CellDiff], min_ms: float = 0.1, within: float = 0.01) -> tuple[int, int, float]:
+    """(cells of at least ``min_ms`` that agree within ``within``, such cells, worst |ratio−1| among them)."""
+    big = [d for d in diffs if min(d.a_ms, d.b_ms) >= min_ms]
+    ok = sum(1 for d in big if abs(d.ratio - 1) <= within)
+    worst = max((abs(d.ratio - 1) for d in big), default=0.0)
+    return ok, len(big), worst

@@ -1,0 +1,62 @@
+"""The harness on a real GPU (run on the H100; skipped elsewhere)."""
+import pytest
+
+pytestmark = pytest.mark.gpu
+
+
+def test_l2_flush_buffer_is_at_least_twice_the_l2():
+    import torch
+
+    from harness.timing.l2 import L2Flusher
+
+    f = L2Flusher()
+    assert f.bytes >= 2 * torch.cuda.get_device_properties(0).L2_cache_size
+
+
+def test_measured_peaks_are_physically_plausible_for_a_hopper_gpu():
+    from harness import peak
+
+    p = peak.measure(n=4096, copy_bytes=1 << 30, reps=5)
+    assert 200 < p.matmul_tflops < 1000  # dense bf16: ~790 on an H100 SXM
+    assert 1000 < p.copy_gbs < 5000
+
+
+def test_a_library_backend_passes_correctness_and_gets_timed(tmp_path):
+    from harness.measure import ProblemCache, measure_cell
+    from harness.problem import Problem
+    from harness.suite import Checks, Timing
+    from harness.timing.l2 import L2Flusher
+
+    p = Problem(batch=2, heads_q=8, seqlen_q=1024, head_dim=128, causal=True)
+    raw = measure_cell("sdpa-flash", p, Checks(distributions=("normal", "large_logits")), Timing(time_cap_s=0.3),
+                       "cuda", ProblemCache(), L2Flusher())
+    assert raw["status"] == "ok", raw["reason"]
+    assert raw["passed"] and raw["deterministic"] and raw["timed_outputs_ok"]
+    assert raw["timing_method"] == "cuda-events+l2flush+hold"
+    assert len(raw["samples_ms"]) >= 10 and min(raw["samples_ms"]) > 0
+
+
+def test_a_wrong_kernel_is_failed_even_though_it_is_fast():
+    import torch
+
+    from harness.backends import registry
+    from harness.backends.base import Backend
+    from harness.measure import ProblemCache, measure_cell
+    from harness.problem import Problem
+    from harness.suite import Checks, Timing
+
+    @registry.register
+    class Wrong(Backend):  # right shape, wrong numbers: softmax without the scale
+        name = "test-wrong-scale"
+
+        def prepare(self, problem, q, k, v):
+            import torch.nn.functional as F
+
+            return lambda: F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in (q, k, v)),
+                                                          scale=1.0).transpose(1, 2)
+
+    p = Problem(batch=1, heads_q=4, seqlen_q=256, head_dim=64)
+    raw = measure_cell("test-wrong-scale", p, Checks(), Timing(), "cuda", ProblemCache(), None)
+    assert raw["status"] == "failed" and "tolerance" in raw["reason"]
+    assert "samples_ms" not in raw  # never timed, never shown as fast
+    torch.cuda.synchronize()
