@@ -60,3 +60,16 @@ def test_a_wrong_kernel_is_failed_even_though_it_is_fast():
     assert raw["status"] == "failed" and "tolerance" in raw["reason"]
     assert "samples_ms" not in raw  # never timed, never shown as fast
     torch.cuda.synchronize()
+
+
+def test_cuda_graph_mode_times_replays_and_checks_their_outputs():
+    from harness.measure import ProblemCache, measure_cell
+    from harness.problem import Problem
+    from harness.suite import Checks, Timing
+    from harness.timing.l2 import L2Flusher
+
+    p = Problem(batch=1, heads_q=4, seqlen_q=128, head_dim=64)
+    raw = measure_cell("sdpa-flash", p, Checks(), Timing(mode="graph", time_cap_s=0.2), "cuda", ProblemCache(),
+                       L2Flusher())
+    assert raw["status"] == "ok", raw["reason"]
+    assert raw["timing_method"].startswith("cuda-graph") and raw["timed_outputs_ok"]
