@@ -14,6 +14,7 @@ class Peaks:
     matmul_tflops: float
     copy_gbs: float
     matmul_shape: int
+    empty_event_us: float  # two events with nothing between them: the floor of every event timing
 
 
 def _time_ms(fn, reps: int) -> float:
@@ -43,5 +44,14 @@ def measure(n: int = 8192, copy_bytes: int = 2 << 30, reps: int = 20) -> Peaks:
     cp_ms = _time_ms(lambda: dst.copy_(src), reps)
     del src, dst
     torch.cuda.empty_cache()
+    empty = []
+    for _ in range(reps):  # the stream is held so both events are queued before the GPU reaches them
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda._sleep(200_000)
+        s.record()
+        e.record()
+        e.synchronize()
+        empty.append(s.elapsed_time(e))
+    empty_ms = median(empty)
     return Peaks(matmul_tflops=2 * n**3 / (mm_ms * 1e-3) / 1e12,
-                 copy_gbs=2 * copy_bytes / (cp_ms * 1e-3) / 1e9, matmul_shape=n)
+                 copy_gbs=2 * copy_bytes / (cp_ms * 1e-3) / 1e9, matmul_shape=n, empty_event_us=empty_ms * 1e3)

@@ -138,6 +138,8 @@ def run_suite(suite: Suite, plan: list[Cell], store: Store, opts: RunOptions) ->
             peaks = reply.get("peak") if reply.get("ok") else None
             if not reply.get("ok"):
                 env["peak_error"] = reply.get("error")
+            elif peaks:
+                env["peaks"] = peaks
         if info is None:
             store.create_run(RunInfo(run_id=run_id, suite=suite.name, created_at=now(),
                                      git_commit=env.get("git_commit", ""), argv=opts.argv, env=env,
