@@ -188,5 +188,17 @@ def build(
         raise typer.Exit(1)
 
 
+def _register_optional() -> None:
+    """Commands whose modules live in their own packages (dashboards, audit, profiling)."""
+    from harness.report.cli import audit as audit_cmd
+    from harness.report.cli import report as report_cmd
+
+    app.command(name="report")(report_cmd)
+    app.command(name="audit")(audit_cmd)
+
+
+_register_optional()
+
+
 def main() -> None:  # pragma: no cover - console script convenience
     app()
