@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from harness import correctness as C
+from harness import guards
 from harness.backends import registry
 from harness.backends.base import Unsupported
 from harness.envinfo import clocks
@@ -40,6 +41,7 @@ class InputSet:
     k: torch.Tensor
     v: torch.Tensor
     oracle: C.Oracle | None
+    fingerprint: tuple[int, ...] = ()  # of q, k, v when made: checked after every cell
 
 
 @dataclass
@@ -59,7 +61,7 @@ class ProblemCache:
         s = self.sets.get(key)
         if s is None:
             q, k, v = make_inputs(problem, seed, distribution, device)
-            s = InputSet(seed, distribution, q, k, v, None)
+            s = InputSet(seed, distribution, q, k, v, None, guards.fingerprint(q, k, v))
             self.sets[key] = s
         if with_oracle and s.oracle is None:
             s.oracle = C.build_oracle(problem, s.q, s.k, s.v, calibrate=calibrate)
@@ -79,6 +81,14 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _unwritten(out: torch.Tensor) -> str | None:
+    n = guards.poisoned(out)
+    if not n:
+        return None
+    return (f"output not fully written: {n} of {out.numel()} elements still hold the marked NaN the harness "
+            "wrote into freed memory before the call (a stale buffer returned, or a partial write)")
+
+
 def measure_cell(backend_name: str, problem: Problem, checks: Checks, timing: Timing, device: str,
                  cache: ProblemCache, flusher: L2Flusher | None) -> dict[str, Any]:
     raw: dict[str, Any] = {"status": "ok", "reason": "", "extra": {}}
@@ -88,6 +98,14 @@ def measure_cell(backend_name: str, problem: Problem, checks: Checks, timing: Ti
         raw["status"], raw["reason"] = v.status, v.reason
     except Unsupported as u:
         raw["status"], raw["reason"] = "skipped", str(u)
+    finally:
+        # the cached inputs are shared by every backend on this problem: one that changed them (in a call,
+        # or later through references it kept) is rejected, and the next backend gets fresh ones
+        changed = [s for s in cache.sets.values() if guards.fingerprint(s.q, s.k, s.v) != s.fingerprint]
+        if changed:
+            cache.problem, cache.sets = None, {}
+    if changed and raw["status"] != "rejected":
+        raw["status"], raw["reason"] = "rejected", "changed the harness's input tensors during the cell"
     return raw
 
 
@@ -124,15 +142,21 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
             sets.append(s)
             run = backend.prepare(problem, s.q, s.k, s.v)
             guard = C.InputGuard(s.q, s.k, s.v)
-            C.poison_free_memory(out_shape, s.q.dtype, device)
+            guards.poison_free_memory(out_shape, s.q.dtype, device)
             out = run()
             _sync(device)
-            bad = C.output_problem(out, problem, s.q)
+            bad = C.output_problem(out, problem, s.q) or _unwritten(out)
             if bad:
                 raise Verdict("rejected", bad)
             changed = guard.changed()
             if changed:
                 raise Verdict("rejected", f"the call modified its input(s) {', '.join('qkv'[i] for i in changed)}")
+            if backend.custom_kernel and "kernels_launched" not in raw["extra"]:
+                from harness import kernel_names
+
+                why = kernel_names.check_custom(run, device, raw["extra"])
+                if why:
+                    raise Verdict("rejected", why)
             if s.oracle is not None:
                 err = C.error_metrics(out, s.oracle.ref)
                 d = per_dist.setdefault(dist, {"max_abs": 0.0, "mean_abs": 0.0, "nan": 0, "inf": 0})
@@ -151,9 +175,12 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
             del out
             n_runs = max(2, checks.determinism_runs) if len(sets) == 1 else 2
             for _ in range(n_runs - 1):
-                C.poison_free_memory(out_shape, s.q.dtype, device)
+                guards.poison_free_memory(out_shape, s.q.dtype, device)
                 again = run()
                 _sync(device)
+                bad = _unwritten(again)
+                if bad:
+                    raise Verdict("rejected", bad)
                 runs += 1
                 mismatches += 0 if C.bit_equal(again, first) else 1
                 del again
@@ -192,21 +219,27 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
                      for x in (contents[0].q, contents[0].k, contents[0].v)) for _ in range(BUFFERS)]
     runs_by_buffer = [backend.prepare(problem, *b) for b in buffers]
     worst_ratio = torch.zeros((), dtype=torch.float64, device=device)
+    # fresh contents for every call: V scaled per (batch, kv head, channel) by ±1/±2 (exact), so no
+    # two calls expect the same output and an answer kept from another call fails the check
+    gen = torch.Generator(device=device).manual_seed(derive_seed(checks.seed, problem.key(), "timing-scales"))
+    scales: dict[int, torch.Tensor] = {}
 
     def refresh(i: int) -> None:
         src, dst = contents[i % CONTENTS], buffers[i % BUFFERS]
-        for d, s_ in zip(dst, (src.q, src.k, src.v)):
-            d.copy_(s_)
+        scales[i] = guards.timing_scales(problem.batch, problem.heads_kv, problem.head_dim, device, gen)
+        dst[0].copy_(src.q)
+        dst[1].copy_(src.k)
+        guards.apply_scales(dst[2], src.v, scales[i])
 
     def call(i: int) -> torch.Tensor:
         with call_range(backend_name, problem.key()):
             return runs_by_buffer[i % BUFFERS]()
 
     def check(i: int, out: torch.Tensor) -> None:
-        o = contents[i % CONTENTS].oracle
+        o, scale = contents[i % CONTENTS].oracle, scales.pop(i)
         if o is None:
             return
-        ratio = (out.to(torch.float64) - o.ref).abs().max() / max(o.tolerance, 1e-30)
+        ratio = (guards.unscale_output(out, scale, problem.heads_q) - o.ref).abs().max() / max(o.tolerance, 1e-30)
         torch.maximum(worst_ratio, ratio, out=worst_ratio)  # NaN propagates
 
     sampling = Sampling(min_samples=timing.min_samples, max_noise=timing.max_noise,

@@ -26,9 +26,10 @@ def test_stops_on_low_noise_only_after_min_samples():
     assert "noise" in rule.stop_reason([1.0] * 10, 0.1)
 
 
-def test_time_cap_wins_even_for_noisy_samples():
+def test_time_cap_wins_even_for_noisy_samples_but_not_below_three():
     rule = Sampling(min_samples=10, max_noise=0.001, time_cap_s=0.5)
-    assert "time cap" in rule.stop_reason([1.0, 2.0], 0.6)
+    assert rule.stop_reason([1.0, 2.0], 0.6) is None
+    assert "time cap" in rule.stop_reason([1.0, 2.0, 1.5], 0.6)
 
 
 def test_noise_stable_stops_when_more_samples_stop_helping():

@@ -73,8 +73,11 @@ class Sampling:
     def criteria(self) -> list[Criterion]:
         return [NoiseBelow(self.max_noise), NoiseStable(self.stable_window), MaxSamples(self.max_samples)]
 
+    #: the time cap ends sampling below min_samples, but never before this many (a median of one is noise)
+    floor_samples: int = 3
+
     def stop_reason(self, samples: Sequence[float], elapsed_s: float) -> str | None:
-        if len(samples) >= 1 and elapsed_s >= self.time_cap_s:  # the cap wins even below min_samples
+        if len(samples) >= min(self.floor_samples, self.min_samples) and elapsed_s >= self.time_cap_s:
             return TimeCap(self.time_cap_s).reason(samples, elapsed_s)
         if len(samples) < self.min_samples:
             return None
