@@ -98,14 +98,15 @@ def measure_cell(backend_name: str, problem: Problem, checks: Checks, timing: Ti
         raw["status"], raw["reason"] = v.status, v.reason
     except Unsupported as u:
         raw["status"], raw["reason"] = "skipped", str(u)
-    finally:
-        # the cached inputs are shared by every backend on this problem: one that changed them (in a call,
-        # or later through references it kept) is rejected, and the next backend gets fresh ones
-        changed = [s for s in cache.sets.values() if guards.fingerprint(s.q, s.k, s.v) != s.fingerprint]
-        if changed:
-            cache.problem, cache.sets = None, {}
-    if changed and raw["status"] != "rejected":
-        raw["status"], raw["reason"] = "rejected", "changed the harness's input tensors during the cell"
+    except BaseException:
+        cache.problem, cache.sets = None, {}  # the inputs may be half-changed: the next cell starts afresh
+        raise
+    # the cached inputs are shared by every backend on this problem: one that changed them (in a call, or
+    # later through references it kept) is rejected, and the next backend gets fresh ones
+    if any(guards.fingerprint(s.q, s.k, s.v) != s.fingerprint for s in cache.sets.values()):
+        cache.problem, cache.sets = None, {}
+        if raw["status"] != "rejected":
+            raw["status"], raw["reason"] = "rejected", "changed the harness's input tensors during the cell"
     return raw
 
 
