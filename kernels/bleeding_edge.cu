@@ -1,0 +1,144 @@
+// flashcore "bleeding-edge" attention forward for Hopper (sm_90a): TMA + mbarrier K/V pipeline,
+// producer/consumer warpgroups with setmaxnreg, wgmma (SS for Q K^T, RS for P V), online softmax in
+// registers with intra-warpgroup overlap. Design: kernels/bleeding_edge/mainloop.cuh; notes and
+// measurements: kernels/NOTES.md, section "bleeding-edge".
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include "flashcore/api.h"
+#include "bleeding_edge/mainloop.cuh"
+#include "bleeding_edge/variants.cuh"
+
+namespace flashcore {
+namespace {
+
+using be::Cfg;
+
+template <class C>
+cudaError_t launch_cfg(const AttnParams& p, cudaStream_t stream) {
+  CUtensorMap tq, tk, tv, to;
+  const bool bf = C::kBF16;
+  if (!be::make_tmap_bshd(&tq, p.q, bf, p.batch, p.seqlen_q, p.heads_q, C::D, C::BM) ||
+      !be::make_tmap_bshd(&tk, p.k, bf, p.batch, p.seqlen_k, p.heads_kv, C::D, C::BN) ||
+      !be::make_tmap_bshd(&tv, p.v, bf, p.batch, p.seqlen_k, p.heads_kv, C::D, C::BN) ||
+      !be::make_tmap_bshd(&to, p.o, bf, p.batch, p.seqlen_q, p.heads_q, C::D, 64)) {
+    return cudaErrorInvalidValue;
+  }
+  be::KernelParams kp;
+  kp.lse = p.lse;
+  kp.seqlen_q = p.seqlen_q;
+  kp.seqlen_k = p.seqlen_k;
+  kp.heads_q = p.heads_q;
+  kp.hq_per_kv = p.heads_q / p.heads_kv;
+  kp.scale = p.softmax_scale;
+  kp.scale_log2 = p.softmax_scale * 1.4426950408889634f;
+  const int num_m = (p.seqlen_q + C::BM - 1) / C::BM;
+  if constexpr (C::kPersistent) {
+    auto kernel = be::fwd_kernel_persistent<C>;
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM_BYTES);
+    if (e != cudaSuccess) return e;
+    int dev = 0, sms = 0;
+    if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
+    if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
+    const long tiles = (long)num_m * p.heads_q * p.batch;
+    if (tiles > 0x7fffffffL) return cudaErrorInvalidValue;
+    const int grid = (int)std::min<long>(tiles, sms);
+    kernel<<<grid, C::THREADS, C::SMEM_BYTES, stream>>>(tq, tk, tv, to, kp, num_m, (int)tiles);
+  } else {
+    auto kernel = be::fwd_kernel<C>;
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM_BYTES);
+    if (e != cudaSuccess) return e;
+    dim3 grid(num_m, p.heads_q, p.batch);
+    kernel<<<grid, C::THREADS, C::SMEM_BYTES, stream>>>(tq, tk, tv, to, kp);
+  }
+  return cudaGetLastError();
+}
+
+// Persistent applies to non-causal problems only; causal ones use the one-CTA-per-tile kernel
+// (the hardware block scheduler hands out the heavy-first tiles dynamically).
+template <bool BF, int D, int BN, int NCWG, int ST, bool PERS>
+cudaError_t launch_causal(const AttnParams& p, cudaStream_t s) {
+  return p.causal ? launch_cfg<Cfg<BF, D, BN, NCWG, ST, true, false>>(p, s)
+                  : launch_cfg<Cfg<BF, D, BN, NCWG, ST, false, PERS>>(p, s);
+}
+
+template <int D, int BN, int NCWG, int ST, bool PERS = false>
+cudaError_t launch_dtype(const AttnParams& p, cudaStream_t s) {
+  return p.dtype == DType::kBFloat16 ? launch_causal<true, D, BN, NCWG, ST, PERS>(p, s)
+                                     : launch_causal<false, D, BN, NCWG, ST, PERS>(p, s);
+}
+
+struct Variant {
+  const char* name;
+  cudaError_t (*launch)(const AttnParams&, cudaStream_t);
+};
+
+// "pers" = persistent kernel for non-causal problems (causal ones run the per-tile kernel).
+const Variant kVariantsD128[] = {
+    {"d128 BM128 BN128 2cwg 2st", launch_dtype<128, 128, 2, 2>},
+    {"d128 BM128 BN176 2cwg 2st", launch_dtype<128, 176, 2, 2>},
+    {"d128 BM128 BN128 2cwg 2st pers", launch_dtype<128, 128, 2, 2, true>},
+};
+const Variant kVariantsD64[] = {
+    {"d64 BM192 BN128 3cwg 2st", launch_dtype<64, 128, 3, 2>},
+    {"d64 BM128 BN128 2cwg 4st", launch_dtype<64, 128, 2, 4>},
+    {"d64 BM192 BN128 3cwg 2st pers", launch_dtype<64, 128, 3, 2, true>},
+};
+// The default (variant < 0) is chosen per problem from the H100 measurements in kernels/NOTES.md:
+// the persistent kernel wins when tiles are short (few key blocks: its loads overlap the previous
+// tile's epilogue) and loses 3-7 % at long seqlen_k; for d64 causal with few key blocks the
+// 2-warpgroup, 4-stage tile is faster.
+int default_variant(const AttnParams& p) {
+  const bool short_k = p.seqlen_k <= 1024;
+  if (!p.causal) return short_k ? 2 : 0;
+  return (p.head_dim == 64 && short_k) ? 1 : 0;
+}
+
+template <int N>
+constexpr int count(const Variant (&)[N]) { return N; }
+
+}  // namespace
+
+const char* supports_bleeding_edge(const AttnParams& p) {
+  if (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16) return "dtype not supported: allowed float16, bfloat16";
+  if (p.head_dim != 64 && p.head_dim != 128) return "head_dim not supported: allowed 64, 128";
+  if (p.batch < 1 || p.heads_q < 1 || p.heads_kv < 1 || p.seqlen_q < 1 || p.seqlen_k < 1)
+    return "batch, heads and seqlens must be >= 1";
+  if (p.heads_q % p.heads_kv != 0) return "heads_q must be a multiple of heads_kv";
+  if (p.batch > 65535 || p.heads_q > 65535) return "batch and heads_q must be <= 65535 (grid limits)";
+  if (!(p.softmax_scale > 0.f) || !std::isfinite(p.softmax_scale)) return "softmax_scale must be finite and > 0";
+  if (!p.q || !p.k || !p.v || !p.o) return "q, k, v and o must be non-null";
+  auto mis = [](const void* x) { return (reinterpret_cast<uintptr_t>(x) & 15u) != 0; };
+  if (mis(p.q) || mis(p.k) || mis(p.v) || mis(p.o)) return "q, k, v and o must be 16-byte aligned (TMA)";
+  if (!be::tensor_map_encoder()) return "cuTensorMapEncodeTiled is not available from the CUDA driver";
+  return nullptr;
+}
+
+namespace be {
+
+int resolve_variant(const AttnParams& p, int v) { return v < 0 ? default_variant(p) : v; }
+
+const char* variant_name(int head_dim, int v) {
+  if (head_dim == 128 && v >= 0 && v < count(kVariantsD128)) return kVariantsD128[v].name;
+  if (head_dim == 64 && v >= 0 && v < count(kVariantsD64)) return kVariantsD64[v].name;
+  return nullptr;
+}
+
+cudaError_t launch_variant(const AttnParams& p, cudaStream_t stream, int variant) {
+  if (supports_bleeding_edge(p) != nullptr) return cudaErrorInvalidValue;
+  if (variant < 0) variant = default_variant(p);
+  if (p.head_dim == 128) {
+    if (variant >= count(kVariantsD128)) return cudaErrorInvalidValue;
+    return kVariantsD128[variant].launch(p, stream);
+  }
+  if (variant >= count(kVariantsD64)) return cudaErrorInvalidValue;
+  return kVariantsD64[variant].launch(p, stream);
+}
+
+}  // namespace be
+
+cudaError_t launch_bleeding_edge(const AttnParams& p, cudaStream_t stream) {
+  return be::launch_variant(p, stream, -1);
+}
+
+}  // namespace flashcore
