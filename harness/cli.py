@@ -1,25 +1,67 @@
 """The ``flashcore`` command line: env, run, show, export, build, report, audit, profile, validate."""
 from __future__ import annotations
 
+import math
 import shlex
+import sqlite3
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from harness import tables
 from harness.store import DEFAULT_DB
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+try:  # typer >= 0.2x vendors click; older typer uses click itself
+    from typer import _click as _clk
+except ImportError:  # pragma: no cover - depends on the installed typer
+    import click as _clk
+_NO_ARGS = getattr(_clk.exceptions, "NoArgsIsHelpError", ())
+_ABORT = tuple({typer.Abort, getattr(_clk.exceptions, "Abort", typer.Abort)})
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (unknown command or option, a value of the wrong type, a missing argument) as one line
+    ``flashcore: error: COMMAND: what`` with exit status 2, like every other error — not click's box."""
+
+    def main(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None,
+             complete_var: Optional[str] = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
+                              **extra)
+            code = rv if isinstance(rv, int) else 0
+        except _NO_ARGS as e:  # bare `flashcore`: the help, as before
+            e.show()
+            code = e.exit_code
+        except _clk.exceptions.ClickException as e:
+            ctx = getattr(e, "ctx", None)
+            where = " ".join(ctx.command_path.split()[1:]) if ctx is not None else ""
+            where = f"{where}: " if where else ""
+            typer.echo(f"flashcore: error: {where}{_one_line(e.format_message())}", err=True)
+            code = 2
+        except _ABORT:
+            typer.echo("flashcore: error: aborted", err=True)
+            code = 130
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True,
                   help="Validate and time attention kernels on NVIDIA GPUs; keep every result.")
 console = Console(width=None if sys.stdout.isatty() else 200)
 
 
+def _one_line(msg: str) -> str:
+    return " ".join(str(msg).split()) or "unknown error"
+
+
 def fail(msg: str, code: int = 2) -> "typer.Exit":
     """One line on stderr naming the problem; no traceback."""
-    typer.echo(f"flashcore: error: {msg}", err=True)
+    typer.echo(f"flashcore: error: {_one_line(msg)}", err=True)
     return typer.Exit(code)
 
 
@@ -32,7 +74,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from harness.store import StoreError
     from harness.suite import SuiteError
 
-    return (SuiteError, FilterError, StoreError, UnknownBackendError, ExportError, WorkerError, ProblemError)
+    # OSError and sqlite3.Error: a --db, --out or --log-dir the system refuses (a folder, no permission)
+    return (SuiteError, FilterError, StoreError, UnknownBackendError, ExportError, WorkerError, ProblemError,
+            OSError, sqlite3.Error)
+
+
+def _check_run_id(run_id: Optional[str]) -> None:
+    if run_id is not None and (not run_id.strip() or len(run_id) > 100 or not run_id.isprintable()
+                               or run_id != run_id.strip()):
+        raise fail(f"--run-id {run_id[:100]!r}: a run id is 1 to 100 printable characters, no outer spaces")
 
 
 @app.command()
@@ -71,14 +121,26 @@ def run(
     from harness.suite import load_suite
 
     try:
+        _check_run_id(run_id)
         s = load_suite(suite)
         names = [b.strip() for b in backends.split(",") if b.strip()] or None
         for n in names or []:
             registry.get(n)  # unknown names fail here, before anything runs
+            if names.count(n) > 1:
+                raise fail(f"--backends: {n!r} is given twice")
         plan = make_plan(s, names, filter)
         if not plan:
             raise fail(f"the filter {filter!r} leaves no problem of suite {s.name!r} ({len(s.problems)} problems)")
+        if log_dir is not None and log_dir.exists() and not log_dir.is_dir():
+            raise fail(f"--log-dir {str(log_dir)!r} is a file, not a folder")
         store = Store(db)
+        known_ids = {r[0] for r in store.conn.execute("SELECT run_id FROM runs")}
+        if run_id is not None and not resume and run_id in known_ids:
+            raise fail(f"--run-id {run_id!r}: a run of that id is already in {db}: pick another, or add --resume")
+        if run_id is not None and resume:
+            info = store.get_run(run_id)
+            if info.suite != s.name:
+                raise fail(f"--resume --run-id {run_id!r}: that run is of suite {info.suite!r}, not {s.name!r}")
         with tables.progress(console) as prog:
             task = prog.add_task(f"{s.name}", total=len(plan))
 
@@ -154,6 +216,10 @@ def compare(
     from harness.compare import agreement, diff_runs
     from harness.store import Store
 
+    if not (math.isfinite(min_ms) and min_ms >= 0):
+        raise fail(f"--min-ms {min_ms!r}: must be a finite number >= 0")
+    if not (math.isfinite(within) and 0 < within < 1):
+        raise fail(f"--within {within!r}: must be a fraction in (0, 1), e.g. 0.01 for 1%")
     try:
         store = Store(db, create=False)
         diffs = diff_runs(store, run_a, run_b)
@@ -180,7 +246,7 @@ def build(
         report = build_all(out)
     except (RuntimeError, OSError) as exc:
         raise fail(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
-    print_report(report)
+    print_report(report, console)
     violations = check_claims(report)
     for v in violations:
         typer.echo(f"claim violated: {v}", err=True)
