@@ -1,0 +1,111 @@
+"""The harness's median next to Nsight Compute's view of the same cell.
+
+``ncu_ms`` is the summed ``gpu__time_duration`` of every kernel launched inside one call's NVTX range,
+replayed by ncu with caches flushed (``--cache-control all``, ncu's default, as the harness flushes L2) and
+at the clocks ``--clock-control`` leaves. The harness median is CUDA-event time around the whole call,
+so ``ncu_ms / harness_ms`` below 1 is the gaps between a call's kernels and launch overhead inside the
+events (large for multi-kernel backends such as ``naive``), above 1 mostly lower clocks under ncu.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.profiling.ncu import TIME, CellProfile, top_stalls
+from harness.result import Result
+from harness.store import Store
+
+
+@dataclass
+class Row:
+    backend: str
+    problem_key: str
+    status: str
+    reason: str = ""
+    harness_ms: float | None = None
+    ncu_ms: float | None = None
+    ratio: float | None = None  # ncu_ms / harness_ms
+    kernels_per_call: float | None = None
+    main_kernel: str = ""
+    sm_mhz: float | None = None
+    tensor_pct: float | None = None
+    dram_gbs: float | None = None
+    occupancy_pct: float | None = None
+    registers: float | None = None
+    smem_kib: float | None = None
+    top_stall: str = ""
+
+
+def ratio(ncu_ms: float | None, harness_ms: float | None) -> float | None:
+    if ncu_ms is None or harness_ms is None or harness_ms <= 0:
+        return None
+    return ncu_ms / harness_ms
+
+
+def medians_of_run(store: Store, run_id: str) -> dict[tuple[str, str], Result]:
+    """The ok, timed results of one run, by (backend, problem key)."""
+    return {(r.backend, r.problem_key): r for r in store.iter_results(run_id)
+            if r.status == "ok" and r.median_ms is not None}
+
+
+def latest_medians(store: Store, cells: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Result]:
+    """For each cell, its most recent ok timed result in any run that is not a profile run."""
+    want = set(cells)
+    found: dict[tuple[str, str], Result] = {}
+    for r in store.iter_results():  # ordered by insertion: later rows win
+        key = (r.backend, r.problem_key)
+        timed = r.status == "ok" and r.median_ms is not None
+        if key in want and timed and not r.suite.startswith("profile:"):
+            found[key] = r
+    return found
+
+
+def main_kernel(kernels: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The kernel with the most GPU time per call."""
+    if not kernels:
+        return "", {}
+    name = max(kernels, key=lambda k: (kernels[k].get(TIME) or 0.0) * kernels[k].get("launches", 1))
+    return name, kernels[name]
+
+
+def make_row(backend: str, problem_key: str, prof: CellProfile, harness: Result | None) -> Row:
+    row = Row(backend, problem_key, prof.status, prof.reason)
+    row.harness_ms = harness.median_ms if harness is not None else None
+    if prof.status != "ok":
+        return row
+    row.ncu_ms = prof.call_ns / 1e6 if prof.call_ns is not None else None
+    row.ratio = ratio(row.ncu_ms, row.harness_ms)
+    row.kernels_per_call = sum(k["launches_per_call"] for k in prof.kernels.values())
+    name, k = main_kernel(prof.kernels)
+    row.main_kernel = name
+    hz = k.get("sm__cycles_elapsed.avg.per_second")
+    row.sm_mhz = hz / 1e6 if hz else None
+    row.tensor_pct = k.get("sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active",
+                           k.get("sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"))
+    bw = k.get("dram__bytes.sum.per_second")
+    row.dram_gbs = bw / 1e9 if bw is not None else None
+    row.occupancy_pct = k.get("sm__warps_active.avg.pct_of_peak_sustained_active")
+    row.registers = k.get("launch__registers_per_thread")
+    smem = k.get("smem_per_block_bytes")
+    row.smem_kib = smem / 1024 if smem is not None else None
+    row.top_stall = ", ".join(f"{r} {v:.2g}" for r, v in top_stalls(k, 2))
+    return row
+
+
+def table(rows: list[Row]):  # -> rich.table.Table
+    from rich.table import Table
+
+    def f(x: float | None, fmt: str) -> str:
+        return format(x, fmt) if x is not None else "-"
+
+    t = Table(title="Nsight Compute vs harness (ncu ms = summed kernel time of one call)")
+    for col in ("backend", "problem", "status", "harness ms", "ncu ms", "ncu/harness", "kernels",
+                "main kernel", "SM MHz", "tensor %", "DRAM GB/s", "occ %", "regs", "smem KiB", "top stalls"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r.backend, r.problem_key, r.status if r.status == "ok" else f"{r.status}: {r.reason[:80]}",
+                  f(r.harness_ms, ".4f"), f(r.ncu_ms, ".4f"), f(r.ratio, ".3f"), f(r.kernels_per_call, ".3g"),
+                  r.main_kernel[:40], f(r.sm_mhz, ".0f"), f(r.tensor_pct, ".1f"), f(r.dram_gbs, ".0f"),
+                  f(r.occupancy_pct, ".1f"), f(r.registers, ".0f"), f(r.smem_kib, ".1f"), r.top_stall)
+    return t

@@ -1,0 +1,225 @@
+"""nox sessions for flashcore. ``nox -l`` lists them; ``nox`` alone runs the fast default set (tests, lint).
+
+Tags: ``cpu`` sessions run anywhere; ``gpu`` sessions need an NVIDIA GPU and SKIP with the reason where
+none is visible. Everything after ``--`` reaches the underlying command (``nox -s bench -- -k sdpa``).
+
+Environments:
+  * GPU sessions always run in the current environment (``python=False``): they need the machine's CUDA
+    build of torch, which must never be reinstalled (the H100 has no network).
+  * CPU sessions create a reused virtualenv and install ``torch==2.13.0`` (the local CPU build;
+    override with FLASHCORE_TORCH_SPEC) before ``-e .[test]``. ``FLASHCORE_NOX_HOST=1`` makes them use
+    the current environment instead (``venv_backend="none"``), as on the H100.
+  * The interpreter for host sessions is the one running nox (override with FLASHCORE_PYTHON).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nox
+from nox.command import CommandFailed
+
+nox.needs_version = ">=2024.4.15"
+nox.options.reuse_venv = "yes"
+
+HOST = os.environ.get("FLASHCORE_NOX_HOST", "") == "1"
+CPU_VENV = "none" if HOST else "virtualenv"
+TORCH_SPEC = os.environ.get("FLASHCORE_TORCH_SPEC", "torch==2.13.0")
+FLASHCORE = ("-c", "import sys; from harness.cli import app; sys.argv[0] = 'flashcore'; app()")
+
+# The regression gate (docs/nox.md, "How the thresholds were chosen"):
+#   THRESHOLD: harness/regress.py fails a cell whose median is more than this much slower AND whose
+#              raw rounds differ with Mann-Whitney p < ALPHA;
+#   BACKSTOP:  pytest-benchmark's own --benchmark-compare-fail on the median, with no significance test,
+#              set far above any run-to-run shift measured on the unchanged tree, so noise cannot trip it.
+THRESHOLD = float(os.environ.get("FLASHCORE_REGRESS_THRESHOLD", "0.05"))
+ALPHA = 0.01
+BACKSTOP_PCT = 25
+
+PROFILE_DEFAULT = ("--suite", "fa-paper", "--filter", "seqlen_q=2048,head_dim=128",
+                   "--backends", "sdpa-flash,sdpa-cudnn,flashcore-phase4x,flashcore-bleeding-edge")
+
+
+def _host(session: nox.Session) -> bool:
+    return session.venv_backend == "none"
+
+
+def _python(session: nox.Session) -> str:
+    return (os.environ.get("FLASHCORE_PYTHON") or sys.executable) if _host(session) else "python"
+
+
+def _run_py(session: nox.Session, *args: str, **kw) -> str | bool | None:
+    return session.run(_python(session), *args, external=True, **kw)
+
+
+def _install(session: nox.Session) -> None:
+    """torch first (so pip never picks a CUDA wheel for the CPU venv), then the project with test tools."""
+    if _host(session):
+        try:
+            _run_py(session, "-c", "import torch, harness", silent=True)
+        except CommandFailed:
+            session.error(f"{_python(session)} cannot import torch and harness: FLASHCORE_NOX_HOST=1 uses "
+                          "this environment as it is; install the project there first (pip install -e .)")
+        return
+    session.install(TORCH_SPEC)
+    session.install("-e", ".[test]")
+
+
+def _require_gpu(session: nox.Session) -> None:
+    """Skip (not fail) where there is no GPU: no nvidia-smi, no GPU listed, or torch sees no CUDA."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        session.skip(f"no NVIDIA GPU here (nvidia-smi is not on PATH): '{session.name}' is a GPU session; "
+                     "run it on the H100")
+    listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=120, check=False)
+    if listed.returncode != 0 or "GPU" not in listed.stdout:
+        first = (listed.stdout or listed.stderr).strip().splitlines()[:1]
+        session.skip(f"nvidia-smi lists no GPU ({first[0] if first else f'exit {listed.returncode}'}): "
+                     f"'{session.name}' is a GPU session")
+    probe = subprocess.run([_python(session), "-c",
+                            "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 3)"],
+                           capture_output=True, text=True, timeout=300, check=False)
+    if probe.returncode != 0:
+        why = "torch.cuda.is_available() is False" if probe.returncode == 3 else probe.stderr.strip()[-300:]
+        session.skip(f"{_python(session)}: no usable CUDA torch ({why}): '{session.name}' is a GPU session")
+
+
+def _flashcore(session: nox.Session, *args: str) -> None:
+    _run_py(session, *FLASHCORE, *args)
+
+
+def _suite(session: nox.Session, name: str) -> None:
+    _flashcore(session, "run", "--suite", name, *session.posargs)
+
+
+# -- CPU ------------------------------------------------------------------------------------------------
+@nox.session(venv_backend=CPU_VENV, tags=["cpu"])
+def tests(session: nox.Session) -> None:
+    """CPU unit tests: pytest -m "not gpu" with the GPU hidden (posargs go to pytest)."""
+    _install(session)
+    session.env["CUDA_VISIBLE_DEVICES"] = ""
+    _run_py(session, "-m", "pytest", "-m", "not gpu", *(session.posargs or ["-q", "tests"]))
+
+
+@nox.session(venv_backend=CPU_VENV, tags=["cpu"])
+def lint(session: nox.Session) -> None:
+    """ruff check over the repository (posargs replace the default target '.')."""
+    if not _host(session):
+        session.install("ruff")
+    _run_py(session, "-m", "ruff", "check", *(session.posargs or ["."]))
+
+
+@nox.session(venv_backend=CPU_VENV, tags=["cpu"], default=False)
+def build(session: nox.Session) -> None:
+    """Compile the project kernels for sm_90a (flashcore build): resources and SASS audit; needs nvcc."""
+    _install(session)
+    _flashcore(session, "build", *session.posargs)
+
+
+@nox.session(venv_backend=CPU_VENV, tags=["cpu", "suite"], default=False)
+def smoke(session: nox.Session) -> None:
+    """flashcore run --suite smoke: tiny problems, every backend (the CPU path where there is no GPU)."""
+    _install(session)
+    _suite(session, "smoke")
+
+
+@nox.session(venv_backend=CPU_VENV, tags=["cpu"], default=False)
+def report(session: nox.Session) -> None:
+    """flashcore report: the offline HTML dashboards from the results database."""
+    _install(session)
+    _flashcore(session, "report", *session.posargs)
+
+
+# -- GPU: always the current environment (its CUDA torch) -----------------------------------------------
+@nox.session(python=False, tags=["gpu", "suite"], default=False)
+def correctness(session: nox.Session) -> None:
+    """flashcore run --suite correctness: ragged tiles, seqlen 1, GQA, four input distributions; no timing."""
+    _require_gpu(session)
+    _suite(session, "correctness")
+
+
+@nox.session(python=False, tags=["gpu", "suite"], default=False)
+def determinism(session: nox.Session) -> None:
+    """flashcore run --suite determinism: 100 runs on the same inputs, compared bit for bit."""
+    _require_gpu(session)
+    _suite(session, "determinism")
+
+
+@nox.session(python=False, tags=["gpu", "suite"], default=False)
+def sweep(session: nox.Session) -> None:
+    """flashcore run --suite sweep: the B/H/S/D grid, fp16 and bf16, causal and not."""
+    _require_gpu(session)
+    _suite(session, "sweep")
+
+
+@nox.session(name="fa-paper", python=False, tags=["gpu", "suite"], default=False)
+def fa_paper(session: nox.Session) -> None:
+    """flashcore run --suite fa-paper: the FlashAttention papers' forward grid (24 configurations)."""
+    _require_gpu(session)
+    _suite(session, "fa-paper")
+
+
+def _bench_pytest(session: nox.Session, *args: str) -> None:
+    _run_py(session, "-m", "pytest", "benchmarks", "-p", "no:cacheprovider", "--benchmark-only",
+            "--benchmark-columns=min,median,iqr,rounds,iterations", *args)
+
+
+def _bench_device(session: nox.Session) -> None:
+    # FLASHCORE_BENCH_DEVICE=cpu: a tiny CPU set that exercises baseline → regress → gate without a GPU
+    if os.environ.get("FLASHCORE_BENCH_DEVICE", "").lower() != "cpu":
+        _require_gpu(session)
+
+
+@nox.session(python=False, tags=["gpu", "perf"], default=False)
+def bench(session: nox.Session) -> None:
+    """pytest-benchmark over the benchmark cells; saves the baseline in results/benchmarks/<gpu>-<driver>/."""
+    _bench_device(session)
+    if os.environ.get("FLASHCORE_SLOWDOWN"):
+        session.error("FLASHCORE_SLOWDOWN is set: a baseline must never be recorded with the test hook "
+                      "active")
+    _bench_pytest(session, "--benchmark-save=baseline", "--benchmark-save-data", *session.posargs)
+
+
+@nox.session(python=False, tags=["gpu", "perf"], default=False)
+def regress(session: nox.Session) -> None:
+    """Re-time the benchmark cells and gate them against the newest baseline (slowdown/missing cell fails)."""
+    _bench_device(session)
+    out = _run_py(session, "-m", "harness.regress", "--print-baseline", silent=True)
+    baseline = Path(str(out).strip().splitlines()[-1])
+    storage = baseline.parents[1]
+    current, verdict = storage / "regress-latest.json", storage / "regress-latest-verdict.json"
+    current.unlink(missing_ok=True)
+    bench_error = None
+    try:
+        _bench_pytest(session, f"--benchmark-compare={baseline}",
+                      f"--benchmark-compare-fail=median:{BACKSTOP_PCT}%", f"--benchmark-json={current}",
+                      *session.posargs)
+    except CommandFailed as exc:  # still run the gate below, so its table is printed
+        bench_error = exc
+    if not current.exists() or current.stat().st_size == 0:
+        session.error(f"the benchmarks wrote no results to {current}: see the pytest output above")
+    try:
+        _run_py(session, "-m", "harness.regress", "--baseline", str(baseline), "--current", str(current),
+                "--threshold", str(THRESHOLD), "--alpha", str(ALPHA), "--report", str(verdict))
+    except CommandFailed:
+        session.error(f"regression gate FAILED against {baseline} (table above; verdicts in {verdict})")
+    if bench_error is not None:
+        session.error(f"pytest-benchmark failed (a benchmark errored or the median:{BACKSTOP_PCT}% backstop "
+                      "tripped): see its output above")
+
+
+@nox.session(python=False, tags=["gpu", "perf"], default=False)
+def profile(session: nox.Session) -> None:
+    """flashcore profile: Nsight Compute metrics of selected cells, stored beside the timings."""
+    _require_gpu(session)
+    _flashcore(session, "profile", *(session.posargs or PROFILE_DEFAULT))
+
+
+@nox.session(python=False, tags=["gpu"], default=False)
+def sanitize(session: nox.Session) -> None:
+    """flashcore validate: compute-sanitizer memcheck/racecheck/synccheck/initcheck on the project kernels."""
+    _require_gpu(session)
+    _flashcore(session, "validate", *session.posargs)
