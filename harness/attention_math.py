@@ -37,7 +37,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, problem: Proble
     out = torch.empty((b, hq, sq, d), dtype=compute_dtype, device=q.device)
     elem = torch.empty((), dtype=compute_dtype).element_size()
     # softmax may upcast internally: budget for fp32 intermediates too
-    rows = int(min(sq, max(1, budget_bytes // max(1, b * hq * sk * max(elem, 4) * 3))))
+    per_row = b * hq * sk * max(elem, 4) * 3
+    rows = sq if budget_bytes == float("inf") else int(min(sq, max(1, budget_bytes // per_row)))
     scale = problem.softmax_scale
     for q0 in range(0, sq, rows):
         q1 = min(sq, q0 + rows)

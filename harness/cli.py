@@ -259,8 +259,13 @@ def _register_optional() -> None:
     from harness.report.cli import audit as audit_cmd
     from harness.report.cli import report as report_cmd
 
+    from harness.profiling.cli import profile as profile_cmd
+    from harness.profiling.cli import validate as validate_cmd
+
     app.command(name="report")(report_cmd)
     app.command(name="audit")(audit_cmd)
+    app.command(name="profile")(profile_cmd)
+    app.command(name="validate")(validate_cmd)
 
 
 _register_optional()

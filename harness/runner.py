@@ -29,6 +29,11 @@ class WorkerError(RuntimeError):
     pass
 
 
+#: a fresh worker (spawn, import torch, CUDA context) must say it is ready within this; its start-up
+#: time is not charged to the cell it was started for
+START_TIMEOUT_S = 300.0
+
+
 class Worker:
     """One supervised worker process and its pipe."""
 
@@ -50,6 +55,16 @@ class Worker:
         self.proc.start()
         child.close()
         self.conn = parent
+        try:
+            ready = self.conn.recv() if self.conn.poll(START_TIMEOUT_S) else None
+        except (EOFError, OSError):
+            ready = None
+        if not (isinstance(ready, dict) and ready.get("ready")):
+            self.proc.join(1)
+            code = self.proc.exitcode
+            self.kill()
+            raise WorkerError(f"worker did not start within {START_TIMEOUT_S:g}s (exit code {code})\n"
+                              f"{self.log_tail(600)}")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.is_alive()
@@ -85,7 +100,7 @@ class Worker:
             raise WorkerError(f"worker unreachable: {exc}") from None
         if not self.conn.poll(timeout_s):
             self.kill()
-            raise WorkerError(f"timed out after {timeout_s:g}s (worker killed)")
+            raise WorkerError(f"timed out after {timeout_s:g}s (worker killed)\n{self.log_tail()}")
         try:
             reply = self.conn.recv()
         except (EOFError, OSError):
@@ -93,8 +108,10 @@ class Worker:
             code = self.proc.exitcode
             self.kill()
             how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-            raise WorkerError(f"worker crashed ({how}): {self.log_tail(600)}") from None
-        if not reply.get("ok") and reply.get("fatal"):
+            tail = self.log_tail(20000)
+            at = tail.rfind("Fatal Python error")  # faulthandler's report of the crash, with the Python stack
+            raise WorkerError(f"worker crashed ({how})\n{tail[at:][:3500] if at >= 0 else tail[-3500:]}") from None
+        if reply.get("restart") or (not reply.get("ok") and reply.get("fatal")):
             self.proc.join(10)
             self.kill()
         return reply

@@ -5,6 +5,7 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -83,9 +84,9 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
     console.print(t)
     bad = [r for r in results if r.status in ("failed", "rejected")]
     for r in bad:
-        console.print(f"[{_STATUS_STYLE[r.status]}]{r.status}[/] {r.backend} {r.problem_key}: {r.reason}")
+        console.print(f"[{_STATUS_STYLE[r.status]}]{r.status}[/] {r.backend} {r.problem_key}: {escape(r.reason)}")
     for backend, reasons in sorted(skipped.items()):
-        console.print(f"[yellow]skipped[/] {backend}: {'; '.join(sorted(reasons))}")
+        console.print(f"[yellow]skipped[/] {backend}: {escape('; '.join(sorted(reasons)))}")
     counts = defaultdict(int)
     for r in results:
         counts[r.status] += 1

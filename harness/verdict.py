@@ -27,12 +27,13 @@ def to_result(run_id: str, suite: str, cell: Cell, reply: dict[str, Any], peaks:
               elapsed_s: float) -> Result:
     p = cell.problem
     if not reply.get("ok"):
-        reason = reply.get("error", "unknown error")
+        # one line for tables (the CUDA error text goes on for lines); the whole text is error_text
+        reason = (reply.get("error") or "unknown error").strip().splitlines()[0]
         if reply.get("oom"):
             reason = f"out of memory: {reason}"
         elif reply.get("fatal"):
             reason = f"CUDA error (worker restarted): {reason}"
-        res = Result.for_problem(run_id, suite, cell.backend, p, "failed", reason[:1000],
+        res = Result.for_problem(run_id, suite, cell.backend, p, "failed", reason[:1000], passed=False,
                                  error_text=(reply.get("traceback") or reply.get("error", ""))[-4000:])
         res.extra["cell_seconds"] = round(elapsed_s, 3)
         return res
@@ -67,10 +68,12 @@ def to_result(run_id: str, suite: str, cell: Cell, reply: dict[str, Any], peaks:
         extra["enqueue_ms"] = raw.get("enqueue_ms")
         if peaks:
             res.pct_peak = 100.0 * res.tflops / peaks["matmul_tflops"]
-        if res.status == "ok":
+        if res.status in ("ok", "rejected"):
             why = impossible(res, raw, peaks)
-            if why:
+            if why and res.status == "ok":
                 res.status, res.reason, res.passed = "rejected", why, False
+            elif why and why not in res.reason:  # e.g. a forged timer: name what it produced too
+                res.reason = f"{res.reason}; and {why}"
     return res
 
 

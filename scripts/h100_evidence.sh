@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The H100 evidence of the harness core and the project kernels, in stages that each fit one device
 # call. Every command is echoed before it runs; databases and logs go to results/h100/ and $OUT.
-#   scripts/h100_evidence.sh STAGE    STAGE: suites | fa-paper-1 | fa-paper-2
+#   scripts/h100_evidence.sh STAGE    STAGE: gpu-tests | suites | fa-paper-1 | fa-paper-2 | ncu
 set -uo pipefail
 stage=${1:?stage}
 out=${OUT:-/tmp/out}
@@ -10,6 +10,10 @@ mkdir -p "$out" results/h100
 db=results/h100/flashcore.db
 x() { echo "+ $*"; "$@"; echo "exit code $?"; }
 case "$stage" in
+  gpu-tests)
+    x python3 -c "from harness.build import load_ops; load_ops(verbose=True)"
+    x python3 -m pytest -q -m gpu tests/test_harness_gpu.py
+    ;;
   suites)
     x flashcore env
     x flashcore run --suite correctness --db "$db" --run-id h100-correctness --log-dir "$out/logs"
@@ -22,6 +26,15 @@ case "$stage" in
   fa-paper-2)
     /usr/bin/time -f "fa-paper wall %e s" flashcore run --suite fa-paper --db "$db" --run-id h100-fa-paper-2 --log-dir "$out/logs"
     x flashcore compare h100-fa-paper-1 h100-fa-paper-2 --db "$db"
+    ;;
+  ncu)  # harness median (from the runs above) against Nsight Compute's gpu__time_duration, clocks not locked
+    x flashcore profile --suite fa-paper --filter "seqlen_q=2048,head_dim=128" \
+      --backends sdpa-flash,sdpa-cudnn,fa4,flashcore-bleeding-edge,flashcore-phase4x \
+      --db "$db" --timing latest --out-dir results/h100/profile --cell-timeout 90
+    x flashcore profile --suite seed-claims --filter "batch=2,causal=false" \
+      --backends sdpa-flash,sdpa-cudnn,flashcore-bleeding-edge \
+      --db "$db" --timing latest --out-dir results/h100/profile --cell-timeout 90
+    cp -r results/h100/profile "$out/" 2>/dev/null
     ;;
 esac
 cp "$db" "$out/" 2>/dev/null

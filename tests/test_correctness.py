@@ -106,3 +106,18 @@ def test_bit_equal_treats_identical_nans_as_equal_and_signed_zeros_as_different(
     a = torch.tensor([float("nan"), 0.0])
     assert C.bit_equal(a, a.clone())
     assert not C.bit_equal(torch.tensor([0.0]), torch.tensor([-0.0]))
+
+
+def test_an_unbounded_budget_computes_all_rows_in_one_pass(monkeypatch):
+    calls = []
+    real = torch.matmul
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(torch, "matmul", counting)
+    p = Problem(batch=1, heads_q=2, seqlen_q=64, head_dim=64, dtype="float32")
+    q, k, v = make_inputs(p, seed=1, device="cpu")
+    attention_math.attention(q, k, v, p, torch.float32, budget_bytes=float("inf"))
+    assert len(calls) == 2  # QKᵀ and PV, once each: the naive three-kernel pipeline

@@ -1,0 +1,69 @@
+"""Test backends that misbehave on purpose: ``faulty`` (crashes, hangs, CUDA errors, OOM) and
+``exploits`` (tricks a cheating kernel plays on an evaluator). None is in the default registry: each is
+registered only when named in ``FLASHCORE_BACKENDS`` (which also reaches the worker processes), e.g.
+
+    FLASHCORE_BACKENDS="$(python -m harness.testing faults)" flashcore run --suite faults
+
+``python -m harness.testing faults|exploits|all`` prints that value.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+FAULTS = {
+    "fault-illegal-address": "harness.testing.faulty:IllegalAddress",
+    "fault-misaligned": "harness.testing.faulty:Misaligned",
+    "fault-launch-failure": "harness.testing.faulty:LaunchFailure",
+    "fault-hang": "harness.testing.faulty:Hang",
+    "fault-oom": "harness.testing.faulty:OutOfMemory",
+    "fault-abort": "harness.testing.faulty:Abort",
+    "fault-segfault": "harness.testing.faulty:Segfault",
+}
+
+#: helpers for tests of the run itself (not faults)
+TOOLS = {"test-slow": "harness.testing.faulty:Slow"}
+
+EXPLOITS = {
+    "exploit-side-stream": "harness.testing.exploits:SideStream",
+    "exploit-cache-ptr": "harness.testing.exploits:CachePtr",
+    "exploit-cache-content": "harness.testing.exploits:CacheContent",
+    "exploit-stale-buffer": "harness.testing.exploits:StaleBuffer",
+    "exploit-partial-write": "harness.testing.exploits:PartialWrite",
+    "exploit-mutate-inputs": "harness.testing.exploits:MutateInputs",
+    "exploit-lazy-output": "harness.testing.exploits:LazyOutput",
+    "exploit-expanded-output": "harness.testing.exploits:ExpandedOutput",
+    "exploit-library-call": "harness.testing.exploits:LibraryCall",
+    "exploit-null-mean-v": "harness.testing.exploits:NullMeanV",
+    "exploit-fake-fast": "harness.testing.exploits:FakeFast",
+    "exploit-patch-harness": "harness.testing.exploits:PatchHarness",
+    "control-custom": "harness.testing.exploits:ControlCustom",
+}
+
+
+def env_value(*groups: dict[str, str]) -> str:
+    """The FLASHCORE_BACKENDS value that registers these backends."""
+    return ",".join(v for g in groups for v in g.values())
+
+
+@contextlib.contextmanager
+def registered(*groups: dict[str, str]) -> Iterator[str]:
+    """In-process (tests): register these backends here and in every worker started meanwhile."""
+    from harness.backends import registry
+
+    old = os.environ.get(registry.EXTRA_ENV)
+    value = env_value(*groups)
+    os.environ[registry.EXTRA_ENV] = ",".join(filter(None, [old, value]))
+    registry._loaded = False
+    try:
+        yield value
+    finally:
+        if old is None:
+            os.environ.pop(registry.EXTRA_ENV, None)
+        else:
+            os.environ[registry.EXTRA_ENV] = old
+        for g in groups:
+            for name in g:
+                registry._REGISTRY.pop(name, None)
+        registry._loaded = False
