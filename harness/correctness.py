@@ -94,7 +94,10 @@ def build_oracle(problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Te
     oracle = Oracle(ref=ref, torch_err=torch_err, floor=floor)
     if calibrate:
         for name, out in _null_outputs(problem, q, v).items():
-            if passes(error_metrics(out, ref), oracle):
+            err = error_metrics(out, ref)
+            # a "null" output that is the exact answer (V when every row attends a single key) is not a
+            # shortcut: the problem is trivial there, and any right kernel returns it
+            if passes(err, oracle) and err.max_abs > oracle.floor / 2:
                 oracle.weak.append(name)
     return oracle
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The H100 evidence of the harness core and the project kernels, in stages that each fit one device
 # call. Every command is echoed before it runs; databases and logs go to results/h100/ and $OUT.
-#   scripts/h100_evidence.sh STAGE    STAGE: gpu-tests | suites | fa-paper-1 | fa-paper-2 | ncu
+#   scripts/h100_evidence.sh STAGE    STAGE: gpu-tests | suites | suites-resume | fa-paper-1 | fa-paper-2 | ncu
 set -uo pipefail
 stage=${1:?stage}
 out=${OUT:-/tmp/out}
@@ -16,15 +16,20 @@ case "$stage" in
     ;;
   suites)
     x flashcore env
-    x flashcore run --suite correctness --db "$db" --run-id h100-correctness --log-dir "$out/logs"
-    x flashcore run --suite determinism --db "$db" --run-id h100-determinism --log-dir "$out/logs"
-    x flashcore run --suite seed-claims --db "$db" --run-id h100-seed-claims --log-dir "$out/logs"
+    x flashcore run --suite correctness --db "$db" --run-id h100-correctness --log-dir /tmp/fclogs
+    x flashcore run --suite determinism --db "$db" --run-id h100-determinism --log-dir /tmp/fclogs
+    x flashcore run --suite seed-claims --db "$db" --run-id h100-seed-claims --log-dir /tmp/fclogs
+    ;;
+  suites-resume)  # continue an interrupted correctness run, then the other two suites
+    x flashcore run --suite correctness --db "$db" --run-id h100-correctness --resume --log-dir /tmp/fclogs
+    x flashcore run --suite determinism --db "$db" --run-id h100-determinism --log-dir /tmp/fclogs
+    x flashcore run --suite seed-claims --db "$db" --run-id h100-seed-claims --log-dir /tmp/fclogs
     ;;
   fa-paper-1)
-    /usr/bin/time -f "fa-paper wall %e s" flashcore run --suite fa-paper --db "$db" --run-id h100-fa-paper-1 --log-dir "$out/logs"
+    /usr/bin/time -f "fa-paper wall %e s" flashcore run --suite fa-paper --db "$db" --run-id h100-fa-paper-1 --log-dir /tmp/fclogs
     ;;
   fa-paper-2)
-    /usr/bin/time -f "fa-paper wall %e s" flashcore run --suite fa-paper --db "$db" --run-id h100-fa-paper-2 --log-dir "$out/logs"
+    /usr/bin/time -f "fa-paper wall %e s" flashcore run --suite fa-paper --db "$db" --run-id h100-fa-paper-2 --log-dir /tmp/fclogs
     x flashcore compare h100-fa-paper-1 h100-fa-paper-2 --db "$db"
     ;;
   ncu)  # harness median (from the runs above) against Nsight Compute's gpu__time_duration, clocks not locked
@@ -37,4 +42,4 @@ case "$stage" in
     cp -r results/h100/profile "$out/" 2>/dev/null
     ;;
 esac
-cp "$db" "$out/" 2>/dev/null
+cp "$db" "$out/" 2>/dev/null; tar czf "$out/logs-$stage.tgz" -C /tmp fclogs 2>/dev/null

@@ -121,3 +121,10 @@ def test_an_unbounded_budget_computes_all_rows_in_one_pass(monkeypatch):
     q, k, v = make_inputs(p, seed=1, device="cpu")
     attention_math.attention(q, k, v, p, torch.float32, budget_bytes=float("inf"))
     assert len(calls) == 2  # QKᵀ and PV, once each: the naive three-kernel pipeline
+
+
+def test_a_single_key_problem_is_trivial_not_weak():
+    # with one key, attention is V exactly: returning V is the right answer, not a shortcut
+    p = Problem(batch=1, heads_q=2, seqlen_q=1, head_dim=64, dtype="bfloat16")
+    q, k, v = make_inputs(p, seed=2, device="cpu")
+    assert C.build_oracle(p, q, k, v).weak == []

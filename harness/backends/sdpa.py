@@ -66,6 +66,8 @@ class _Sdpa(Backend):
             try:
                 run()
             except RuntimeError as exc:
+                if "out of memory" in str(exc):
+                    raise  # a real failure of this problem, not a kernel that declines it
                 raise Unsupported(f"PyTorch refused {self.kernel_name}: {_refusal(caught, exc)}") from None
         return run
 
