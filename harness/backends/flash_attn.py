@@ -29,6 +29,10 @@ class _FlashAttn(Backend):
             return why
         try:
             self._func()
+        except AttributeError:
+            mod = importlib.import_module(self.module)
+            return (f"{self.module} is importable but has no flash_attn_func (the name belongs to another "
+                    f"package here: {getattr(mod, '__file__', '?')}); {self.package_hint}")
         except Exception as exc:  # ImportError, or a broken build raising anything at import
             return f"{self.module} not importable ({type(exc).__name__}: {str(exc)[:160]}); {self.package_hint}"
         cap = torch.cuda.get_device_capability()

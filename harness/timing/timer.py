@@ -27,7 +27,7 @@ class TimingRaw:
     samples_ms: list[float]
     method: str
     stop_reason: str
-    synced_ms: list[float] = field(default_factory=list)  # start → call → device sync → end
+    synced_ms: list[float] = field(default_factory=list)  # start → call → device sync → end, less enqueue
     wall_ms: list[float] = field(default_factory=list)  # host clock around call + device sync
     enqueue_ms: float = 0.0  # host time to enqueue one call
 
@@ -112,7 +112,10 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
             stop = sampling.stop_reason(samples, time.perf_counter() - t_start)
     torch.cuda.synchronize()
 
-    # cross-check: a device-wide sync before the end event brackets work on every stream
+    # cross-check: a device-wide sync before the end event brackets work on every stream. No hold here
+    # (work on another stream would run during it, before the start event); instead the host's own
+    # enqueue time, during which the GPU may idle inside the events, is subtracted. A call that hides
+    # its work elsewhere enqueues quickly, so its hidden work stays in the number.
     synced, wall = [], []
     for j in range(5):
         refresh(i + j)
@@ -120,15 +123,15 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
             flush()
         torch.cuda.synchronize()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        _hold(hold_ms)
-        start.record(stream)
         t0 = time.perf_counter()
+        start.record(stream)
         out = run(i + j)
+        t_enqueue = (time.perf_counter() - t0) * 1e3
         torch.cuda.synchronize()
         wall.append((time.perf_counter() - t0) * 1e3)
         end.record(stream)
         end.synchronize()
-        synced.append(start.elapsed_time(end))
+        synced.append(max(0.0, start.elapsed_time(end) - t_enqueue))
         check(i + j, out)
     torch.cuda.synchronize()
     return TimingRaw(samples, method, stop, synced, wall, enqueue_ms)
