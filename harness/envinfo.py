@@ -4,6 +4,7 @@ Clocks and throttle reasons come from NVML (``pynvml`` from the nvidia-ml-py pac
 """
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -51,6 +52,10 @@ def clocks(index: int = 0) -> dict[str, Any] | None:
 
 
 def git_commit(root: Path | None = None) -> str:
+    """The checkout's commit (``-dirty`` with uncommitted changes); where the tree is a copy without git
+    history (a remote GPU machine), ``FLASHCORE_GIT_COMMIT`` names it."""
+    if os.environ.get("FLASHCORE_GIT_COMMIT"):
+        return os.environ["FLASHCORE_GIT_COMMIT"]
     root = root or Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,

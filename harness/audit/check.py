@@ -5,10 +5,9 @@ Rules (the numbers a reader needs to reproduce a verdict):
     the problem's FLOPs (FlashAttention's count, harness/problem.py) is "consistent", else
     "inconsistent ×N" with N = max(implied/actual, actual/implied).
   * measured: the latest run holding a passed, timed cell of that backend on that problem (any layout).
-    A TFLOPS claim is confirmed if measured >= 0.9 × claimed; a latency claim if measured ms <= claimed
-    ms / 0.9 (the same 10% margin on the rate). Otherwise refuted ×N, N = claimed/measured TFLOPS or
-    measured/claimed ms.
-    A range claim is held to its low end (the most generous reading).
+    A TFLOPS or latency claim is confirmed if the measurement is within 10% of it, either way (a range
+    claim: within 10% of the range). Otherwise refuted ×N, with the direction: "measured slower" (the claim
+    overstates) or "measured faster" (it understates, which inflates every "N× faster than" built on it).
   * untested: no such backend in the database, no cell at that problem, or the latest cell skipped, failed,
     rejected, did not pass correctness, or was not timed — with the reason stored.
   * untestable: the source does not say which problem the number is for.
@@ -206,31 +205,34 @@ def _measured(claim: Claim, m: Measurements) -> Verdict:
     v.measured_tflops, v.measured_ms, v.measured_run, v.measured_cell = mt, r.median_ms, r.run_id, r
     parts, refuted, factors = [], False, []
     if claim.tflops is not None:
-        need = CONFIRM_FRACTION * claim.tflops.lo
-        if mt >= need:
-            parts.append(
-                f"measured {mt:.4g} TFLOPS >= 0.9 × claimed {claim.tflops}"
-                + _understated(mt / claim.tflops.hi)
-            )
-        else:
+        lo, hi = CONFIRM_FRACTION * claim.tflops.lo, claim.tflops.hi / CONFIRM_FRACTION
+        if lo <= mt <= hi:
+            parts.append(f"measured {mt:.4g} TFLOPS is within 10% of claimed {claim.tflops}")
+        elif mt < lo:
             f = claim.tflops.lo / mt
             refuted = True
             factors.append(f)
-            parts.append(f"claimed {claim.tflops} TFLOPS is {fmt_factor(f)} the measured {mt:.4g}")
-    if claim.latency_ms is not None:
-        limit = claim.latency_ms.hi / CONFIRM_FRACTION
-        if r.median_ms <= limit:
-            parts.append(
-                f"measured {r.median_ms:.4g} ms <= claimed {claim.latency_ms} ms / 0.9"
-                + _understated(claim.latency_ms.lo / r.median_ms)
-            )
+            parts.append(f"claimed {claim.tflops} TFLOPS is {fmt_factor(f)} the measured {mt:.4g} (measured slower)")
         else:
+            f = mt / claim.tflops.hi
+            refuted = True
+            factors.append(f)
+            parts.append(f"measured {mt:.4g} TFLOPS is {fmt_factor(f)} the claimed {claim.tflops} (measured faster: "
+                         "the claim understates it)")
+    if claim.latency_ms is not None:
+        lo, hi = claim.latency_ms.lo * CONFIRM_FRACTION, claim.latency_ms.hi / CONFIRM_FRACTION
+        if lo <= r.median_ms <= hi:
+            parts.append(f"measured {r.median_ms:.4g} ms is within 10% of claimed {claim.latency_ms} ms")
+        elif r.median_ms > hi:
             f = r.median_ms / claim.latency_ms.hi
             refuted = True
             factors.append(f)
-            parts.append(
-                f"measured {r.median_ms:.4g} ms is {fmt_factor(f)} slower than claimed {claim.latency_ms} ms"
-            )
+            parts.append(f"measured {r.median_ms:.4g} ms is {fmt_factor(f)} slower than claimed {claim.latency_ms} ms")
+        else:
+            f = claim.latency_ms.lo / r.median_ms
+            refuted = True
+            factors.append(f)
+            parts.append(f"measured {r.median_ms:.4g} ms is {fmt_factor(f)} faster than claimed {claim.latency_ms} ms")
     v.verdict = "refuted" if refuted else "confirmed"
     v.factor = max(factors) if factors else None
     v.detail = (
