@@ -1,4 +1,4 @@
-"""pytest-benchmark setup for the regression gate (see harness/regress.py and docs/nox.md).
+"""pytest-benchmark setup for the regression gate (see harness/regress.py and README, "The regression gate").
 
 * Storage is keyed by GPU model and driver: unless ``--benchmark-storage`` is given, results go to
   ``results/benchmarks/<gpu-model>-<driver>/<machine id>/`` (pytest-benchmark's own machine id only

@@ -50,7 +50,7 @@ STORAGE_ROOT = Path("results/benchmarks")
 SLUG_ENV = "FLASHCORE_BENCH_SLUG"
 SLOWDOWN_ENV = "FLASHCORE_SLOWDOWN"
 THRESHOLD_ENV = "FLASHCORE_REGRESS_THRESHOLD"
-#: relative median slowdown that counts (with significance); see docs/nox.md for how it was chosen
+#: relative median slowdown that counts (with significance); see README, "How the thresholds were chosen"
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_ALPHA = 0.01
 
