@@ -5,8 +5,9 @@ import math
 import shlex
 import sqlite3
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -27,8 +28,8 @@ class _OneLineErrors(TyperGroup):
     """Usage errors (unknown command or option, a value of the wrong type, a missing argument) as one line
     ``flashcore: error: COMMAND: what`` with exit status 2, like every other error — not click's box."""
 
-    def main(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None,
-             complete_var: Optional[str] = None, standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
                               **extra)
@@ -59,7 +60,7 @@ def _one_line(msg: str) -> str:
     return " ".join(str(msg).split()) or "unknown error"
 
 
-def fail(msg: str, code: int = 2) -> "typer.Exit":
+def fail(msg: str, code: int = 2) -> typer.Exit:
     """One line on stderr naming the problem; no traceback."""
     typer.echo(f"flashcore: error: {_one_line(msg)}", err=True)
     return typer.Exit(code)
@@ -79,7 +80,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             OSError, sqlite3.Error)
 
 
-def _check_run_id(run_id: Optional[str]) -> None:
+def _check_run_id(run_id: str | None) -> None:
     if run_id is not None and (not run_id.strip() or len(run_id) > 100 or not run_id.isprintable()
                                or run_id != run_id.strip()):
         raise fail(f"--run-id {run_id[:100]!r}: a run id is 1 to 100 printable characters, no outer spaces")
@@ -110,8 +111,8 @@ def run(
     filter: str = typer.Option("", "--filter", "-f", help='e.g. "seqlen_q>=1024,head_dim=128,causal=true"'),
     db: Path = typer.Option(DEFAULT_DB, "--db", help="results database (SQLite)"),
     resume: bool = typer.Option(False, "--resume", help="continue the latest run of this suite (or --run-id)"),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="name the run, or pick the run to resume"),
-    log_dir: Optional[Path] = typer.Option(None, "--log-dir", help="where worker logs go (default: a temp dir)"),
+    run_id: str | None = typer.Option(None, "--run-id", help="name the run, or pick the run to resume"),
+    log_dir: Path | None = typer.Option(None, "--log-dir", help="where worker logs go (default: a temp dir)"),
 ) -> None:
     """Run a suite: correctness, determinism and timing of each backend on each problem."""
     from harness.backends import registry
@@ -165,7 +166,7 @@ def run(
 @app.command()
 def show(
     db: Path = typer.Option(DEFAULT_DB, "--db"),
-    run: Optional[str] = typer.Option(None, "--run", help="run id (default: the latest)"),
+    run: str | None = typer.Option(None, "--run", help="run id (default: the latest)"),
     runs: bool = typer.Option(False, "--runs", help="list the runs instead"),
 ) -> None:
     """Show a run's results table (or the list of runs)."""
@@ -187,7 +188,7 @@ def show(
 @app.command()
 def export(
     format: str = typer.Option("csv", "--format", help="csv or parquet"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output file (default results/export.FORMAT)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="output file (default results/export.FORMAT)"),
     db: Path = typer.Option(DEFAULT_DB, "--db"),
     run: list[str] = typer.Option([], "--run", help="run id(s) to export (default: all)"),
 ) -> None:
@@ -256,11 +257,10 @@ def build(
 
 def _register_optional() -> None:
     """Commands whose modules live in their own packages (dashboards, audit, profiling)."""
-    from harness.report.cli import audit as audit_cmd
-    from harness.report.cli import report as report_cmd
-
     from harness.profiling.cli import profile as profile_cmd
     from harness.profiling.cli import validate as validate_cmd
+    from harness.report.cli import audit as audit_cmd
+    from harness.report.cli import report as report_cmd
 
     app.command(name="report")(report_cmd)
     app.command(name="audit")(audit_cmd)

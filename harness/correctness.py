@@ -29,7 +29,7 @@ class Errors:
     nan: int
     inf: int
 
-    def worse(self, other: "Errors") -> "Errors":
+    def worse(self, other: Errors) -> Errors:
         return Errors(max(self.max_abs, other.max_abs), max(self.mean_abs, other.mean_abs),
                       max(self.rel_l2, other.rel_l2), self.nan + other.nan, self.inf + other.inf)
 

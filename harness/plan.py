@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import operator
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from harness.problem import Problem
 from harness.suite import Suite

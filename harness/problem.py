@@ -103,11 +103,11 @@ class Problem:
         d = asdict(self)
         return d
 
-    def with_(self, **changes: Any) -> "Problem":
+    def with_(self, **changes: Any) -> Problem:
         return replace(self, **changes)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Problem":
+    def from_dict(cls, d: dict[str, Any]) -> Problem:
         allowed = set(cls.__dataclass_fields__)
         unknown = set(d) - allowed
         if unknown:

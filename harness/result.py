@@ -67,7 +67,7 @@ class Result:
 
     @classmethod
     def for_problem(cls, run_id: str, suite: str, backend: str, problem: Any, status: str,
-                    reason: str = "", **kw: Any) -> "Result":
+                    reason: str = "", **kw: Any) -> Result:
         d = problem.as_dict()
         return cls(run_id=run_id, suite=suite, backend=backend, problem_key=problem.key(), status=status,
                    reason=reason, flops=problem.flops(), min_bytes=problem.min_bytes(), **d, **kw)

@@ -10,13 +10,13 @@ import multiprocessing as mp
 import os
 import secrets
 import signal
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness import verdict
 from harness.plan import Cell

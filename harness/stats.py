@@ -3,9 +3,9 @@ computes these from the samples a worker returns, out of the measured code's rea
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import median
-from typing import Sequence
 
 
 def percentile(xs: Sequence[float], q: float) -> float:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+
 try:
     import tomllib
 except ImportError:  # Python 3.10

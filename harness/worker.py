@@ -55,7 +55,6 @@ def _redirect_output(log_path: str) -> None:
 
 
 def _handle(job: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
-    import torch
 
     from harness import envinfo, peak
     from harness.measure import measure_cell

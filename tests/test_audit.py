@@ -385,8 +385,12 @@ def _seed_text(name: str) -> str | None:
     return None
 
 
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", s).strip()
+
+
 def test_seed_quotes_are_verbatim() -> None:
-    norm = lambda s: re.sub(r"\s+", " ", s).strip()
+    norm = _norm
     checked = 0
     for c in load_claims(SEEDS):
         text = _seed_text(c.source.file)

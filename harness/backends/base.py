@@ -15,7 +15,8 @@ the callable it returns is what gets timed, so it should do only the backend's r
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Callable, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     import torch
@@ -45,12 +46,12 @@ class Backend(abc.ABC):
         """None if usable here, else a one-line reason."""
         return None
 
-    def unsupported(self, problem: "Problem") -> str | None:
+    def unsupported(self, problem: Problem) -> str | None:
         """None if this problem can run, else a one-line reason naming what is allowed."""
         return None
 
     @abc.abstractmethod
-    def prepare(self, problem: "Problem", q: "torch.Tensor", k: "torch.Tensor", v: "torch.Tensor") -> RunFn:
+    def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         """Return the callable to validate and time."""
 
 

@@ -5,7 +5,8 @@ They take bshd inputs natively and align causal masks bottom-right, like flashco
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -5,8 +5,9 @@ which is stored with the result. A minimum sample count must be met first, excep
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from harness.stats import summarize
 

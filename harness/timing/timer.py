@@ -11,8 +11,8 @@ hidden on another stream shows up there and not in the events.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
