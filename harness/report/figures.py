@@ -241,36 +241,11 @@ def speedup_heatmap(cells: pd.DataFrame, baseline: str, colors: dict[str, str]) 
     # colour saturates at 4× either way so that 10–50% differences stay visible; the text gives the value
     lim = min(2.0, max(1.0, max(finite) if finite else 1.0))
     ticks = [t for t in range(-2, 3) if abs(t) <= lim]
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=shapes,
-            y=backends,
-            text=text,
-            texttemplate="%{text}",
-            hovertext=hov,
-            hovertemplate="%{hovertext}<extra></extra>",
-            colorscale="RdBu",
-            zmid=0,
-            zmin=-lim,
-            zmax=lim,
-            xgap=2,
-            ygap=2,
-            colorbar={
-                "title": f"× vs {baseline}",
-                "tickvals": ticks,
-                "ticktext": [f"{2.0**t:g}×" for t in ticks],
-            },
-        )
-    )
-    fig.update_layout(
-        **LAYOUT,
-        height=140 + 34 * len(backends) + 8 * max(len(s) for s in shapes),
+    return _log_ratio_heatmap(
+        z, shapes, backends, text, hov, colorscale="RdBu", lim=lim, ticks=ticks,
+        ticktext=[f"{2.0**t:g}×" for t in ticks], bar_title=f"× vs {baseline}", height_base=140,
         title=f"Speedup over {baseline} (baseline median ÷ backend median; blue = faster)",
     )
-    fig.update_xaxes(tickangle=-35, automargin=True, showgrid=False, zeroline=False)
-    fig.update_yaxes(autorange="reversed", automargin=True, showgrid=False, zeroline=False)
-    return fig
 
 
 def latency_spread(cells: pd.DataFrame, colors: dict[str, str]) -> go.Figure | None:
@@ -520,6 +495,17 @@ def compare_heatmap(joined: pd.DataFrame, a: str, b: str) -> go.Figure | None:
     ticks = [
         math.log2(t) for t in (0.25, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 4) if abs(math.log2(t)) <= lim
     ]
+    return _log_ratio_heatmap(
+        z, shapes, backends, text, hov, colorscale="RdBu_r", lim=lim, ticks=ticks,
+        ticktext=[f"{2.0**t:.3g}×" for t in ticks], bar_title="after ÷ before", height_base=160,
+        title="Time ratio after ÷ before (red = slower; bold = beyond the combined p10–p90 noise)",
+    )
+
+
+def _log_ratio_heatmap(z: list[list[float | None]], shapes: list[str], backends: list[str], text: list[list[str]],
+                       hov: list[list[str]], *, colorscale: str, lim: float, ticks: list[float],
+                       ticktext: list[str], bar_title: str, height_base: int, title: str) -> go.Figure:
+    """A backend × shape heat map of log2 ratios, centred on 1×, with the ratio written in each cell."""
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -529,24 +515,17 @@ def compare_heatmap(joined: pd.DataFrame, a: str, b: str) -> go.Figure | None:
             texttemplate="%{text}",
             hovertext=hov,
             hovertemplate="%{hovertext}<extra></extra>",
-            colorscale="RdBu_r",
+            colorscale=colorscale,
             zmid=0,
             zmin=-lim,
             zmax=lim,
             xgap=2,
             ygap=2,
-            colorbar={
-                "title": "after ÷ before",
-                "tickvals": ticks,
-                "ticktext": [f"{2.0**t:.3g}×" for t in ticks],
-            },
+            colorbar={"title": bar_title, "tickvals": ticks, "ticktext": ticktext},
         )
     )
-    fig.update_layout(
-        **LAYOUT,
-        height=160 + 34 * len(backends) + 8 * max(len(s) for s in shapes),
-        title="Time ratio after ÷ before (red = slower; bold = beyond the combined p10–p90 noise)",
-    )
+    fig.update_layout(**LAYOUT, height=height_base + 34 * len(backends) + 8 * max(len(x) for x in shapes),
+                      title=title)
     fig.update_xaxes(tickangle=-35, automargin=True, showgrid=False, zeroline=False)
     fig.update_yaxes(autorange="reversed", automargin=True, showgrid=False, zeroline=False)
     return fig
