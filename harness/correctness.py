@@ -1,5 +1,5 @@
 """Is an output right? Errors against the float64 reference, the pass rule, and the guards that keep a
-broken or cheating kernel from passing (poisoned memory, untouched inputs, real output tensors,
+broken or cheating kernel from passing (untouched inputs, real output tensors,
 null-kernel calibration of the tolerance).
 
 Pass rule (FlashAttention's tests, hopper/test_flash_attn.py): the backend's max abs error must be at
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from harness import attention_math
+from harness.guards import INT_VIEW
 from harness.problem import Problem
 
 SEED_MAX_ABS = 2e-3
@@ -122,15 +123,6 @@ def output_problem(out: object, problem: Problem, like: torch.Tensor) -> str | N
     return None
 
 
-def poison_free_memory(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str,
-                       copies: int = 2) -> None:
-    """Fill soon-to-be-reused allocator blocks with NaN, so an output that is not fully written (or a
-    stale buffer returned instead of a result) shows NaN rather than a previous right answer."""
-    if dtype.is_floating_point:
-        blocks = [torch.full(shape, float("nan"), dtype=dtype, device=device) for _ in range(copies)]
-        del blocks
-
-
 class InputGuard:
     """Keeps an exact copy of the inputs to prove a call left them unchanged."""
 
@@ -146,5 +138,5 @@ def bit_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Bit-for-bit equality (NaN payloads included), unlike ``torch.equal``."""
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
-    ints = {2: torch.int16, 4: torch.int32, 8: torch.int64, 1: torch.int8}[a.element_size()]
+    ints = INT_VIEW[a.element_size()]
     return torch.equal(a.contiguous().view(ints), b.contiguous().view(ints))

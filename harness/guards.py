@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import torch
 
-_INT = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+#: integer dtypes of each element size, to compare or write floating-point bit patterns exactly
+INT_VIEW = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 #: marked NaNs: quiet NaNs with a payload that no arithmetic produces (canonical: 0x7E00, 0x7FC0, 0x7FC00000)
 POISON_BITS = {torch.float16: 0x7E5A, torch.bfloat16: 0x7FDA, torch.float32: 0x7FD5A5A5, torch.float64: 0x7FF5A5A5A5A5A5A5}
 
@@ -34,7 +35,7 @@ def poison_free_memory(shape: tuple[int, ...], dtype: torch.dtype, device: torch
     if bits is None:
         return
     n = torch.empty((), dtype=dtype).element_size()
-    blocks = [torch.full(shape, _signed(bits, n), dtype=_INT[n], device=device) for _ in range(copies)]
+    blocks = [torch.full(shape, _signed(bits, n), dtype=INT_VIEW[n], device=device) for _ in range(copies)]
     del blocks
 
 
@@ -44,7 +45,7 @@ def poisoned(out: torch.Tensor) -> int:
     if bits is None or out.numel() == 0:
         return 0
     n = out.element_size()
-    return int((out.detach().view(_INT[n]) == _signed(bits, n)).sum())
+    return int((out.detach().view(INT_VIEW[n]) == _signed(bits, n)).sum())
 
 
 def fingerprint(*tensors: torch.Tensor) -> tuple[int, ...]:
@@ -53,7 +54,7 @@ def fingerprint(*tensors: torch.Tensor) -> tuple[int, ...]:
     out: list[int] = []
     chunk = 1 << 24
     for t in tensors:
-        x = t.detach().reshape(-1).view(_INT[t.element_size()])
+        x = t.detach().reshape(-1).view(INT_VIEW[t.element_size()])
         total, weighted = 0, 0
         for i in range(0, x.numel(), chunk):
             c = x[i:i + chunk].to(torch.int64)
