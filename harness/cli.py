@@ -214,7 +214,7 @@ def compare(
     within: float = typer.Option(0.01, "--within", help="relative agreement asked of those cells"),
 ) -> None:
     """Two runs side by side: per-cell median ratio and which changes exceed the measured noise."""
-    from harness.compare import agreement, diff_runs
+    from harness.compare import agreement, diff_runs, method_mismatches
     from harness.store import Store
 
     if not (math.isfinite(min_ms) and min_ms >= 0):
@@ -232,6 +232,10 @@ def compare(
     ok, n, worst = agreement(diffs, min_ms, within)
     console.print(f"{ok} of {n} cells of >= {min_ms:g} ms agree within {within:.1%} (worst {worst:.2%}); "
                   f"{sum(d.beyond_noise for d in diffs)} of {len(diffs)} cells changed beyond their noise")
+    mixed = method_mismatches(diffs)
+    if mixed:
+        console.print(f"note: {len(mixed)} cells were timed by different methods ({mixed[0].a_method} vs "
+                      f"{mixed[0].b_method}): their ratios include the change of method")
 
 
 @app.command()

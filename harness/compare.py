@@ -13,6 +13,8 @@ class CellDiff:
     a_ms: float
     b_ms: float
     noise: float  # combined relative spread (p90-p10)/median of both cells
+    a_method: str = ""
+    b_method: str = ""
 
     @property
     def ratio(self) -> float:
@@ -32,7 +34,8 @@ def diff_runs(store: Store, run_a: str, run_b: str) -> list[CellDiff]:
         if base is None or r.status != "ok" or not r.median_ms:
             continue
         out.append(CellDiff(r.backend, r.problem_key, base.median_ms, r.median_ms,
-                            (base.rel_spread or 0.0) + (r.rel_spread or 0.0)))
+                            (base.rel_spread or 0.0) + (r.rel_spread or 0.0),
+                            base.timing_method or "", r.timing_method or ""))
     return out
 
 
@@ -42,3 +45,9 @@ def agreement(diffs: list[CellDiff], min_ms: float = 0.1, within: float = 0.01) 
     ok = sum(1 for d in big if abs(d.ratio - 1) <= within)
     worst = max((abs(d.ratio - 1) for d in big), default=0.0)
     return ok, len(big), worst
+
+
+def method_mismatches(diffs: list[CellDiff]) -> list[CellDiff]:
+    """Cells timed differently in the two runs (e.g. with and without the event tare): their ratio mixes
+    a change of method into the change of speed."""
+    return [d for d in diffs if d.a_method != d.b_method]

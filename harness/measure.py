@@ -253,7 +253,7 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
         tr = time_cpu(call, refresh, check, sampling, warmup=timing.warmup)
     ratio = float(worst_ratio)
     raw.update(samples_ms=tr.samples_ms, timing_method=tr.method, stop_reason=tr.stop_reason,
-               synced_ms=tr.synced_ms, wall_ms=tr.wall_ms, enqueue_ms=tr.enqueue_ms,
+               synced_ms=tr.synced_ms, wall_ms=tr.wall_ms, enqueue_ms=tr.enqueue_ms, tare_ms=tr.tare_ms,
                timed_outputs_ok=bool(ratio <= 1.0))
     raw["extra"]["clocks_after"] = clocks()
     raw["extra"]["timed_worst_err_over_tol"] = ratio

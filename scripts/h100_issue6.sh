@@ -81,7 +81,7 @@ report+=("[regress-slowdown] sdpa-flash cells REGRESSED: $sdpa; other cells REGR
 
 # (d) Nsight Compute: harness medians from the DB where present (else measured first), ncu per cell
 step profile pass 100 "${stage[@]}" profile --suite fa-paper --filter "seqlen_q=2048,head_dim=128" \
-  --backends flashcore-phase4,flashcore-phase4x,flashcore-bleeding-edge,sdpa-flash,sdpa-cudnn \
+  --backends flashcore-phase4,flashcore-phase4x,flashcore-bleeding-edge,sdpa-flash,sdpa-cudnn,sdpa-efficient,sdpa-math,fa4 \
   --db "$db" --timing latest --out-dir results/h100/profile --cell-timeout 90
 
 # (e) compute-sanitizer: one process per tool (re-run per backend only if it fails)

@@ -162,9 +162,11 @@ def profile(
                  "ncu_metrics_dropped": dropped + prof.dropped_metrics, "ncu_output": str(csv_path),
                  "ncu_command": shlex.join(prof.command), "ncu_seconds": round(time.perf_counter() - t0, 1),
                  "harness": ({"run_id": h.run_id, "median_ms": h.median_ms, "p10_ms": h.p10_ms,
-                              "p90_ms": h.p90_ms, "timing_method": h.timing_method}
+                              "p90_ms": h.p90_ms, "timing_method": h.timing_method,
+                              "raw_median_ms": h.extra.get("raw_median_ms"),
+                              "event_tare_ms": h.extra.get("event_tare_ms")}
                              if h is not None else None),
-                 "ncu_over_harness": row.ratio}
+                 "ncu_over_harness": row.ratio, "ncu_over_raw_events": row.raw_ratio}
         store.add_result(Result.for_problem(
             rid, f"profile:{s.name}", cell.backend, cell.problem, prof.status, prof.reason[:1000],
             extra=extra,

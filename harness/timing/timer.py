@@ -5,8 +5,13 @@ flush L2, hold the stream with a short spin kernel while the host enqueues the c
 GPU time, not Python launch time — nvbench's blocking kernel), record start, call, record end, then
 check the output. Samples are read back in batches and the stopping rule decides when to end.
 
-Afterwards a cross-check times a few calls with a device-wide synchronize before the end event: work
-hidden on another stream shows up there and not in the events.
+Afterwards the tare: the same flush, hold and event pair with nothing between them. An event pair costs
+some microseconds of its own (1–2 µs on an H100), which is not kernel time; the supervisor subtracts the
+tare from every sample (what is left estimates the GPU time of the call itself, as a profiler's kernel
+duration does) and keeps the raw samples beside it.
+
+Last, a cross-check times a few calls with a device-wide synchronize before the end event: work hidden
+on another stream shows up there and not in the events.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from harness.timing.l2 import L2Flusher
 from harness.timing.stopping import Sampling
 
 _BATCH = 8  # samples enqueued between host reads of the events
+_TARE_PAIRS = 15
 
 
 @dataclass
@@ -30,6 +36,7 @@ class TimingRaw:
     synced_ms: list[float] = field(default_factory=list)  # start → call → device sync → end, less enqueue
     wall_ms: list[float] = field(default_factory=list)  # host clock around call + device sync
     enqueue_ms: float = 0.0  # host time to enqueue one call
+    tare_ms: float = 0.0  # median of empty event pairs, measured the way the samples were
 
 
 def _clock_hz() -> float:
@@ -112,6 +119,20 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
             stop = sampling.stop_reason(samples, time.perf_counter() - t_start)
     torch.cuda.synchronize()
 
+    tare_pairs = []
+    for _ in range(_TARE_PAIRS):
+        if flush is not None:
+            flush()
+        _hold(hold_ms)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record(stream)
+        end.record(stream)
+        tare_pairs.append((start, end))
+    torch.cuda.synchronize()
+    tare = sorted(s.elapsed_time(e) for s, e in tare_pairs)
+    tare_ms = tare[len(tare) // 2]
+    method += "-tare"
+
     # cross-check: a device-wide sync before the end event brackets work on every stream. No hold here
     # (work on another stream would run during it, before the start event); instead the host's own
     # enqueue time, during which the GPU may idle inside the events, is subtracted. A call that hides
@@ -134,7 +155,7 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
         synced.append(max(0.0, start.elapsed_time(end) - t_enqueue))
         check(i + j, out)
     torch.cuda.synchronize()
-    return TimingRaw(samples, method, stop, synced, wall, enqueue_ms)
+    return TimingRaw(samples, method, stop, synced, wall, enqueue_ms, tare_ms)
 
 
 def time_cpu(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None],
