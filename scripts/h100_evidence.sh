@@ -59,4 +59,4 @@ case "$stage" in
     cp -r results/h100/profile "$out/" 2>/dev/null
     ;;
 esac
-cp "$db" "$out/" 2>/dev/null; tar czf "$out/logs-$stage.tgz" -C /tmp fclogs 2>/dev/null
+python3 scripts/db_copy.py "$db" "$out/"; tar czf "$out/logs-$stage.tgz" -C /tmp fclogs 2>/dev/null

@@ -27,7 +27,7 @@ for s in faults exploits; do
   x flashcore show --db "$db"
   # nothing of the run is left on the GPU: killed and crashed workers took their contexts with them
   echo "compute processes still on the GPU: $(nvidia-smi --query-compute-apps=pid --format=csv,noheader | wc -l)"
-  cp "$db" "$out/" 2>/dev/null
+  python3 scripts/db_copy.py "$db" "$out/"
 done
 
 # the details behind the verdicts: what each custom-kernel backend launched, the timing of the side
@@ -86,3 +86,7 @@ a_gpu, a_host = gpu_ms(), host_us()
 print(f"profiler after-effect: SDPA GPU time {b_gpu:.4f} -> {a_gpu:.4f} ms ({a_gpu / b_gpu - 1:+.2%}); "
       f"host launch {b_host:.2f} -> {a_host:.2f} us ({a_host / b_host - 1:+.2%}); kernels seen: {tr.kernels[:2]}")
 EOF
+
+# the device returns at most 8 files from $OUT: pack the worker logs and run outputs into one
+tar czf /tmp/issue7-out.tgz -C "$out" --exclude='*.db' . \
+  && find "$out" -mindepth 1 -maxdepth 1 ! -name '*.db' -exec rm -rf {} + && mv /tmp/issue7-out.tgz "$out/"

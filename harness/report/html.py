@@ -111,6 +111,9 @@ def empty(msg: str) -> Raw:
     return Raw(f'<p class="empty">{esc(msg)}</p>')
 
 
+PLOTLY_FILE = "plotly.min.js"
+
+
 @lru_cache(maxsize=1)
 def plotly_js() -> str:
     from plotly.offline import get_plotlyjs
@@ -122,7 +125,9 @@ def page(
     title: str, subtitle: str, body: str, nav: Sequence[tuple[str, str]] = (), plotly: bool = True
 ) -> str:
     navhtml = "".join(f'<a href="{esc(h)}">{esc(t)}</a>' for t, h in nav)
-    js = f'<script type="text/javascript">{plotly_js()}</script>' if plotly else ""
+    # one copy of plotly.js beside the pages (PLOTLY_FILE, written by the renderer), not one per page: ten
+    # pages with it inlined came to ~50 MB
+    js = f'<script type="text/javascript" src="{PLOTLY_FILE}"></script>' if plotly else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{esc(title)}</title>'

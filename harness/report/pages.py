@@ -221,49 +221,63 @@ def _correctness(cells: pd.DataFrame, sid: str) -> Raw:
     )
 
 
+#: the profile table's columns: short header -> ncu metric (all metrics stay in the database)
+PROFILE_COLUMNS = {
+    "SM %": "sm__throughput.avg.pct_of_peak_sustained_elapsed",
+    "tensor %": "sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active",
+    "DRAM %": "dram__throughput.avg.pct_of_peak_sustained_elapsed",
+    "DRAM B/s": "dram__bytes.sum.per_second",
+    "occupancy %": "sm__warps_active.avg.pct_of_peak_sustained_active",
+    "regs": "launch__registers_per_thread",
+    "smem B": "smem_per_block_bytes",
+}
+_KERNEL_CHARS = 48
+
+
 def _profile(cells: pd.DataFrame) -> Raw | None:
-    rows: list[dict[str, Any]] = []
+    from harness.profiling.ncu import TIME, top_stalls
+
+    rows: list[tuple[tuple[Any, ...], list[str]]] = []
+    present: set[str] = set()
     for r in cells.to_dict("records"):
-        ncu = (r.get("extra") or {}).get("ncu")
+        extra = r.get("extra") or {}
+        ncu = extra.get("ncu")
         if not isinstance(ncu, dict) or not ncu:
             continue
         # either {metric: value} or {kernel: {metric: value}}
         per_kernel = ncu if all(isinstance(v, dict) and "value" not in v for v in ncu.values()) else {"": ncu}
+        h = (extra.get("harness") or {}).get("median_ms") or (r["median_ms"] if r["timed"] else None)
+        call_ns = extra.get("ncu_call_ns")
+        ratio = call_ns / 1e6 / h if isinstance(call_ns, (int, float)) and h else None
         for kernel, metrics in sorted(per_kernel.items()):
-            rows.append(
-                {
-                    "backend": r["backend"],
-                    "shape": r["shape"],
-                    "kernel": kernel or "—",
-                    "harness median ms": F.fmt(r["median_ms"]) if r["timed"] else f"n/a ({r['category']})",
-                    "metrics": metrics,
-                    "order": r["order"],
-                }
-            )
+            present.update(col for col, m in PROFILE_COLUMNS.items() if m in metrics)
+            name = kernel or "—"
+            short = name if len(name) <= _KERNEL_CHARS else name[: _KERNEL_CHARS - 1] + "…"
+            stalls = ", ".join(f"{k} {v:.2g}" for k, v in top_stalls(metrics, 2))
+            cols = [r["backend"], r["shape"], short, _metric(metrics.get("launches_per_call")),
+                    F.fmt(h) if h else "n/a", _metric(metrics.get(TIME)),
+                    format(ratio, ".3f") if ratio is not None else ""]
+            rows.append(((r["backend"], r["order"], name), cols + [metrics, stalls]))
     if not rows:
         return None
-    metrics = sorted({m for row in rows for m in row["metrics"]})
-    body = [
-        [
-            row["backend"],
-            row["shape"],
-            row["kernel"],
-            row["harness median ms"],
-            *[_metric(row["metrics"].get(m)) for m in metrics],
-        ]
-        for row in sorted(rows, key=lambda x: (x["backend"], x["order"], x["kernel"]))
-    ]
+    shown = [c for c in PROFILE_COLUMNS if c in present]
+    body = [cols[:7] + [_metric(cols[7].get(PROFILE_COLUMNS[c])) for c in shown] + [cols[8]]
+            for _, cols in sorted(rows, key=lambda x: x[0])]
+    legend = "; ".join(f"{c} = {PROFILE_COLUMNS[c]}" for c in shown)
     return section(
         "profile",
         "Profile (Nsight Compute)",
         note(
             "Per-kernel Nsight Compute metrics stored with each cell, beside the harness's own median "
-            "(ncu replays kernels with its own clock control, so its durations are not the harness's)."
+            "(ncu replays kernels with its own clock control and cache flush). ncu/harness is the summed "
+            "kernel time of one call over the harness median. Units as stored (profile runs: ns, bytes, "
+            f"per second). Columns: {legend}; every collected metric is in the database."
         ),
         table(
-            ["backend", "problem", "kernel", "harness median ms", *metrics],
+            ["backend", "problem", "kernel", "launches/call", "harness median ms", "gpu__time_duration",
+             "ncu/harness", *shown, "top stalls"],
             body,
-            numeric=["harness median ms", *metrics],
+            numeric=["launches/call", "harness median ms", "gpu__time_duration", "ncu/harness", *shown],
         ),
     )
 

@@ -22,11 +22,17 @@ def _write(path: Path, text: str) -> Path:
 
 
 def _out(out_dir: str | Path) -> Path:
+    """The output folder, with the plotly.js that every page loads from beside it (offline, one copy)."""
+    from harness.report.html import PLOTLY_FILE, plotly_js
+
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        js = out / PLOTLY_FILE
+        if not js.is_file() or js.read_text(encoding="utf-8") != plotly_js():
+            _write(js, plotly_js())
     except OSError as exc:
-        raise ReportError(f"cannot create the output folder {out}: {exc.strerror}") from None
+        raise ReportError(f"cannot write to the output folder {out}: {exc.strerror}") from None
     return out
 
 

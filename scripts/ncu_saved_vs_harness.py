@@ -1,0 +1,47 @@
+"""The ncu-vs-harness table from saved Nsight Compute outputs, for profile runs whose rows did not reach
+the database (a run stopped by a time limit before its rows were copied out):
+
+    python3 scripts/ncu_saved_vs_harness.py results/h100/profile/RUN --db results/h100/flashcore.db \
+        --timing h100-fa-paper-3 [--calls 3]
+
+Each ``BACKEND__PROBLEMKEY.ncu.txt`` that ``flashcore profile`` wrote is parsed exactly as the live command
+parses it, and set beside the harness median of the same cell in the run named by ``--timing``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.profiling import compare, ncu
+from harness.store import Store
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("--db", type=Path, required=True)
+    ap.add_argument("--timing", required=True, help="run id whose medians the ncu times are compared with")
+    ap.add_argument("--calls", type=int, default=3, help="profiled calls per cell (flashcore profile --calls)")
+    args = ap.parse_args(argv)
+    files = sorted(args.dir.glob("*__*.ncu.txt"))
+    if not files:
+        print(f"ncu_saved_vs_harness: no BACKEND__PROBLEM.ncu.txt files in {args.dir}", file=sys.stderr)
+        return 2
+    medians = compare.medians_of_run(Store(args.db, create=False), args.timing)
+    rows = []
+    for f in files:
+        backend, key = f.name[: -len(".ncu.txt")].split("__", 1)
+        try:
+            kernels, call_ns = ncu.summarize(ncu.parse_csv(f.read_text()), args.calls)
+            prof = ncu.CellProfile("ok", "", kernels, call_ns)
+        except ncu.NcuParseError as exc:
+            prof = ncu.CellProfile("failed", str(exc))
+        rows.append(compare.make_row(backend, key, prof, medians.get((backend, key))))
+    Console(width=240).print(compare.table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
