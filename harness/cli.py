@@ -104,6 +104,19 @@ def env() -> None:
     console.print(tables.backend_table(rows))
 
 
+def _with_flush(s, how: str):
+    """The suite with its L2 flush set from ``--l2-flush`` (write, read or off)."""
+    from dataclasses import replace
+
+    from harness.suite import L2_FLUSH_MODES
+
+    if how == "off":
+        return replace(s, timing=replace(s.timing, l2_flush=False))
+    if how not in L2_FLUSH_MODES:
+        raise fail(f"--l2-flush {how!r}: allowed {', '.join(L2_FLUSH_MODES)}, off")
+    return replace(s, timing=replace(s.timing, l2_flush=True, l2_flush_mode=how))
+
+
 @app.command()
 def run(
     suite: str = typer.Option(..., "--suite", "-s", help="suite name (suites/NAME.toml) or path"),
@@ -113,6 +126,8 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="continue the latest run of this suite (or --run-id)"),
     run_id: str | None = typer.Option(None, "--run-id", help="name the run, or pick the run to resume"),
     log_dir: Path | None = typer.Option(None, "--log-dir", help="where worker logs go (default: a temp dir)"),
+    l2_flush: str | None = typer.Option(
+        None, "--l2-flush", help="override the suite's L2 flush between samples: write, read or off"),
 ) -> None:
     """Run a suite: correctness, determinism and timing of each backend on each problem."""
     from harness.backends import registry
@@ -124,6 +139,8 @@ def run(
     try:
         _check_run_id(run_id)
         s = load_suite(suite)
+        if l2_flush is not None:
+            s = _with_flush(s, l2_flush)
         names = [b.strip() for b in backends.split(",") if b.strip()] or None
         for n in names or []:
             registry.get(n)  # unknown names fail here, before anything runs

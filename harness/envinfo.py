@@ -51,6 +51,28 @@ def clocks(index: int = 0) -> dict[str, Any] | None:
         return {"error": str(exc)}
 
 
+def throttle_ns(index: int = 0) -> dict[str, int] | None:
+    """NVML's running counters of time the GPU spent held below its clocks by the power and the thermal
+    limits (ns since driver load). The difference over a measurement says whether its samples ran at
+    full clocks, which the clock snapshots before and after cannot. None without NVML or the query."""
+    nv = _nvml()
+    if nv is None:
+        return None
+    try:
+        h = nv.nvmlDeviceGetHandleByIndex(index)
+        return {name: int(nv.nvmlDeviceGetViolationStatus(h, policy).violationTime)
+                for name, policy in (("power", nv.NVML_PERF_POLICY_POWER), ("thermal", nv.NVML_PERF_POLICY_THERMAL))}
+    except Exception:  # noqa: BLE001 - NVML present but the query unsupported on this GPU or driver
+        return None
+
+
+def throttled_ms(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, float] | None:
+    """Milliseconds of power and thermal throttling between two ``throttle_ns`` readings."""
+    if not before or not after:
+        return None
+    return {k: round((after[k] - before[k]) / 1e6, 3) for k in before if k in after}
+
+
 def git_commit(root: Path | None = None) -> str:
     """The checkout's commit (``-dirty`` with uncommitted changes); where the tree is a copy without git
     history (a remote GPU machine), ``FLASHCORE_GIT_COMMIT`` names it."""

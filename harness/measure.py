@@ -5,6 +5,7 @@ and a verdict, so nothing the measured code can reach decides its own result.
 """
 from __future__ import annotations
 
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from harness import correctness as C
 from harness import guards
 from harness.backends import registry
 from harness.backends.base import Unsupported
-from harness.envinfo import clocks
+from harness.envinfo import clocks, throttle_ns, throttled_ms
 from harness.inputs import make_inputs
 from harness.nvtx_ranges import call_range
 from harness.problem import Problem
@@ -246,9 +247,14 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
     sampling = Sampling(min_samples=timing.min_samples, max_noise=timing.max_noise,
                         max_samples=timing.max_samples, time_cap_s=timing.time_cap_s)
     if device == "cuda":
+        held = throttle_ns()
+        t0 = time.perf_counter()
         tr = time_cuda(call, refresh, check, sampling, warmup=timing.warmup,
                        flush=flusher if timing.l2_flush else None, graph=timing.mode == "graph",
-                       slots=BUFFERS)
+                       slots=BUFFERS, flush_mode=timing.l2_flush_mode)
+        # power/thermal throttling while the samples ran: explains a median that moved between runs
+        raw["extra"]["throttled_ms"] = throttled_ms(held, throttle_ns())
+        raw["extra"]["timing_s"] = round(time.perf_counter() - t0, 3)
     else:
         tr = time_cpu(call, refresh, check, sampling, warmup=timing.warmup)
     ratio = float(worst_ratio)

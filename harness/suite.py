@@ -38,6 +38,7 @@ SUITE_DIRS = (Path.cwd() / "suites", Path(__file__).resolve().parent.parent / "s
 GRID_KEYS = ("batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim", "dtype", "causal",
              "softmax_scale", "layout", "tokens", "hidden")
 TIMING_MODES = ("events", "graph")
+L2_FLUSH_MODES = ("write", "read")  # harness.timing.l2.FLUSH_MODES, without importing torch here
 #: inclusive bounds of the numeric [checks]/[timing] keys (a value past them is a typo, or a run that
 #: would never end)
 NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
@@ -74,6 +75,7 @@ class Timing:
     max_noise: float = 0.01
     time_cap_s: float = 1.0
     l2_flush: bool = True
+    l2_flush_mode: str = "write"  # write | read (see harness.timing.l2)
     cell_timeout_s: float = 600.0
 
 
@@ -181,6 +183,8 @@ def _typed(path: Path, section: str, cls: type, raw: Any) -> Any:
     if isinstance(obj, Timing):
         if obj.mode not in TIMING_MODES:
             raise _err(path, "[timing] mode", obj.mode, f"allowed {', '.join(TIMING_MODES)}")
+        if obj.l2_flush_mode not in L2_FLUSH_MODES:
+            raise _err(path, "[timing] l2_flush_mode", obj.l2_flush_mode, f"allowed {', '.join(L2_FLUSH_MODES)}")
         if obj.max_noise >= 1:
             raise _err(path, "[timing] max_noise", obj.max_noise, "must be a fraction in (0, 1)")
         if obj.min_samples < 1 or obj.max_samples < obj.min_samples:

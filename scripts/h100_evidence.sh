@@ -3,6 +3,7 @@
 # call. Every command is echoed before it runs; databases and logs go to results/h100/ and $OUT.
 #   scripts/h100_evidence.sh STAGE
 # STAGE: gpu-tests | suites | suites-resume | fa-paper-1 | fa-paper-2 | fa-paper-twice | ncu | ncu-short
+#        | ncu-agreement   (run ids get the suffix $TAG, default 1)
 set -uo pipefail
 stage=${1:?stage}
 out=${OUT:-/tmp/out}
@@ -48,6 +49,18 @@ case "$stage" in
       --backends flashcore-bleeding-edge,flashcore-phase4x,sdpa-flash,sdpa-cudnn,fa4 \
       --db "$db" --timing latest --out-dir results/h100/profile --cell-timeout 60
     cp -r results/h100/profile "$out/" 2>/dev/null
+    ;;
+  ncu-agreement)  # harness vs ncu from ~10 us to ~1 ms, with each L2 flush (~7 minutes)
+    tag=${TAG:-1}
+    for f in write read; do
+      x flashcore run --suite ncu-agreement --db "$db" --run-id "h100-ncu-agreement-$f-$tag" --l2-flush $f \
+        --log-dir /tmp/fclogs
+    done
+    x flashcore profile --suite ncu-agreement --metric-set time --db "$db" --run-id "h100-ncu-time-$tag" \
+      --timing "h100-ncu-agreement-write-$tag" --out-dir results/h100/profile --cell-timeout 60
+    x python3 scripts/ncu_saved_vs_harness.py "results/h100/profile/h100-ncu-time-$tag" --db "$db" \
+      --timing "h100-ncu-agreement-read-$tag"
+    tar czf "$out/profile-ncu-time-$tag.tgz" -C results/h100/profile "h100-ncu-time-$tag"
     ;;
   ncu)  # harness median (from the runs above) against Nsight Compute's gpu__time_duration, clocks not locked
     x flashcore profile --suite fa-paper --filter "seqlen_q=2048,head_dim=128" \

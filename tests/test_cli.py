@@ -67,3 +67,9 @@ def test_env_lists_every_backend_with_a_reason_when_unavailable():
     assert res.exit_code == 0
     for name in ("sdpa-flash", "sdpa-cudnn", "flex", "fa2", "fa3", "fa4", "naive", "reference"):
         assert name in res.output
+
+
+def test_run_rejects_an_unknown_l2_flush_override_in_one_line(tmp_path):
+    r = CliRunner().invoke(app, ["run", "--suite", "smoke", "--db", str(tmp_path / "x.db"), "--l2-flush", "clean"])
+    assert r.exit_code != 0 and "--l2-flush 'clean': allowed write, read, off" in r.output
+    assert len(r.output.strip().splitlines()) == 1

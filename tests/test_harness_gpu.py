@@ -13,6 +13,21 @@ def test_l2_flush_buffer_is_at_least_twice_the_l2():
     assert f.bytes >= 2 * torch.cuda.get_device_properties(0).L2_cache_size
 
 
+def test_both_l2_flush_modes_run_and_the_read_mode_never_writes_its_buffer():
+    import torch
+
+    from harness.timing.l2 import L2Flusher
+
+    f = L2Flusher()
+    f.buf[:4] = 0
+    f("write")
+    f("read")
+    torch.cuda.synchronize()
+    assert int(f.buf.count_nonzero()) == 0 and int(f._sink) == 0
+    with pytest.raises(ValueError, match="allowed write, read"):
+        f("clean")
+
+
 def test_measured_peaks_are_physically_plausible_for_a_hopper_gpu():
     from harness import peak
 

@@ -118,3 +118,27 @@ def test_validate_pins_a_race_on_its_backend_and_passes_the_others(tmp_path, mon
     assert "Race reported between Write access" in race["error_text"]
     assert json.loads(race["extra"])["isolated"] is True
     assert "re-running each backend alone" in res.output
+
+
+def test_the_time_metric_set_asks_ncu_for_the_duration_and_clock_only(tmp_path, monkeypatch, no_gpu_check):
+    raw = RAW.replace("PROFILE_TARGET DONE calls=2", "PROFILE_TARGET DONE calls=3")
+    ncu = fake_tool(tmp_path / "ncu", f"""
+        if "--query-metrics" in sys.argv:
+            sys.exit(0)
+        print({raw!r})
+        """)
+    monkeypatch.setenv("FLASHCORE_NCU", ncu)
+    db = tmp_path / "r.db"
+    res = runner.invoke(cli.app, ["profile", "--suite", "smoke", "--backends", "naive", "--filter",
+                                  "seqlen_q=16,dtype=float16,causal=false", "--db", str(db), "--timing", "none",
+                                  "--out-dir", str(tmp_path / "out"), "--metric-set", "time"])
+    assert res.exit_code == 0, res.output
+    [row] = rows(db, "profile:smoke")
+    cmd = json.loads(row["extra"])["ncu_command"]
+    assert "--metrics gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second " in cmd
+
+
+def test_an_unknown_metric_set_is_one_line_naming_the_allowed_sets(tmp_path, no_gpu_check):
+    res = runner.invoke(cli.app, ["profile", "--suite", "smoke", "--db", str(tmp_path / "r.db"),
+                                  "--metric-set", "most"])
+    assert res.exit_code == 2 and "--metric-set 'most': allowed full, time" in res.output

@@ -70,3 +70,10 @@ def test_malformed_suites_fail_with_one_line_naming_file_and_key(tmp_path, text,
 def test_unknown_suite_name_lists_the_known_ones():
     with pytest.raises(SuiteError, match="allowed .*smoke"):
         load_suite("no-such-suite")
+
+
+
+def test_the_l2_flush_mode_is_write_or_read(tmp_path):
+    assert load_suite(write(tmp_path, GOOD + "[timing]\nl2_flush_mode='read'\n")).timing.l2_flush_mode == "read"
+    with pytest.raises(SuiteError, match=r"\[timing\] l2_flush_mode.*allowed write, read"):
+        load_suite(write(tmp_path, GOOD + "[timing]\nl2_flush_mode='clean'\n"))

@@ -85,6 +85,10 @@ def profile(
     out_dir: Path = typer.Option(Path("results/local/profile"), "--out-dir", help="ncu CSV output per cell"),  # noqa: B008 - typer reads defaults this way
     run_id: str | None = typer.Option(None, "--run-id", help="name the profile run"),
     cell_timeout: float = typer.Option(900.0, "--cell-timeout", help="seconds allowed per ncu run"),
+    metric_set: str = typer.Option(
+        "full", "--metric-set",
+        help="full (every metric the dashboard shows; ~40 replay passes) or time (kernel duration and SM "
+             "clock only: one pass, for comparing with the harness's medians)"),
 ) -> None:
     """Nsight Compute metrics of selected cells, stored beside the harness timings (suite "profile:SUITE")."""
     from harness.plan import FilterError, make_plan
@@ -100,6 +104,8 @@ def profile(
         raise _fail(f"--clock-control {clock_control!r}: allowed none, base")
     if calls < 1:
         raise _fail(f"--calls {calls}: must be at least 1")
+    if metric_set not in ncu.METRIC_SETS:
+        raise _fail(f"--metric-set {metric_set!r}: allowed {', '.join(ncu.METRIC_SETS)}")
     try:
         s = load_suite(suite)
         plan = make_plan(s, names or None, filter)
@@ -139,7 +145,7 @@ def profile(
     from harness.profiling import proc
 
     query = proc.run([exe, "--query-metrics"], 120)
-    metrics, dropped = ncu.filter_known(ncu.METRICS, ncu.parse_query_metrics(query.output))
+    metrics, dropped = ncu.filter_known(ncu.METRIC_SETS[metric_set], ncu.parse_query_metrics(query.output))
     if dropped:
         console.print(f"profile: this ncu does not list {len(dropped)} metric(s), dropped: "
                       f"{', '.join(dropped)}")

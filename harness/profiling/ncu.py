@@ -77,6 +77,7 @@ METRICS: tuple[str, ...] = (
     "smsp__average_warp_latency_per_inst_issued.ratio",
     *(f"{STALL_PREFIX}{r}{STALL_SUFFIX}" for r in STALL_REASONS),
 )
+METRIC_SETS: dict[str, tuple[str, ...]] = {"full": METRICS, "time": (TIME, "sm__cycles_elapsed.avg.per_second")}
 #: launch attributes are not hardware counters and do not appear in --query-metrics
 _NEVER_FILTERED = ("launch__", "device__", "profiler__")
 

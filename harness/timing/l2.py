@@ -1,8 +1,17 @@
-"""L2 flush between samples: write a buffer of at least twice the L2 size, so every sample starts
-with cold caches (the inputs of the previous call are evicted), as a kernel meets them in a model."""
+"""L2 flush between samples, so every sample starts with cold caches (the inputs of the previous call are
+evicted), as a kernel meets them in a model. Two ways, over a buffer of at least twice the L2 size:
+
+* ``write`` (zero the buffer): what Triton's ``do_bench`` and nvbench do. It leaves L2 full of *dirty*
+  lines, which the timed kernel then pays to write back as it evicts them.
+* ``read`` (sum the buffer, which is never written after it is made): leaves L2 full of clean lines, the
+  previous call's dirty outputs written back during the flush, outside the timed region. Closer to
+  Nsight Compute's ``--cache-control all`` (caches flushed and invalidated before each replay).
+"""
 from __future__ import annotations
 
 import torch
+
+FLUSH_MODES = ("write", "read")
 
 
 class L2Flusher:
@@ -10,7 +19,13 @@ class L2Flusher:
         props = torch.cuda.get_device_properties(device)
         l2 = int(getattr(props, "L2_cache_size", 0)) or (50 << 20)
         self.bytes = max(factor * l2, 64 << 20)
-        self.buf = torch.empty(self.bytes // 4, dtype=torch.int32, device=device)
+        self.buf = torch.zeros(self.bytes // 4, dtype=torch.int32, device=device)
+        self._sink = torch.zeros((), dtype=torch.int64, device=device)
 
-    def __call__(self) -> None:
-        self.buf.zero_()
+    def __call__(self, mode: str = "write") -> None:
+        if mode == "write":
+            self.buf.zero_()
+        elif mode == "read":
+            torch.sum(self.buf, dtype=torch.int64, out=self._sink)
+        else:
+            raise ValueError(f"L2 flush mode {mode!r}: allowed {', '.join(FLUSH_MODES)}")

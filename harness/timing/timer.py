@@ -53,7 +53,8 @@ def _hold(ms: float) -> None:
 
 def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None],
               check: Callable[[int, torch.Tensor], None], sampling: Sampling, *, warmup: int = 3,
-              flush: L2Flusher | None = None, graph: bool = False, slots: int = 1) -> TimingRaw:
+              flush: L2Flusher | None = None, graph: bool = False, slots: int = 1,
+              flush_mode: str = "write") -> TimingRaw:
     """``call(i)`` runs sample ``i`` on input buffer set ``i % slots`` (filled by ``refresh(i)``) and
     returns its output; ``check(i, out)`` enqueues the correctness check of that output (untimed)."""
     stream = torch.cuda.current_stream()
@@ -86,7 +87,7 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
     if graph:
         method = "cuda-graph"
     if flush is not None:
-        method += "+l2flush"
+        method += "+l2flush" if flush_mode == "write" else f"+l2flush-{flush_mode}"
     method += "+hold"
 
     samples: list[float] = []
@@ -103,7 +104,7 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
                 out_static = call(i)
             graphs[i % slots] = (g, out_static)
         if flush is not None:
-            flush()
+            flush(flush_mode)
         _hold(hold_ms)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record(stream)
@@ -122,7 +123,7 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
     tare_pairs = []
     for _ in range(_TARE_PAIRS):
         if flush is not None:
-            flush()
+            flush(flush_mode)
         _hold(hold_ms)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record(stream)
@@ -141,7 +142,7 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
     for j in range(5):
         refresh(i + j)
         if flush is not None:
-            flush()
+            flush(flush_mode)
         torch.cuda.synchronize()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         t0 = time.perf_counter()
