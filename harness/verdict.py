@@ -98,9 +98,10 @@ def impossible(res: Result, raw: dict[str, Any], peaks: dict[str, float] | None)
         return (f"work escaped the timed stream: {min(synced):.4g} ms with a device-wide sync vs "
                 f"{res.median_ms:.4g} ms between events")
     if synced and res.median_ms is not None and res.median_ms < EMPTY_EVENTS_MS and min(synced) > EMPTY_SYNCED_MS:
-        return (f"work escaped the timed stream: the events bracket nothing (their own tare of "
-                f"{float(raw.get('tare_ms') or 0.0) * 1e3:.2f} µs and {res.median_ms * 1e3:.2f} µs more) while a "
-                f"device-wide sync sees {min(synced):.4g} ms")
+        events_us = median(raw.get("samples_ms") or [0.0]) * 1e3
+        return (f"work escaped the timed stream: the events bracket nothing ({events_us:.2f} µs, their own "
+                f"tare being {float(raw.get('tare_ms') or 0.0) * 1e3:.2f} µs) while a device-wide sync sees "
+                f"{min(synced):.4g} ms")
     if peaks and res.tflops is not None and res.tflops > PEAK_MARGIN * peaks["matmul_tflops"]:
         return (f"impossible speed: {res.tflops:.1f} TFLOPS exceeds the measured matmul peak "
                 f"{peaks['matmul_tflops']:.1f} TFLOPS")
