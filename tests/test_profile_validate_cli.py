@@ -25,24 +25,32 @@ def no_gpu_check(monkeypatch):
     monkeypatch.setattr(cli, "_require_gpu", lambda what: None)
 
 
+@pytest.fixture
+def canned_ncu(tmp_path, monkeypatch):
+    """A stand-in ncu that prints the canned raw-page CSV of three profiled calls."""
+    raw = RAW.replace("PROFILE_TARGET DONE calls=2", "PROFILE_TARGET DONE calls=3")
+    monkeypatch.setenv("FLASHCORE_NCU", fake_tool(tmp_path / "ncu", f"""
+        if "--query-metrics" in sys.argv:
+            sys.exit(0)
+        print({raw!r})
+        """))
+
+
+def profile_smoke(tmp_path, *args):
+    return runner.invoke(cli.app, ["profile", "--suite", "smoke", "--backends", "naive", "--filter",
+                                   "seqlen_q=16,dtype=float16,causal=false", "--db", str(tmp_path / "r.db"),
+                                   "--out-dir", str(tmp_path / "out"), *args])
+
+
 def rows(db, suite):
     con = sqlite3.connect(db)
     con.row_factory = sqlite3.Row
     return [dict(r) for r in con.execute("select * from results where suite=? order by id", (suite,))]
 
 
-def test_profile_stores_ncu_metrics_beside_the_harness_median(tmp_path, monkeypatch, no_gpu_check):
-    raw = RAW.replace("PROFILE_TARGET DONE calls=2", "PROFILE_TARGET DONE calls=3")
-    ncu = fake_tool(tmp_path / "ncu", f"""
-        if "--query-metrics" in sys.argv:
-            sys.exit(0)
-        print({raw!r})
-        """)
-    monkeypatch.setenv("FLASHCORE_NCU", ncu)
+def test_profile_stores_ncu_metrics_beside_the_harness_median(tmp_path, canned_ncu, no_gpu_check):
     db = tmp_path / "r.db"
-    res = runner.invoke(cli.app, ["profile", "--suite", "smoke", "--backends", "naive", "--filter",
-                                  "seqlen_q=16,dtype=float16,causal=false", "--db", str(db),
-                                  "--out-dir", str(tmp_path / "out"), "--calls", "3"])
+    res = profile_smoke(tmp_path, "--calls", "3")
     assert res.exit_code == 0, res.output
     [row] = rows(db, "profile:smoke")
     extra = json.loads(row["extra"])
@@ -120,20 +128,10 @@ def test_validate_pins_a_race_on_its_backend_and_passes_the_others(tmp_path, mon
     assert "re-running each backend alone" in res.output
 
 
-def test_the_time_metric_set_asks_ncu_for_the_duration_and_clock_only(tmp_path, monkeypatch, no_gpu_check):
-    raw = RAW.replace("PROFILE_TARGET DONE calls=2", "PROFILE_TARGET DONE calls=3")
-    ncu = fake_tool(tmp_path / "ncu", f"""
-        if "--query-metrics" in sys.argv:
-            sys.exit(0)
-        print({raw!r})
-        """)
-    monkeypatch.setenv("FLASHCORE_NCU", ncu)
-    db = tmp_path / "r.db"
-    res = runner.invoke(cli.app, ["profile", "--suite", "smoke", "--backends", "naive", "--filter",
-                                  "seqlen_q=16,dtype=float16,causal=false", "--db", str(db), "--timing", "none",
-                                  "--out-dir", str(tmp_path / "out"), "--metric-set", "time"])
+def test_the_time_metric_set_asks_ncu_for_the_duration_and_clock_only(tmp_path, canned_ncu, no_gpu_check):
+    res = profile_smoke(tmp_path, "--timing", "none", "--metric-set", "time")
     assert res.exit_code == 0, res.output
-    [row] = rows(db, "profile:smoke")
+    [row] = rows(tmp_path / "r.db", "profile:smoke")
     cmd = json.loads(row["extra"])["ncu_command"]
     assert "--metrics gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second " in cmd
 
