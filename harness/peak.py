@@ -9,6 +9,8 @@ from statistics import median
 
 import torch
 
+from harness.timing.timer import empty_pair_ms
+
 
 @dataclass
 class Peaks:
@@ -45,14 +47,6 @@ def measure(n: int = 8192, copy_bytes: int = 2 << 30, reps: int = 20) -> Peaks:
     cp_ms = _time_ms(functools.partial(dst.copy_, src), reps)
     del src, dst
     torch.cuda.empty_cache()
-    empty = []
-    for _ in range(reps):  # the stream is held so both events are queued before the GPU reaches them
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda._sleep(200_000)
-        s.record()
-        e.record()
-        e.synchronize()
-        empty.append(s.elapsed_time(e))
-    empty_ms = median(empty)
+    empty_ms = empty_pair_ms(reps, hold_ms=0.1)
     return Peaks(matmul_tflops=2 * n**3 / (mm_ms * 1e-3) / 1e12,
                  copy_gbs=2 * copy_bytes / (cp_ms * 1e-3) / 1e9, matmul_shape=n, empty_event_us=empty_ms * 1e3)

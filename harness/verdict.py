@@ -75,7 +75,7 @@ def to_result(run_id: str, suite: str, cell: Cell, reply: dict[str, Any], peaks:
             res.wall_ms_per_call = median(raw["wall_ms"])
         extra["samples_ms"] = [round(x, 6) for x in raw_samples]  # as measured, tare included
         extra["event_tare_ms"] = tare
-        extra["raw_median_ms"] = summarize(raw_samples).median
+        extra["raw_median_ms"] = median(raw_samples)
         extra["synced_ms"] = raw.get("synced_ms")
         extra["enqueue_ms"] = raw.get("enqueue_ms")
         if peaks:
@@ -98,7 +98,7 @@ def impossible(res: Result, raw: dict[str, Any], peaks: dict[str, float] | None)
         return (f"work escaped the timed stream: {min(synced):.4g} ms with a device-wide sync vs "
                 f"{res.median_ms:.4g} ms between events")
     if synced and res.median_ms is not None and res.median_ms < EMPTY_EVENTS_MS and min(synced) > EMPTY_SYNCED_MS:
-        events_us = median(raw.get("samples_ms") or [0.0]) * 1e3
+        events_us = res.extra.get("raw_median_ms", res.median_ms) * 1e3
         return (f"work escaped the timed stream: the events bracket nothing ({events_us:.2f} µs, their own "
                 f"tare being {float(raw.get('tare_ms') or 0.0) * 1e3:.2f} µs) while a device-wide sync sees "
                 f"{min(synced):.4g} ms")

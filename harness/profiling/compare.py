@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.profiling.ncu import TIME, CellProfile, top_stalls
+from harness.profiling.ncu import TIME, CellProfile, stall_summary
 from harness.result import Result
 from harness.store import Store
 
@@ -95,7 +95,7 @@ def make_row(backend: str, problem_key: str, prof: CellProfile, harness: Result 
     row.registers = k.get("launch__registers_per_thread")
     smem = k.get("smem_per_block_bytes")
     row.smem_kib = smem / 1024 if smem is not None else None
-    row.top_stall = ", ".join(f"{r} {v:.2g}" for r, v in top_stalls(k, 2))
+    row.top_stall = stall_summary(k)
     return row
 
 

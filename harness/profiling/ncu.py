@@ -279,6 +279,11 @@ def top_stalls(kernel: dict[str, Any], n: int = 3) -> list[tuple[str, float]]:
     return sorted(((r, v) for r, v in found if r != "selected"), key=lambda rv: -rv[1])[:n]
 
 
+def stall_summary(kernel: dict[str, Any], n: int = 2) -> str:
+    """The ``n`` largest stall reasons as one short string, e.g. ``"wait 1.8, long_scoreboard 1.2"``."""
+    return ", ".join(f"{r} {v:.2g}" for r, v in top_stalls(kernel, n))
+
+
 # -- one cell, end to end -------------------------------------------------------------------------------
 @dataclass
 class CellProfile:

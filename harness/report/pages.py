@@ -235,7 +235,8 @@ _KERNEL_CHARS = 48
 
 
 def _profile(cells: pd.DataFrame) -> Raw | None:
-    from harness.profiling.ncu import TIME, top_stalls
+    from harness.profiling.compare import ratio as ncu_ratio
+    from harness.profiling.ncu import TIME, stall_summary
 
     rows: list[tuple[tuple[Any, ...], list[str]]] = []
     present: set[str] = set()
@@ -248,12 +249,12 @@ def _profile(cells: pd.DataFrame) -> Raw | None:
         per_kernel = ncu if all(isinstance(v, dict) and "value" not in v for v in ncu.values()) else {"": ncu}
         h = (extra.get("harness") or {}).get("median_ms") or (r["median_ms"] if r["timed"] else None)
         call_ns = extra.get("ncu_call_ns")
-        ratio = call_ns / 1e6 / h if isinstance(call_ns, (int, float)) and h else None
+        ratio = ncu_ratio(call_ns / 1e6 if isinstance(call_ns, (int, float)) else None, h)
         for kernel, metrics in sorted(per_kernel.items()):
             present.update(col for col, m in PROFILE_COLUMNS.items() if m in metrics)
             name = kernel or "—"
             short = name if len(name) <= _KERNEL_CHARS else name[: _KERNEL_CHARS - 1] + "…"
-            stalls = ", ".join(f"{k} {v:.2g}" for k, v in top_stalls(metrics, 2))
+            stalls = stall_summary(metrics)
             cols = [r["backend"], r["shape"], short, _metric(metrics.get("launches_per_call")),
                     F.fmt(h) if h else "n/a", _metric(metrics.get(TIME)),
                     format(ratio, ".3f") if ratio is not None else ""]

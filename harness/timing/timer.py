@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from statistics import median
 
 import torch
 
@@ -49,6 +50,23 @@ def _clock_hz() -> float:
 def _hold(ms: float) -> None:
     if ms > 0:
         torch.cuda._sleep(int(ms * 1e-3 * _clock_hz()))
+
+
+def empty_pair_ms(n: int, hold_ms: float, flush: L2Flusher | None = None, flush_mode: str = "write") -> float:
+    """Median of ``n`` event pairs with nothing between them on the current stream, each after the same
+    flush and hold as a sample (the hold queues both events before the GPU reaches them): the tare."""
+    stream = torch.cuda.current_stream()
+    pairs = []
+    for _ in range(n):
+        if flush is not None:
+            flush(flush_mode)
+        _hold(hold_ms)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record(stream)
+        end.record(stream)
+        pairs.append((start, end))
+    torch.cuda.synchronize()
+    return median(s.elapsed_time(e) for s, e in pairs)
 
 
 def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None],
@@ -120,18 +138,7 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
             stop = sampling.stop_reason(samples, time.perf_counter() - t_start)
     torch.cuda.synchronize()
 
-    tare_pairs = []
-    for _ in range(_TARE_PAIRS):
-        if flush is not None:
-            flush(flush_mode)
-        _hold(hold_ms)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record(stream)
-        end.record(stream)
-        tare_pairs.append((start, end))
-    torch.cuda.synchronize()
-    tare = sorted(s.elapsed_time(e) for s, e in tare_pairs)
-    tare_ms = tare[len(tare) // 2]
+    tare_ms = empty_pair_ms(_TARE_PAIRS, hold_ms, flush, flush_mode)
     method += "-tare"
 
     # cross-check: a device-wide sync before the end event brackets work on every stream. No hold here
