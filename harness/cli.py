@@ -105,7 +105,7 @@ def env() -> None:
 
 
 def _with_flush(s, how: str):
-    """The suite with its L2 flush set from ``--l2-flush`` (write, read or off)."""
+    """The suite with its L2 flush set from ``--l2-flush`` (read, write or off)."""
     from dataclasses import replace
 
     from harness.suite import L2_FLUSH_MODES
@@ -127,7 +127,11 @@ def run(
     run_id: str | None = typer.Option(None, "--run-id", help="name the run, or pick the run to resume"),
     log_dir: Path | None = typer.Option(None, "--log-dir", help="where worker logs go (default: a temp dir)"),
     l2_flush: str | None = typer.Option(
-        None, "--l2-flush", help="override the suite's L2 flush between samples: write, read or off"),
+        None, "--l2-flush", help="override the suite's L2 flush between samples: read, write or off"),
+    kernel_clock: int | None = typer.Option(
+        None, "--kernel-clock",
+        help="also sum the kernel time of N calls per cell from the profiler's CUPTI records (0: off; "
+             "default: the suite's kernel_clock_calls)"),
 ) -> None:
     """Run a suite: correctness, determinism and timing of each backend on each problem."""
     from harness.backends import registry
@@ -141,6 +145,12 @@ def run(
         s = load_suite(suite)
         if l2_flush is not None:
             s = _with_flush(s, l2_flush)
+        if kernel_clock is not None:
+            if not 0 <= kernel_clock <= 10_000:
+                raise fail(f"--kernel-clock {kernel_clock}: allowed 0 (off) to 10000 calls")
+            from dataclasses import replace
+
+            s = replace(s, timing=replace(s.timing, kernel_clock_calls=kernel_clock))
         names = [b.strip() for b in backends.split(",") if b.strip()] or None
         for n in names or []:
             registry.get(n)  # unknown names fail here, before anything runs

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass, field
+from statistics import median
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from harness.inputs import make_inputs
 from harness.nvtx_ranges import call_range
 from harness.problem import Problem
 from harness.suite import Checks, Timing
+from harness.timing.kernel_clock import KernelClock
 from harness.timing.l2 import L2Flusher
 from harness.timing.stopping import Sampling
 from harness.timing.timer import time_cpu, time_cuda
@@ -88,6 +90,20 @@ def _unwritten(out: torch.Tensor) -> str | None:
         return None
     return (f"output not fully written: {n} of {out.numel()} elements still hold the marked NaN the harness "
             "wrote into freed memory before the call (a stale buffer returned, or a partial write)")
+
+
+def _settle_summary(settle: list[float]) -> dict[str, Any]:
+    """How many samples the settling window set aside, and how its start compares with its end."""
+    if not settle:
+        return {"settle_calls": 0}
+    return {"settle_calls": len(settle), "settle_first_ms": median(settle[:3]), "settle_last_ms": median(settle[-3:])}
+
+
+def _kernel_summary(k: KernelClock) -> dict[str, Any]:
+    if k.error:
+        return {"kernel_clock_error": k.error}
+    return {"kernel_ms": median(k.per_call_ms), "kernel_samples_ms": [round(x, 6) for x in k.per_call_ms],
+            "kernels_per_call": max(k.kernels_per_call)}
 
 
 def measure_cell(backend_name: str, problem: Problem, checks: Checks, timing: Timing, device: str,
@@ -251,7 +267,8 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
         t0 = time.perf_counter()
         tr = time_cuda(call, refresh, check, sampling, warmup=timing.warmup,
                        flush=flusher if timing.l2_flush else None, graph=timing.mode == "graph",
-                       slots=BUFFERS, flush_mode=timing.l2_flush_mode)
+                       slots=BUFFERS, flush_mode=timing.l2_flush_mode, settle_s=timing.settle_s,
+                       kernel_calls=timing.kernel_clock_calls)
         # power/thermal throttling while the samples ran: explains a median that moved between runs
         raw["extra"]["throttled_ms"] = throttled_ms(held, throttle_ns())
         raw["extra"]["timing_s"] = round(time.perf_counter() - t0, 3)
@@ -263,6 +280,9 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
                timed_outputs_ok=bool(ratio <= 1.0))
     raw["extra"]["clocks_after"] = clocks()
     raw["extra"]["timed_worst_err_over_tol"] = ratio
+    raw["extra"].update(_settle_summary(tr.settle_ms))
+    if tr.kernel is not None:
+        raw["extra"].update(_kernel_summary(tr.kernel))
     if not ratio <= 1.0:
         raise Verdict("rejected", f"timed calls returned wrong outputs (worst error {ratio:.3g}× the tolerance) "
                                   "although untimed calls were right: results cached or skipped across calls")

@@ -38,13 +38,14 @@ SUITE_DIRS = (Path.cwd() / "suites", Path(__file__).resolve().parent.parent / "s
 GRID_KEYS = ("batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim", "dtype", "causal",
              "softmax_scale", "layout", "tokens", "hidden")
 TIMING_MODES = ("events", "graph")
-L2_FLUSH_MODES = ("write", "read")  # harness.timing.l2.FLUSH_MODES, without importing torch here
+L2_FLUSH_MODES = ("read", "write")  # harness.timing.l2.FLUSH_MODES, without importing torch here
 #: inclusive bounds of the numeric [checks]/[timing] keys (a value past them is a typo, or a run that
 #: would never end)
 NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
     "trials": (1, 1000), "determinism_runs": (0, 1000), "seed": (0, 2**63 - 1), "warmup": (0, 100_000),
     "min_samples": (1, 1_000_000), "max_samples": (1, 1_000_000), "time_cap_s": (1e-3, 86_400.0),
-    "cell_timeout_s": (1.0, 7 * 86_400.0), "max_noise": (1e-6, 0.999),
+    "cell_timeout_s": (1.0, 7 * 86_400.0), "max_noise": (1e-6, 0.999), "settle_s": (0.0, 60.0),
+    "kernel_clock_calls": (0, 10_000),
 }
 MAX_PROBLEMS = 100_000  # per suite, after the grids multiply out
 MAX_TENSOR_ELEMENTS = 1 << 36  # Q, K, V or O: 128 GiB in 16-bit, more than any GPU holds
@@ -75,7 +76,9 @@ class Timing:
     max_noise: float = 0.01
     time_cap_s: float = 1.0
     l2_flush: bool = True
-    l2_flush_mode: str = "write"  # write | read (see harness.timing.l2)
+    l2_flush_mode: str = "read"  # read | write (see harness.timing.l2)
+    settle_s: float = 0.2  # samples of the first settle_s seconds set aside (see harness.timing.timer)
+    kernel_clock_calls: int = 0  # > 0: also sum the kernel time of this many calls (profiler, CUPTI)
     cell_timeout_s: float = 600.0
 
 

@@ -3,7 +3,8 @@
 # call. Every command is echoed before it runs; databases and logs go to results/h100/ and $OUT.
 #   scripts/h100_evidence.sh STAGE
 # STAGE: gpu-tests | suites | suites-resume | fa-paper-1 | fa-paper-2 | fa-paper-twice | ncu | ncu-short
-#        | ncu-agreement   (run ids get the suffix $TAG, default 1)
+#        | ncu-agreement
+# fa-paper-twice and ncu-agreement name their runs with $TAG (run ids must be new in the database).
 set -uo pipefail
 stage=${1:?stage}
 out=${OUT:-/tmp/out}
@@ -34,15 +35,18 @@ case "$stage" in
     /usr/bin/time -f "fa-paper wall %e s" flashcore run --suite fa-paper --db "$db" --run-id h100-fa-paper-2 --log-dir /tmp/fclogs
     x flashcore compare h100-fa-paper-1 h100-fa-paper-2 --db "$db"
     ;;
-  fa-paper-twice)  # two fresh runs back to back (the 1% agreement target), then seed-claims again
+  fa-paper-twice)  # two fresh runs back to back (the 1% agreement target); SEED_CLAIMS=1 adds seed-claims
+    tag=${TAG:?TAG names the runs: h100-fa-paper-TAG-a and -b}
     x python3 -c "from harness.build import load_ops; load_ops()"
     x flashcore env
-    for r in 2 3; do
-      /usr/bin/time -f "fa-paper wall %e s" flashcore run --suite fa-paper --db "$db" --run-id h100-fa-paper-$r \
-        --log-dir /tmp/fclogs
+    for r in a b; do
+      /usr/bin/time -f "fa-paper wall %e s" flashcore run --suite fa-paper --db "$db" \
+        --run-id "h100-fa-paper-$tag-$r" --log-dir /tmp/fclogs
     done
-    x flashcore compare h100-fa-paper-2 h100-fa-paper-3 --db "$db"
-    x flashcore run --suite seed-claims --db "$db" --run-id h100-seed-claims-2 --log-dir /tmp/fclogs
+    x flashcore compare "h100-fa-paper-$tag-a" "h100-fa-paper-$tag-b" --db "$db"
+    if [ "${SEED_CLAIMS:-0}" = 1 ]; then
+      x flashcore run --suite seed-claims --db "$db" --run-id "h100-seed-claims-$tag" --log-dir /tmp/fclogs
+    fi
     ;;
   ncu-short)  # kernels of 20-100 us (the event tare matters most there), harness medians from the DB
     x flashcore profile --suite fa-paper --filter "seqlen_q<=1024,head_dim=128" \
@@ -50,16 +54,19 @@ case "$stage" in
       --db "$db" --timing latest --out-dir results/h100/profile --cell-timeout 60
     cp -r results/h100/profile "$out/" 2>/dev/null
     ;;
-  ncu-agreement)  # harness vs ncu from ~10 us to ~1 ms, with each L2 flush (~7 minutes)
-    tag=${TAG:-1}
-    for f in write read; do
+  ncu-agreement)  # harness vs ncu from ~10 us to ~1 ms, with each L2 flush (~9 minutes; PROFILE_S caps ncu)
+    tag=${TAG:?TAG names the runs}
+    for f in write read; do  # the kernel clock (CUPTI) of 10 calls per cell beside the events
       x flashcore run --suite ncu-agreement --db "$db" --run-id "h100-ncu-agreement-$f-$tag" --l2-flush $f \
-        --log-dir /tmp/fclogs
+        --kernel-clock 10 --log-dir /tmp/fclogs
     done
-    x flashcore profile --suite ncu-agreement --metric-set time --db "$db" --run-id "h100-ncu-time-$tag" \
-      --timing "h100-ncu-agreement-write-$tag" --out-dir results/h100/profile --cell-timeout 60
-    x python3 scripts/ncu_saved_vs_harness.py "results/h100/profile/h100-ncu-time-$tag" --db "$db" \
-      --timing "h100-ncu-agreement-read-$tag"
+    x timeout "${PROFILE_S:-400}" flashcore profile --suite ncu-agreement --metric-set time --db "$db" \
+      --run-id "h100-ncu-time-$tag" --timing "h100-ncu-agreement-read-$tag" --out-dir results/h100/profile \
+      --cell-timeout 60
+    for f in read write; do  # from the saved ncu outputs: also right when the profile was cut short
+      x python3 scripts/ncu_saved_vs_harness.py "results/h100/profile/h100-ncu-time-$tag" --db "$db" \
+        --timing "h100-ncu-agreement-$f-$tag"
+    done
     tar czf "$out/profile-ncu-time-$tag.tgz" -C results/h100/profile "h100-ncu-time-$tag"
     ;;
   ncu)  # harness median (from the runs above) against Nsight Compute's gpu__time_duration, clocks not locked

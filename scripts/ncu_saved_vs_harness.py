@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         except ncu.NcuParseError as exc:
             prof = ncu.CellProfile("failed", str(exc))
         rows.append(compare.make_row(backend, key, prof, medians.get((backend, key))))
-    Console(width=240).print(compare.table(rows))
+    console = Console(width=240)
+    console.print(compare.table(rows))
+    for line in compare.agreement_lines(rows):
+        console.print(line)
     return 0
 
 

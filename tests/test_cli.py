@@ -71,5 +71,11 @@ def test_env_lists_every_backend_with_a_reason_when_unavailable():
 
 def test_run_rejects_an_unknown_l2_flush_override_in_one_line(tmp_path):
     r = CliRunner().invoke(app, ["run", "--suite", "smoke", "--db", str(tmp_path / "x.db"), "--l2-flush", "clean"])
-    assert r.exit_code != 0 and "--l2-flush 'clean': allowed write, read, off" in r.output
+    assert r.exit_code != 0 and "--l2-flush 'clean': allowed read, write, off" in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_run_rejects_a_negative_kernel_clock_count_in_one_line(tmp_path):
+    r = CliRunner().invoke(app, ["run", "--suite", "smoke", "--db", str(tmp_path / "x.db"), "--kernel-clock", "-1"])
+    assert r.exit_code != 0 and "--kernel-clock -1: allowed 0 (off) to 10000 calls" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "x.db").exists()

@@ -24,7 +24,7 @@ def test_both_l2_flush_modes_run_and_the_read_mode_never_writes_its_buffer():
     f("read")
     torch.cuda.synchronize()
     assert int(f.buf.count_nonzero()) == 0 and int(f._sink) == 0
-    with pytest.raises(ValueError, match="allowed write, read"):
+    with pytest.raises(ValueError, match="allowed read, write"):
         f("clean")
 
 
@@ -47,8 +47,29 @@ def test_a_library_backend_passes_correctness_and_gets_timed(tmp_path):
                        "cuda", ProblemCache(), L2Flusher())
     assert raw["status"] == "ok", raw["reason"]
     assert raw["passed"] and raw["deterministic"] and raw["timed_outputs_ok"]
-    assert raw["timing_method"] == "cuda-events+l2flush+hold"
+    assert raw["timing_method"] == "cuda-events+l2flush-read+hold+settle"
     assert len(raw["samples_ms"]) >= 10 and min(raw["samples_ms"]) > 0
+    assert raw["extra"]["settle_calls"] > 0  # the first 0.2 s of samples were set aside
+
+
+def test_the_kernel_clock_sums_the_calls_kernels_and_leaves_out_the_event_overhead():
+    from statistics import median
+
+    from harness.measure import ProblemCache, measure_cell
+    from harness.problem import Problem
+    from harness.suite import Checks, Timing
+    from harness.timing.l2 import L2Flusher
+
+    p = Problem(batch=4, heads_q=16, seqlen_q=2048, head_dim=128)
+    raw = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.3, kernel_clock_calls=8), "cuda",
+                       ProblemCache(), L2Flusher())
+    x = raw["extra"]
+    assert raw["status"] == "ok" and "kernel_clock_error" not in x, x.get("kernel_clock_error")
+    assert len(x["kernel_samples_ms"]) == 8 and x["kernels_per_call"] >= 1
+    events = median(raw["samples_ms"])
+    # the flush, hold and output check launched around the calls are not counted: the kernel time is
+    # the event time less a few microseconds of overhead, not more
+    assert 0.9 * events < x["kernel_ms"] <= events
 
 
 def test_a_wrong_kernel_is_failed_even_though_it_is_fast():

@@ -73,7 +73,18 @@ def test_unknown_suite_name_lists_the_known_ones():
 
 
 
-def test_the_l2_flush_mode_is_write_or_read(tmp_path):
-    assert load_suite(write(tmp_path, GOOD + "[timing]\nl2_flush_mode='read'\n")).timing.l2_flush_mode == "read"
-    with pytest.raises(SuiteError, match=r"\[timing\] l2_flush_mode.*allowed write, read"):
+def test_the_l2_flush_mode_is_read_by_default_or_write(tmp_path):
+    assert load_suite(write(tmp_path, GOOD)).timing.l2_flush_mode == "read"
+    assert load_suite(write(tmp_path, GOOD + "[timing]\nl2_flush_mode='write'\n")).timing.l2_flush_mode == "write"
+    with pytest.raises(SuiteError, match=r"\[timing\] l2_flush_mode.*allowed read, write"):
         load_suite(write(tmp_path, GOOD + "[timing]\nl2_flush_mode='clean'\n"))
+
+
+def test_settling_time_and_kernel_clock_calls_are_bounded_timing_keys(tmp_path):
+    t = load_suite(write(tmp_path, GOOD + "[timing]\nsettle_s=0\nkernel_clock_calls=10\n")).timing
+    assert (t.settle_s, t.kernel_clock_calls) == (0.0, 10)
+    assert load_suite(write(tmp_path, GOOD)).timing.settle_s > 0  # on unless a suite turns it off
+    with pytest.raises(SuiteError, match=r"\[timing\] settle_s = -1.*from 0 to 60"):
+        load_suite(write(tmp_path, GOOD + "[timing]\nsettle_s=-1\n"))
+    with pytest.raises(SuiteError, match=r"\[timing\] kernel_clock_calls = 1.5.*integer"):
+        load_suite(write(tmp_path, GOOD + "[timing]\nkernel_clock_calls=1.5\n"))

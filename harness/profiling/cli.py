@@ -170,9 +170,11 @@ def profile(
                  "harness": ({"run_id": h.run_id, "median_ms": h.median_ms, "p10_ms": h.p10_ms,
                               "p90_ms": h.p90_ms, "timing_method": h.timing_method,
                               "raw_median_ms": h.extra.get("raw_median_ms"),
-                              "event_tare_ms": h.extra.get("event_tare_ms")}
+                              "event_tare_ms": h.extra.get("event_tare_ms"),
+                              "kernel_ms": h.extra.get("kernel_ms")}
                              if h is not None else None),
-                 "ncu_over_harness": row.ratio, "ncu_over_raw_events": row.raw_ratio}
+                 "ncu_over_harness": row.ratio, "ncu_over_raw_events": row.raw_ratio,
+                 "ncu_over_kernel_clock": row.kernel_ratio}
         store.add_result(Result.for_problem(
             rid, f"profile:{s.name}", cell.backend, cell.problem, prof.status, prof.reason[:1000],
             extra=extra,
@@ -182,6 +184,8 @@ def profile(
         console.print(f"profile [{n}/{len(plan)}] {cell.backend} {key}: {prof.status}, {ms}{vs}")
     store.update_run(rid, status="complete", finished_at=now())
     console.print(compare.table(rows))
+    for line in compare.agreement_lines(rows):
+        console.print(line)
     console.print(f"profile run {rid} in {db} (suite profile:{s.name}); ncu output in {cell_dir}")
     if failed:
         raise typer.Exit(1)

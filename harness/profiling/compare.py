@@ -6,6 +6,8 @@ at the clocks ``--clock-control`` leaves. The harness median is CUDA-event time 
 so ``ncu_ms / harness_ms`` below 1 is the gaps between a call's kernels and launch overhead inside the
 events (large for multi-kernel backends such as ``naive``), above 1 mostly lower clocks under ncu. The
 harness median has the event pair's tare taken off; ``raw_ms`` is the median as the events measured it.
+``kernel_ms``, where the run measured it (``[timing] kernel_clock_calls``), is the harness's own sum of
+kernel durations from the profiler's CUPTI records: the same quantity ncu measures, by another tool.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ class Row:
     ratio: float | None = None  # ncu_ms / harness_ms
     raw_ms: float | None = None  # event median before the tare was taken off
     raw_ratio: float | None = None  # ncu_ms / raw_ms
+    kernel_ms: float | None = None  # the harness's kernel clock (CUPTI), median per call
+    kernel_ratio: float | None = None  # ncu_ms / kernel_ms
     kernels_per_call: float | None = None
     main_kernel: str = ""
     sm_mhz: float | None = None
@@ -77,11 +81,13 @@ def make_row(backend: str, problem_key: str, prof: CellProfile, harness: Result 
     row.harness_ms = harness.median_ms if harness is not None else None
     if harness is not None:
         row.raw_ms = harness.extra.get("raw_median_ms", harness.median_ms)
+        row.kernel_ms = harness.extra.get("kernel_ms")
     if prof.status != "ok":
         return row
     row.ncu_ms = prof.call_ns / 1e6 if prof.call_ns is not None else None
     row.ratio = ratio(row.ncu_ms, row.harness_ms)
     row.raw_ratio = ratio(row.ncu_ms, row.raw_ms)
+    row.kernel_ratio = ratio(row.ncu_ms, row.kernel_ms)
     row.kernels_per_call = sum(k["launches_per_call"] for k in prof.kernels.values())
     name, k = main_kernel(prof.kernels)
     row.main_kernel = name
@@ -99,6 +105,40 @@ def make_row(backend: str, problem_key: str, prof: CellProfile, harness: Result 
     return row
 
 
+@dataclass
+class Agreement:
+    judged: int  # cells with both numbers and an ncu time of at least min_ms
+    within: int  # of those, |ncu / harness - 1| <= tolerance
+    worst: Row | None
+
+
+def agreement(rows: Iterable[Row], min_ms: float = 0.02, tolerance: float = 0.02, *,
+              clock: str = "median") -> Agreement:
+    """How many cells of at least ``min_ms`` (by ncu) agree within ``tolerance``: ``clock`` picks the
+    harness number, ``median`` (events, tare off), ``raw`` (events as measured) or ``kernel`` (CUPTI)."""
+    attr = {"median": "ratio", "raw": "raw_ratio", "kernel": "kernel_ratio"}[clock]
+    judged = [r for r in rows if getattr(r, attr) is not None and r.ncu_ms is not None and r.ncu_ms >= min_ms]
+    ok = [r for r in judged if abs(getattr(r, attr) - 1.0) <= tolerance]
+    worst = max(judged, key=lambda r: abs(getattr(r, attr) - 1.0), default=None)
+    return Agreement(len(judged), len(ok), worst)
+
+
+def agreement_lines(rows: list[Row], min_ms: float = 0.02, tolerance: float = 0.02) -> list[str]:
+    """One line per clock: the target read off the table."""
+    lines = []
+    for clock, what in (("median", "harness median (events, tare off)"), ("raw", "raw event median"),
+                        ("kernel", "harness kernel clock (CUPTI)")):
+        a = agreement(rows, min_ms, tolerance, clock=clock)
+        if not a.judged:
+            continue
+        attr = {"median": "ratio", "raw": "raw_ratio", "kernel": "kernel_ratio"}[clock]
+        w = a.worst
+        lines.append(f"{what}: {a.within} of {a.judged} cells of >= {min_ms * 1e3:g} us within "
+                     f"{tolerance:.0%} of ncu; worst ncu/harness {getattr(w, attr):.3f} "
+                     f"({w.backend} {w.problem_key}, ncu {w.ncu_ms * 1e3:.1f} us)")
+    return lines
+
+
 def table(rows: list[Row]):  # -> rich.table.Table
     from rich.table import Table
 
@@ -106,12 +146,14 @@ def table(rows: list[Row]):  # -> rich.table.Table
         return format(x, fmt) if x is not None else "-"
 
     t = Table(title="Nsight Compute vs harness (ncu ms = summed kernel time of one call)")
-    for col in ("backend", "problem", "status", "harness ms", "ncu ms", "ncu/harness", "ncu/raw", "kernels",
+    for col in ("backend", "problem", "status", "harness ms", "ncu ms", "ncu/harness", "ncu/raw", "ncu/kernel",
+                "kernels",
                 "main kernel", "SM MHz", "tensor %", "DRAM GB/s", "occ %", "regs", "smem KiB", "top stalls"):
         t.add_column(col, overflow="fold")
     for r in rows:
         t.add_row(r.backend, r.problem_key, r.status if r.status == "ok" else f"{r.status}: {r.reason[:80]}",
                   f(r.harness_ms, ".4f"), f(r.ncu_ms, ".4f"), f(r.ratio, ".3f"), f(r.raw_ratio, ".3f"),
+                  f(r.kernel_ratio, ".3f"),
                   f(r.kernels_per_call, ".3g"),
                   r.main_kernel[:40], f(r.sm_mhz, ".0f"), f(r.tensor_pct, ".1f"), f(r.dram_gbs, ".0f"),
                   f(r.occupancy_pct, ".1f"), f(r.registers, ".0f"), f(r.smem_kib, ".1f"), r.top_stall)

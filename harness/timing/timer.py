@@ -5,13 +5,19 @@ flush L2, hold the stream with a short spin kernel while the host enqueues the c
 GPU time, not Python launch time — nvbench's blocking kernel), record start, call, record end, then
 check the output. Samples are read back in batches and the stopping rule decides when to end.
 
+The samples of the first ``settle_s`` seconds are taken the same way and set aside: on an H100 a long
+kernel runs 1–3% slower for the first ~100 ms of sustained load than after it (the GPU's power
+management settling), and a cell that stopped inside that window reported the slow state in one run and
+the fast one in the next.
+
 Afterwards the tare: the same flush, hold and event pair with nothing between them. An event pair costs
 some microseconds of its own (1–2 µs on an H100), which is not kernel time; the supervisor subtracts the
 tare from every sample (what is left estimates the GPU time of the call itself, as a profiler's kernel
 duration does) and keeps the raw samples beside it.
 
 Last, a cross-check times a few calls with a device-wide synchronize before the end event: work hidden
-on another stream shows up there and not in the events.
+on another stream shows up there and not in the events. Optionally a second clock (``kernel_clock``)
+sums the GPU time of the kernels of a few more calls from the profiler's activity records.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from statistics import median
 
 import torch
 
+from harness.timing import kernel_clock
 from harness.timing.l2 import L2Flusher
 from harness.timing.stopping import Sampling
 
@@ -38,6 +45,8 @@ class TimingRaw:
     wall_ms: list[float] = field(default_factory=list)  # host clock around call + device sync
     enqueue_ms: float = 0.0  # host time to enqueue one call
     tare_ms: float = 0.0  # median of empty event pairs, measured the way the samples were
+    settle_ms: list[float] = field(default_factory=list)  # samples of the settling window, set aside
+    kernel: kernel_clock.KernelClock | None = None  # the profiler's kernel time of a few calls
 
 
 def _clock_hz() -> float:
@@ -52,7 +61,7 @@ def _hold(ms: float) -> None:
         torch.cuda._sleep(int(ms * 1e-3 * _clock_hz()))
 
 
-def empty_pair_ms(n: int, hold_ms: float, flush: L2Flusher | None = None, flush_mode: str = "write") -> float:
+def empty_pair_ms(n: int, hold_ms: float, flush: L2Flusher | None = None, flush_mode: str = "read") -> float:
     """Median of ``n`` event pairs with nothing between them on the current stream, each after the same
     flush and hold as a sample (the hold queues both events before the GPU reaches them): the tare."""
     stream = torch.cuda.current_stream()
@@ -72,9 +81,10 @@ def empty_pair_ms(n: int, hold_ms: float, flush: L2Flusher | None = None, flush_
 def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None],
               check: Callable[[int, torch.Tensor], None], sampling: Sampling, *, warmup: int = 3,
               flush: L2Flusher | None = None, graph: bool = False, slots: int = 1,
-              flush_mode: str = "write") -> TimingRaw:
+              flush_mode: str = "read", settle_s: float = 0.0, kernel_calls: int = 0) -> TimingRaw:
     """``call(i)`` runs sample ``i`` on input buffer set ``i % slots`` (filled by ``refresh(i)``) and
-    returns its output; ``check(i, out)`` enqueues the correctness check of that output (untimed)."""
+    returns its output; ``check(i, out)`` enqueues the correctness check of that output (untimed).
+    ``kernel_calls`` > 0 also measures that many calls with the kernel clock."""
     stream = torch.cuda.current_stream()
     graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
 
@@ -107,10 +117,13 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
     if flush is not None:
         method += "+l2flush" if flush_mode == "write" else f"+l2flush-{flush_mode}"
     method += "+hold"
+    if settle_s > 0:
+        method += "+settle"
 
     samples: list[float] = []
-    pending: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
-    t_start = time.perf_counter()
+    settle: list[float] = []
+    pending: list[tuple[torch.cuda.Event, torch.cuda.Event, bool]] = []
+    t_settled = time.perf_counter() + settle_s
     stop = None
     i = 0
     while stop is None:
@@ -129,13 +142,15 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
         out = run(i)
         end.record(stream)
         check(i, out)
-        pending.append((start, end))
+        pending.append((start, end, time.perf_counter() < t_settled))
         i += 1
         if len(pending) >= batch:
             end.synchronize()
-            samples.extend(s.elapsed_time(e) for s, e in pending)
+            for s, e, settling in pending:
+                (settle if settling else samples).append(s.elapsed_time(e))
             pending.clear()
-            stop = sampling.stop_reason(samples, time.perf_counter() - t_start)
+            if samples:
+                stop = sampling.stop_reason(samples, time.perf_counter() - t_settled)
     torch.cuda.synchronize()
 
     tare_ms = empty_pair_ms(_TARE_PAIRS, hold_ms, flush, flush_mode)
@@ -163,7 +178,18 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
         synced.append(max(0.0, start.elapsed_time(end) - t_enqueue))
         check(i + j, out)
     torch.cuda.synchronize()
-    return TimingRaw(samples, method, stop, synced, wall, enqueue_ms, tare_ms)
+    i += 5
+
+    kernel = None
+    if kernel_calls > 0:
+        def before(k: int) -> None:
+            refresh(k)
+            if flush is not None:
+                flush(flush_mode)
+            _hold(hold_ms)
+
+        kernel = kernel_clock.measure(run, before, check, i, kernel_calls)
+    return TimingRaw(samples, method, stop, synced, wall, enqueue_ms, tare_ms, settle, kernel)
 
 
 def time_cpu(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None],
