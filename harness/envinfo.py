@@ -54,7 +54,9 @@ def clocks(index: int = 0) -> dict[str, Any] | None:
 def throttle_ns(index: int = 0) -> dict[str, int] | None:
     """NVML's running counters of time the GPU spent held below its clocks by the power and the thermal
     limits (ns since driver load). The difference over a measurement says whether its samples ran at
-    full clocks, which the clock snapshots before and after cannot. None without NVML or the query."""
+    full clocks, which the clock snapshots before and after cannot. None without NVML or the query.
+    They do not count the software power cap: on the H100 (driver 580) they read 0 over cells whose clock
+    snapshots showed ``sw_power_cap``."""
     nv = _nvml()
     if nv is None:
         return None

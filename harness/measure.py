@@ -103,7 +103,7 @@ def _kernel_summary(k: KernelClock) -> dict[str, Any]:
     if k.error:
         return {"kernel_clock_error": k.error}
     return {"kernel_ms": median(k.per_call_ms), "kernel_samples_ms": [round(x, 6) for x in k.per_call_ms],
-            "kernels_per_call": max(k.kernels_per_call)}
+            "kernels_per_call": max(k.kernels_per_call), "kernel_clock_names": k.names[:20]}
 
 
 def measure_cell(backend_name: str, problem: Problem, checks: Checks, timing: Timing, device: str,

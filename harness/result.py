@@ -34,7 +34,7 @@ class Result:
     p90_ms: float | None = None
     rel_spread: float | None = None  # (p90 - p10) / median
     n_samples: int | None = None
-    timing_method: str = ""  # e.g. "cuda-events+l2flush" or "cuda-graph+l2flush"
+    timing_method: str = ""  # e.g. "cuda-events+l2flush-read+hold+settle-tare"
     stop_reason: str = ""  # which stopping criterion ended sampling
     wall_ms_per_call: float | None = None  # host wall clock cross-check, per call
     tflops: float | None = None

@@ -10,7 +10,7 @@ stage=${1:?stage}
 out=${OUT:-/tmp/out}
 mkdir -p "$out" results/h100
 . scripts/device_setup.sh
-db=results/h100/flashcore.db
+db=${DB:-results/h100/flashcore.db}  # DB=... to write elsewhere
 x() { echo "+ $*"; "$@"; echo "exit code $?"; }
 case "$stage" in
   gpu-tests)

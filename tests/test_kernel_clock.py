@@ -29,6 +29,7 @@ def test_each_call_gets_the_kernels_it_launched_and_nothing_the_harness_launched
     assert not k.error
     assert k.per_call_ms == approx([0.0255, 0.026])
     assert k.kernels_per_call == [1, 2]
+    assert k.names == ["kernel: k2", "kernel: k4", "kernel: k5"]  # not the flush k1 nor the check k3
 
 
 def test_work_on_another_stream_counts_for_the_call_that_launched_it():

@@ -223,3 +223,59 @@ def test_the_profile_target_skips_cleanly_where_the_backend_cannot_run():
     bad = subprocess.run([sys.executable, "-m", "harness.profile_target", "sdpa-flash", '{"batch": 0}'],
                          capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode == 1 and "PROFILE_TARGET ERROR bad problem" in bad.stdout
+
+
+def _row(backend, ncu_ms, harness_ms, untimed=()):
+    r = compare.Row(backend, "p", "ok", ncu_ms=ncu_ms, harness_ms=harness_ms, ratio=ncu_ms / harness_ms)
+    r.untimed_by_ncu = list(untimed)
+    return r
+
+
+def test_agreement_counts_cells_of_at_least_the_threshold_and_names_the_worst():
+    rows = [_row("a", 0.100, 0.101), _row("b", 0.050, 0.052), _row("c", 0.010, 0.020),  # c: too short
+            _row("d", 0.021, 0.0225, untimed=["gpu_memset: Memset (Device)"])]
+    a = compare.agreement(rows, min_ms=0.02, tolerance=0.02)
+    assert (a.judged, a.within, a.worst.backend) == (3, 1, "d")
+    k = compare.agreement(rows, min_ms=0.02, tolerance=0.02, kernels_only=True)
+    assert (k.judged, k.within, k.worst.backend) == (2, 1, "b")
+    lines = compare.agreement_lines(rows)
+    assert lines[0].startswith("harness median (events, tare off): 1 of 3 cells of >= 20 us within 2%")
+    assert "leaving out the 1 cells whose calls also run work ncu does not time" in lines[-1]
+
+
+def test_a_call_that_also_runs_a_memset_is_marked_as_running_work_ncu_does_not_time():
+    from harness.result import Result
+
+    run, _ = _runner(ProcResult(0, RAW))
+    prof = ncu.profile_cell("ncu", "naive", PROBLEM, calls=2, runner=run)
+    named = Result.for_problem("r", "s", "naive", PROBLEM, "ok", median_ms=0.5,
+                               extra={"kernel_clock_names": ["gpu_memset: Memset (Device)", "kernel: gemm"]})
+    assert compare.make_row("naive", PROBLEM.key(), prof, named).untimed_by_ncu == ["gpu_memset: Memset (Device)"]
+    counted = Result.for_problem("r", "s", "naive", PROBLEM, "ok", median_ms=0.5, extra={"kernels_per_call": 4})
+    assert compare.make_row("naive", PROBLEM.key(), prof, counted).untimed_by_ncu  # 4 seen, ncu profiled 3
+    same = Result.for_problem("r", "s", "naive", PROBLEM, "ok", median_ms=0.5, extra={"kernels_per_call": 3})
+    assert compare.make_row("naive", PROBLEM.key(), prof, same).untimed_by_ncu == []
+
+
+def test_saved_ncu_outputs_of_several_folders_are_compared_later_folders_winning(tmp_path):
+    from harness.result import Result
+    from harness.store import RunInfo, Store
+
+    db = tmp_path / "r.db"
+    with Store(db) as st:
+        st.create_run(RunInfo(run_id="t", suite="s", created_at="now", git_commit="", argv="", env={}))
+        st.add_result(Result.for_problem("t", "s", "naive", PROBLEM, "ok", median_ms=0.45))
+    first, second = tmp_path / "a", tmp_path / "b"
+    for d in (first, second):
+        d.mkdir()
+    name = f"naive__{PROBLEM.key()}.ncu.txt"
+    (first / name).write_text(RAW)  # 2 calls: 0.45 ms a call
+    (second / name).write_text(RAW)  # read as 1 call: 0.9 ms
+    script = [sys.executable, "scripts/ncu_saved_vs_harness.py", "--db", str(db), "--timing", "t"]
+    res = subprocess.run([*script, str(first), "--calls", "2"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "1 of 1 cells of >= 20 us within 2%" in res.stdout
+    res = subprocess.run([*script, str(first), f"{second}:1", "--calls", "2"], capture_output=True, text=True)
+    assert "0 of 1 cells" in res.stdout and "worst ncu/harness 2.000" in res.stdout
+    bad = subprocess.run([*script, f"{first}:x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and ":CALLS (a whole number)" in bad.stderr

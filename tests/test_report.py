@@ -410,3 +410,19 @@ def test_output_is_deterministic(db: Path, tmp_path: Path) -> None:
     again = render(db, None, tmp_path / "a")
     for pa, pb in zip(a, again, strict=True):
         assert pa.read_bytes() == pb.read_bytes(), pa.name
+
+
+def test_the_default_comparison_skips_profile_runs_which_have_no_medians(db: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from harness.report.data import compare_pair
+
+    copy = tmp_path / "with-profiles.db"
+    shutil.copy(db, copy)
+    with Store(copy) as store:
+        for rid in ("p1", "p2"):  # two later profile runs of one suite
+            store.create_run(RunInfo(run_id=rid, suite="profile:sweep", created_at=f"2025-02-0{rid[1]}T00:00:00+00:00",
+                                     git_commit="", argv="flashcore profile", env={}))
+            store.add_result(Result.for_problem(rid, "profile:sweep", "fa3", _problems()[0], "ok"))
+    ds = load(copy)
+    assert compare_pair(ds, None, list(ds.runs["run_id"])) == ("r1", "r2")

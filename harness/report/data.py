@@ -166,7 +166,8 @@ def resolve_run(ds: Dataset, spec: str) -> str:
 
 
 def compare_pair(ds: Dataset, specs: Sequence[str] | None, selected: list[str]) -> tuple[str, str] | None:
-    """The (before, after) runs to compare: as asked, else the latest two selected runs of one suite."""
+    """The (before, after) runs to compare: as asked, else the latest two selected runs of one suite that
+    has medians to compare (not a ``profile:`` suite, whose rows are ncu metrics)."""
     if specs:
         if len(specs) != 2:
             raise ReportError(
@@ -179,6 +180,8 @@ def compare_pair(ds: Dataset, specs: Sequence[str] | None, selected: list[str]) 
     runs = ds.runs[ds.runs["run_id"].isin(selected)]
     runs = runs[runs["run_id"].isin(set(ds.results["run_id"]))]
     for suite in reversed(runs["suite"].tolist()):
+        if str(suite).startswith("profile:"):
+            continue
         same = runs[runs["suite"] == suite]["run_id"].tolist()
         if len(same) >= 2:
             return same[-2], same[-1]

@@ -30,6 +30,7 @@ DEVICE_CATS = ("kernel", "gpu_memcpy", "gpu_memset")
 class KernelClock:
     per_call_ms: list[float] = field(default_factory=list)  # one entry per profiled call
     kernels_per_call: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # what the calls ran on the GPU, first seen first
     error: str = ""  # why there are no numbers (profiler missing or busy, no kernel seen)
 
 
@@ -59,6 +60,7 @@ def per_call(events: Iterable[dict[str, Any]], n_calls: int, mark: str = MARK) -
             launch_ts.setdefault(c, float(e["ts"]))
     total = [0.0] * n_calls
     count = [0] * n_calls
+    names: dict[str, None] = {}
     for e in events:
         if str(e.get("cat", "")).lower() not in DEVICE_CATS:
             continue
@@ -72,12 +74,13 @@ def per_call(events: Iterable[dict[str, Any]], n_calls: int, mark: str = MARK) -
         if ts <= hi and 0 <= idx < n_calls:
             total[idx] += float(e.get("dur", 0.0)) * 1e-3  # µs → ms
             count[idx] += 1
+            names.setdefault(f"{e.get('cat')}: {e.get('name')}", None)
     if len(ranges) < n_calls:
         return KernelClock(error=f"the profiler recorded {len(ranges)} of the {n_calls} call ranges")
     if not any(count):
         return KernelClock(error="the profiler recorded no kernel launched inside the calls (CUPTI busy with "
                                  "another tool, or launches it does not trace)")
-    return KernelClock(total, count)
+    return KernelClock(total, count, list(names))
 
 
 def measure(call: Callable[[int], Any], before: Callable[[int], None], after: Callable[[int, Any], None],

@@ -27,6 +27,6 @@ class L2Flusher:
         if mode == "write":
             self.buf.zero_()
         elif mode == "read":
-            torch.sum(self.buf, dtype=torch.int64, out=self._sink)
+            torch.sum(self.buf, dim=0, dtype=torch.int64, out=self._sink)
         else:
             raise ValueError(f"L2 flush mode {mode!r}: allowed {', '.join(FLUSH_MODES)}")

@@ -1,0 +1,59 @@
+"""The database scripts used to bring device runs home: a consistent copy, and a merge of runs."""
+import sqlite3
+import subprocess
+import sys
+
+from harness.problem import Problem
+from harness.result import Result
+from harness.store import RunInfo, Store
+
+P = Problem(batch=1, heads_q=2, seqlen_q=16, head_dim=64)
+
+
+def make(db, *runs):
+    with Store(db) as st:
+        for rid in runs:
+            st.create_run(RunInfo(run_id=rid, suite="s", created_at=rid, git_commit="", argv="", env={}))
+            st.add_result(Result.for_problem(rid, "s", "naive", P, "ok", median_ms=1.0))
+
+
+def count(db, table):
+    return sqlite3.connect(db).execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def merge(*args):
+    return subprocess.run([sys.executable, "scripts/db_merge.py", *map(str, args)], capture_output=True, text=True)
+
+
+def test_merge_adds_the_runs_the_destination_lacks_with_their_rows_and_is_idempotent(tmp_path):
+    src, dest = tmp_path / "src.db", tmp_path / "dest.db"
+    make(src, "base", "new-1", "new-2")
+    make(dest, "base")
+    assert "2 run(s) added" in merge(src, dest).stdout
+    assert (count(dest, "runs"), count(dest, "results")) == (3, 3)
+    assert "0 run(s) added" in merge(src, dest).stdout
+    assert (count(dest, "runs"), count(dest, "results")) == (3, 3)
+    assert {r.run_id for r in Store(dest, create=False).iter_results()} == {"base", "new-1", "new-2"}
+
+
+def test_merge_can_take_named_runs_only_and_names_a_missing_one(tmp_path):
+    src, dest = tmp_path / "src.db", tmp_path / "dest.db"
+    make(src, "a", "b")
+    make(dest, "x")
+    assert "1 run(s) added to" in merge(src, dest, "b").stdout
+    assert {r[0] for r in sqlite3.connect(dest).execute("select run_id from runs")} == {"x", "b"}
+    res = merge(src, dest, "nope")
+    assert res.returncode != 0 and "holds no run 'nope'" in res.stderr
+
+
+def test_copy_keeps_rows_still_in_the_write_ahead_log(tmp_path):
+    db = tmp_path / "live.db"
+    make(db, "r")
+    keep = sqlite3.connect(db)  # an open connection keeps the log from being folded back
+    keep.execute("pragma journal_mode=wal")
+    keep.execute("insert into runs (run_id, suite, created_at) values ('late', 's', 'z')")
+    keep.commit()
+    res = subprocess.run([sys.executable, "scripts/db_copy.py", str(db), str(tmp_path / "copy.db")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert {r[0] for r in sqlite3.connect(tmp_path / "copy.db").execute("select run_id from runs")} == {"r", "late"}
