@@ -132,8 +132,17 @@ def test_the_time_metric_set_asks_ncu_for_the_duration_and_clock_only(tmp_path, 
     res = profile_smoke(tmp_path, "--timing", "none", "--metric-set", "time")
     assert res.exit_code == 0, res.output
     [row] = rows(tmp_path / "r.db", "profile:smoke")
-    cmd = json.loads(row["extra"])["ncu_command"]
-    assert "--metrics gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second " in cmd
+    extra = json.loads(row["extra"])
+    assert "--metrics gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second " in extra["ncu_command"]
+    # a duration compared with a median wants more than 3 calls: ncu's mean of 3 moved by up to 3%
+    assert extra["ncu_calls"] == 20 and "--calls 20" in extra["ncu_command"]
+
+
+def test_the_full_metric_set_profiles_three_calls_unless_told(tmp_path, canned_ncu, no_gpu_check):
+    res = profile_smoke(tmp_path, "--timing", "none")
+    assert res.exit_code == 0, res.output
+    [row] = rows(tmp_path / "r.db", "profile:smoke")
+    assert json.loads(row["extra"])["ncu_calls"] == 3
 
 
 def test_an_unknown_metric_set_is_one_line_naming_the_allowed_sets(tmp_path, no_gpu_check):
