@@ -95,7 +95,7 @@ def profile(
 ) -> None:
     """Nsight Compute metrics of selected cells, stored beside the harness timings (suite "profile:SUITE")."""
     from harness.plan import FilterError, make_plan
-    from harness.profiling import compare, ncu
+    from harness.profiling import compare, ncu, profile_suite
     from harness.result import Result
     from harness.runner import RunOptions, WorkerError, run_suite
     from harness.store import Store, StoreError, now
@@ -133,7 +133,7 @@ def profile(
         elif timing not in ("fresh", "none"):
             store.get_run(timing)  # a wrong id fails here, naming the latest runs
             harness = compare.medians_of_run(store, timing)
-        rid = _new_run(store, f"profile:{s.name}", run_id)
+        rid = _new_run(store, profile_suite(s.name), run_id)
         measure = timing in ("fresh", "latest")
         todo = [c for c in plan if (c.backend, c.problem.key()) not in harness] if measure else []
         if todo:
@@ -181,7 +181,7 @@ def profile(
                  "ncu_over_harness": row.ratio, "ncu_over_raw_events": row.raw_ratio,
                  "ncu_over_kernel_clock": row.kernel_ratio}
         store.add_result(Result.for_problem(
-            rid, f"profile:{s.name}", cell.backend, cell.problem, prof.status, prof.reason[:1000],
+            rid, profile_suite(s.name), cell.backend, cell.problem, prof.status, prof.reason[:1000],
             extra=extra,
             error_text=prof.output[-4000:] if prof.status == "failed" else ""))
         ms = f"{row.ncu_ms:.4f} ms/call (ncu)" if row.ncu_ms is not None else prof.reason[:120]
@@ -191,7 +191,7 @@ def profile(
     console.print(compare.table(rows))
     for line in compare.agreement_lines(rows):
         console.print(line)
-    console.print(f"profile run {rid} in {db} (suite profile:{s.name}); ncu output in {cell_dir}")
+    console.print(f"profile run {rid} in {db} (suite {profile_suite(s.name)}); ncu output in {cell_dir}")
     if failed:
         raise typer.Exit(1)
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.profiling import is_profile_suite
 from harness.profiling.ncu import TIME, CellProfile, stall_summary
 from harness.result import Result
 from harness.store import Store
@@ -67,7 +68,7 @@ def latest_medians(store: Store, cells: Iterable[tuple[str, str]]) -> dict[tuple
     for r in store.iter_results():  # ordered by insertion: later rows win
         key = (r.backend, r.problem_key)
         timed = r.status == "ok" and r.median_ms is not None
-        if key in want and timed and not r.suite.startswith("profile:"):
+        if key in want and timed and not is_profile_suite(r.suite):
             found[key] = r
     return found
 
@@ -116,6 +117,10 @@ def make_row(backend: str, problem_key: str, prof: CellProfile, harness: Result 
     return row
 
 
+#: the Row field holding ncu / harness for each harness clock
+RATIO_OF = {"median": "ratio", "raw": "raw_ratio", "kernel": "kernel_ratio"}
+
+
 @dataclass
 class Agreement:
     judged: int  # cells with both numbers and an ncu time of at least min_ms
@@ -128,7 +133,7 @@ def agreement(rows: Iterable[Row], min_ms: float = 0.02, tolerance: float = 0.02
     """How many cells of at least ``min_ms`` (by ncu) agree within ``tolerance``: ``clock`` picks the
     harness number, ``median`` (events, tare off), ``raw`` (events as measured) or ``kernel`` (CUPTI).
     ``kernels_only`` leaves out calls that also run memsets or copies ncu does not time."""
-    attr = {"median": "ratio", "raw": "raw_ratio", "kernel": "kernel_ratio"}[clock]
+    attr = RATIO_OF[clock]
     judged = [r for r in rows if getattr(r, attr) is not None and r.ncu_ms is not None and r.ncu_ms >= min_ms
               and not (kernels_only and r.untimed_by_ncu)]
     ok = [r for r in judged if abs(getattr(r, attr) - 1.0) <= tolerance]
@@ -144,10 +149,9 @@ def agreement_lines(rows: list[Row], min_ms: float = 0.02, tolerance: float = 0.
         a = agreement(rows, min_ms, tolerance, clock=clock)
         if not a.judged:
             continue
-        attr = {"median": "ratio", "raw": "raw_ratio", "kernel": "kernel_ratio"}[clock]
         w = a.worst
         lines.append(f"{what}: {a.within} of {a.judged} cells of >= {min_ms * 1e3:g} us within "
-                     f"{tolerance:.0%} of ncu; worst ncu/harness {getattr(w, attr):.3f} "
+                     f"{tolerance:.0%} of ncu; worst ncu/harness {getattr(w, RATIO_OF[clock]):.3f} "
                      f"({w.backend} {w.problem_key}, ncu {w.ncu_ms * 1e3:.1f} us)")
     untimed = [r for r in rows if r.untimed_by_ncu]
     if untimed:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from harness.audit.check import problem_label
 from harness.problem import Problem
+from harness.profiling import is_profile_suite
 
 #: correctness categories, in display order; only "passed" cells are ever plotted as performance
 CATEGORIES = ("passed", "unchecked", "skipped", "failed", "rejected")
@@ -180,7 +181,7 @@ def compare_pair(ds: Dataset, specs: Sequence[str] | None, selected: list[str]) 
     runs = ds.runs[ds.runs["run_id"].isin(selected)]
     runs = runs[runs["run_id"].isin(set(ds.results["run_id"]))]
     for suite in reversed(runs["suite"].tolist()):
-        if str(suite).startswith("profile:"):
+        if is_profile_suite(str(suite)):
             continue
         same = runs[runs["suite"] == suite]["run_id"].tolist()
         if len(same) >= 2:

@@ -64,7 +64,8 @@ def per_call(events: Iterable[dict[str, Any]], n_calls: int, mark: str = MARK) -
     for e in events:
         if str(e.get("cat", "")).lower() not in DEVICE_CATS:
             continue
-        ts = launch_ts.get(_correlation(e) if _correlation(e) is not None else -1)
+        c = _correlation(e)
+        ts = launch_ts.get(c) if c is not None else None
         if ts is None:
             continue
         k = bisect.bisect_right(starts, ts) - 1

@@ -34,6 +34,7 @@ from harness.timing.stopping import Sampling
 
 _BATCH = 8  # samples enqueued between host reads of the events
 _TARE_PAIRS = 15
+_CROSS_CHECKS = 5  # device-synchronised calls after the samples
 
 
 @dataclass
@@ -120,6 +121,19 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
     if settle_s > 0:
         method += "+settle"
 
+    def ready(k: int) -> None:
+        """What precedes every timed call: fresh inputs, (graph capture, once per buffer set), flush, hold."""
+        refresh(k)
+        if graph and k % slots not in graphs:  # one graph per input buffer set, captured untimed
+            torch.cuda.synchronize()
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                out_static = call(k)
+            graphs[k % slots] = (g, out_static)
+        if flush is not None:
+            flush(flush_mode)
+        _hold(hold_ms)
+
     samples: list[float] = []
     settle: list[float] = []
     pending: list[tuple[torch.cuda.Event, torch.cuda.Event, bool]] = []
@@ -127,16 +141,7 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
     stop = None
     i = 0
     while stop is None:
-        refresh(i)
-        if graph and i % slots not in graphs:  # one graph per input buffer set, captured untimed
-            torch.cuda.synchronize()
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
-                out_static = call(i)
-            graphs[i % slots] = (g, out_static)
-        if flush is not None:
-            flush(flush_mode)
-        _hold(hold_ms)
+        ready(i)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record(stream)
         out = run(i)
@@ -161,7 +166,7 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
     # enqueue time, during which the GPU may idle inside the events, is subtracted. A call that hides
     # its work elsewhere enqueues quickly, so its hidden work stays in the number.
     synced, wall = [], []
-    for j in range(5):
+    for j in range(_CROSS_CHECKS):
         refresh(i + j)
         if flush is not None:
             flush(flush_mode)
@@ -178,17 +183,9 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
         synced.append(max(0.0, start.elapsed_time(end) - t_enqueue))
         check(i + j, out)
     torch.cuda.synchronize()
-    i += 5
+    i += _CROSS_CHECKS
 
-    kernel = None
-    if kernel_calls > 0:
-        def before(k: int) -> None:
-            refresh(k)
-            if flush is not None:
-                flush(flush_mode)
-            _hold(hold_ms)
-
-        kernel = kernel_clock.measure(run, before, check, i, kernel_calls)
+    kernel = kernel_clock.measure(run, ready, check, i, kernel_calls) if kernel_calls > 0 else None
     return TimingRaw(samples, method, stop, synced, wall, enqueue_ms, tare_ms, settle, kernel)
 
 

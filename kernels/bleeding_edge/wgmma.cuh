@@ -96,5 +96,5 @@ for bf in (False, True):
         w("};")
         w("")
 w("}}  // namespace flashcore::be")
-open("/work/main/kernels/bleeding_edge/wgmma_ops.cuh","w").write("\n".join(out)+"\n")
+open("kernels/bleeding_edge/wgmma_ops.cuh", "w").write("\n".join(out) + "\n")  # from the repository root
 */
