@@ -132,6 +132,10 @@ def run(
         None, "--kernel-clock",
         help="also sum the kernel time of N calls per cell from the profiler's CUPTI records (0: off; "
              "default: the suite's kernel_clock_calls)"),
+    cool: float | None = typer.Option(
+        None, "--cool",
+        help="GPU idle before each timed call, in multiples of the call's time (0: back to back; default: the "
+             "suite's [timing] cool, 1 unless set)"),
 ) -> None:
     """Run a suite: correctness, determinism and timing of each backend on each problem."""
     from harness.backends import registry
@@ -155,6 +159,15 @@ def run(
                 raise fail(f"--kernel-clock {kernel_clock}: allowed {lo} (off) to {hi} calls")
 
             s = replace(s, timing=replace(s.timing, kernel_clock_calls=kernel_clock))
+        if cool is not None:
+            from dataclasses import replace
+
+            from harness.suite import NUMBER_BOUNDS
+
+            lo, hi = NUMBER_BOUNDS["cool"]
+            if not lo <= cool <= hi:
+                raise fail(f"--cool {cool:g}: allowed {lo:g} (back to back) to {hi:g} times the call's time")
+            s = replace(s, timing=replace(s.timing, cool=cool))
         names = [b.strip() for b in backends.split(",") if b.strip()] or None
         for n in names or []:
             registry.get(n)  # unknown names fail here, before anything runs

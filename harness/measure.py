@@ -99,6 +99,15 @@ def _settle_summary(settle: list[float]) -> dict[str, Any]:
     return {"settle_calls": len(settle), "settle_first_ms": median(settle[:3]), "settle_last_ms": median(settle[-3:])}
 
 
+def _clock_summary(mhz: list[float], hold_ms: float) -> dict[str, Any]:
+    """The effective SM clock before each kept sample (``harness.timing.sm_clock``), and the hold."""
+    out: dict[str, Any] = {"hold_ms": round(hold_ms, 4)}
+    if mhz:
+        out.update(sm_mhz=round(median(mhz), 1), sm_mhz_min=round(min(mhz), 1),
+                   sm_mhz_samples=[round(m, 1) for m in mhz])
+    return out
+
+
 def _kernel_summary(k: KernelClock) -> dict[str, Any]:
     if k.error:
         return {"kernel_clock_error": k.error}
@@ -268,7 +277,7 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
         tr = time_cuda(call, refresh, check, sampling, warmup=timing.warmup,
                        flush=flusher if timing.l2_flush else None, graph=timing.mode == "graph",
                        slots=BUFFERS, flush_mode=timing.l2_flush_mode, settle_s=timing.settle_s,
-                       kernel_calls=timing.kernel_clock_calls)
+                       kernel_calls=timing.kernel_clock_calls, cool=timing.cool)
         # power/thermal throttling while the samples ran: explains a median that moved between runs
         raw["extra"]["throttled_ms"] = throttled_ms(held, throttle_ns())
         raw["extra"]["timing_s"] = round(time.perf_counter() - t0, 3)
@@ -281,6 +290,7 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
     raw["extra"]["clocks_after"] = clocks()
     raw["extra"]["timed_worst_err_over_tol"] = ratio
     raw["extra"].update(_settle_summary(tr.settle_ms))
+    raw["extra"].update(_clock_summary(tr.sm_mhz, tr.hold_ms))
     if tr.kernel is not None:
         raw["extra"].update(_kernel_summary(tr.kernel))
     if not ratio <= 1.0:

@@ -45,7 +45,7 @@ NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
     "trials": (1, 1000), "determinism_runs": (0, 1000), "seed": (0, 2**63 - 1), "warmup": (0, 100_000),
     "min_samples": (1, 1_000_000), "max_samples": (1, 1_000_000), "time_cap_s": (1e-3, 86_400.0),
     "cell_timeout_s": (1.0, 7 * 86_400.0), "max_noise": (1e-6, 0.999), "settle_s": (0.0, 60.0),
-    "kernel_clock_calls": (0, 10_000),
+    "kernel_clock_calls": (0, 10_000), "cool": (0.0, 100.0),
 }
 MAX_PROBLEMS = 100_000  # per suite, after the grids multiply out
 MAX_TENSOR_ELEMENTS = 1 << 36  # Q, K, V or O: 128 GiB in 16-bit, more than any GPU holds
@@ -79,6 +79,7 @@ class Timing:
     l2_flush_mode: str = "read"  # read | write (see harness.timing.l2)
     settle_s: float = 0.2  # samples of the first settle_s seconds set aside (see harness.timing.timer)
     kernel_clock_calls: int = 0  # > 0: also sum the kernel time of this many calls (profiler, CUPTI)
+    cool: float = 1.0  # GPU idle before each call, in multiples of the call's time (see harness.timing.timer)
     cell_timeout_s: float = 600.0
 
 

@@ -75,6 +75,11 @@ def test_run_rejects_an_unknown_l2_flush_override_in_one_line(tmp_path):
     assert len(r.output.strip().splitlines()) == 1
 
 
+def test_run_rejects_a_negative_cooling_gap_in_one_line(tmp_path):
+    r = CliRunner().invoke(app, ["run", "--suite", "smoke", "--db", str(tmp_path / "x.db"), "--cool", "-1"])
+    assert r.exit_code != 0 and "--cool -1: allowed 0 (back to back) to 100 times the call's time" in r.output
+
+
 def test_run_rejects_a_negative_kernel_clock_count_in_one_line(tmp_path):
     r = CliRunner().invoke(app, ["run", "--suite", "smoke", "--db", str(tmp_path / "x.db"), "--kernel-clock", "-1"])
     assert r.exit_code != 0 and "--kernel-clock -1: allowed 0 (off) to 10000 calls" in r.output

@@ -80,6 +80,13 @@ def test_the_l2_flush_mode_is_read_by_default_or_write(tmp_path):
         load_suite(write(tmp_path, GOOD + "[timing]\nl2_flush_mode='clean'\n"))
 
 
+def test_cooling_is_on_unless_a_suite_sets_it_to_zero_and_is_bounded(tmp_path):
+    assert load_suite(write(tmp_path, GOOD)).timing.cool == 1.0
+    assert load_suite(write(tmp_path, GOOD + "[timing]\ncool=0\n")).timing.cool == 0.0
+    with pytest.raises(SuiteError, match=r"\[timing\] cool = 500.*from 0 to 100"):
+        load_suite(write(tmp_path, GOOD + "[timing]\ncool=500\n"))
+
+
 def test_settling_time_and_kernel_clock_calls_are_bounded_timing_keys(tmp_path):
     t = load_suite(write(tmp_path, GOOD + "[timing]\nsettle_s=0\nkernel_clock_calls=10\n")).timing
     assert (t.settle_s, t.kernel_clock_calls) == (0.0, 10)

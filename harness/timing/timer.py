@@ -10,6 +10,12 @@ kernel runs 1–3% slower for the first ~100 ms of sustained load than after it 
 management settling), and a cell that stopped inside that window reported the slow state in one run and
 the fast one in the next.
 
+The hold doubles as a clock probe (``harness.timing.sm_clock``): timed by its own event pair, it gives
+the SM clock just before each sample. With ``cool`` > 0 a longer spin before it idles the GPU for
+``cool`` × the call's time before each call: at 50% duty an H100 stays under its power limit, where back-to-back
+calls of a large kernel drive it into the limiter and its clock down by 2–6%, by an amount that
+depends on what ran before.
+
 Afterwards the tare: the same flush, hold and event pair with nothing between them. An event pair costs
 some microseconds of its own (1–2 µs on an H100), which is not kernel time; the supervisor subtracts the
 tare from every sample (what is left estimates the GPU time of the call itself, as a profiler's kernel
@@ -28,7 +34,7 @@ from statistics import median
 
 import torch
 
-from harness.timing import kernel_clock
+from harness.timing import kernel_clock, sm_clock
 from harness.timing.l2 import L2Flusher
 from harness.timing.stopping import Sampling
 
@@ -48,18 +54,12 @@ class TimingRaw:
     tare_ms: float = 0.0  # median of empty event pairs, measured the way the samples were
     settle_ms: list[float] = field(default_factory=list)  # samples of the settling window, set aside
     kernel: kernel_clock.KernelClock | None = None  # the profiler's kernel time of a few calls
-
-
-def _clock_hz() -> float:
-    try:
-        return torch.cuda.get_device_properties(torch.cuda.current_device()).clock_rate * 1e3  # kHz → Hz
-    except AttributeError:
-        return 1.98e9
+    sm_mhz: list[float] = field(default_factory=list)  # effective SM clock before each sample
+    hold_ms: float = 0.0  # GPU idle before each call: the hold, and the cooling gap if any
 
 
 def _hold(ms: float) -> None:
-    if ms > 0:
-        torch.cuda._sleep(int(ms * 1e-3 * _clock_hz()))
+    sm_clock.spin(sm_clock.cycles_for(ms))
 
 
 def empty_pair_ms(n: int, hold_ms: float, flush: L2Flusher | None = None, flush_mode: str = "read") -> float:
@@ -82,10 +82,12 @@ def empty_pair_ms(n: int, hold_ms: float, flush: L2Flusher | None = None, flush_
 def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None],
               check: Callable[[int, torch.Tensor], None], sampling: Sampling, *, warmup: int = 3,
               flush: L2Flusher | None = None, graph: bool = False, slots: int = 1,
-              flush_mode: str = "read", settle_s: float = 0.0, kernel_calls: int = 0) -> TimingRaw:
+              flush_mode: str = "read", settle_s: float = 0.0, kernel_calls: int = 0,
+              cool: float = 0.0) -> TimingRaw:
     """``call(i)`` runs sample ``i`` on input buffer set ``i % slots`` (filled by ``refresh(i)``) and
     returns its output; ``check(i, out)`` enqueues the correctness check of that output (untimed).
-    ``kernel_calls`` > 0 also measures that many calls with the kernel clock."""
+    ``kernel_calls`` > 0 also measures that many calls with the kernel clock; ``cool`` > 0 idles the GPU
+    for that multiple of the call's time before each call."""
     stream = torch.cuda.current_stream()
     graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
 
@@ -111,7 +113,9 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
     enqueue_ms = sorted(enqueue)[len(enqueue) // 2] * 1e3
     # read the events back often enough that the time cap is honoured for slow calls
     batch = max(1, min(_BATCH, int(0.02 / max(min(whole), 1e-6))))
-    hold_ms = min(2.0 * enqueue_ms + 0.02, 50.0)
+    hold_ms = min(2.0 * enqueue_ms + 0.02, 50.0)  # enough to queue the call behind it
+    cool_ms = max(0.0, min(cool * min(whole) * 1e3, 200.0) - hold_ms)  # more idle before the hold
+    hold_cycles, cool_cycles = sm_clock.cycles_for(hold_ms), sm_clock.cycles_for(cool_ms)
     method = "cuda-events"
     if graph:
         method = "cuda-graph"
@@ -120,9 +124,12 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
     method += "+hold"
     if settle_s > 0:
         method += "+settle"
+    if cool > 0:
+        method += f"+cool{cool:g}"
 
-    def ready(k: int) -> None:
-        """What precedes every timed call: fresh inputs, (graph capture, once per buffer set), flush, hold."""
+    def ready(k: int) -> torch.cuda.Event:
+        """What precedes every timed call: fresh inputs, (graph capture, once per buffer set), flush, the
+        cooling gap, the hold. Returns an event recorded as the hold starts (its timing gives the clock)."""
         refresh(k)
         if graph and k % slots not in graphs:  # one graph per input buffer set, captured untimed
             torch.cuda.synchronize()
@@ -132,27 +139,36 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
             graphs[k % slots] = (g, out_static)
         if flush is not None:
             flush(flush_mode)
-        _hold(hold_ms)
+        sm_clock.spin(cool_cycles)
+        held = torch.cuda.Event(enable_timing=True)  # the clock probe: the short hold alone
+        held.record(stream)
+        sm_clock.spin(hold_cycles)
+        return held
 
     samples: list[float] = []
     settle: list[float] = []
-    pending: list[tuple[torch.cuda.Event, torch.cuda.Event, bool]] = []
+    holds: list[float] = []  # of the kept samples
+    pending: list[tuple[torch.cuda.Event, torch.cuda.Event, torch.cuda.Event, bool]] = []
     t_settled = time.perf_counter() + settle_s
     stop = None
     i = 0
     while stop is None:
-        ready(i)
+        held = ready(i)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record(stream)
         out = run(i)
         end.record(stream)
         check(i, out)
-        pending.append((start, end, time.perf_counter() < t_settled))
+        pending.append((held, start, end, time.perf_counter() < t_settled))
         i += 1
         if len(pending) >= batch:
             end.synchronize()
-            for s, e, settling in pending:
-                (settle if settling else samples).append(s.elapsed_time(e))
+            for h, s, e, settling in pending:
+                if settling:
+                    settle.append(s.elapsed_time(e))
+                else:
+                    samples.append(s.elapsed_time(e))
+                    holds.append(h.elapsed_time(s))
             pending.clear()
             if samples:
                 stop = sampling.stop_reason(samples, time.perf_counter() - t_settled)
@@ -160,6 +176,8 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
 
     tare_ms = empty_pair_ms(_TARE_PAIRS, hold_ms, flush, flush_mode)
     method += "-tare"
+    cal = sm_clock.calibrate(hold_cycles)
+    mhz = [m for m in (sm_clock.effective_mhz(hold_cycles, h, cal) for h in holds) if m] if cal else []
 
     # cross-check: a device-wide sync before the end event brackets work on every stream. No hold here
     # (work on another stream would run during it, before the start event); instead the host's own
@@ -186,7 +204,8 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
     i += _CROSS_CHECKS
 
     kernel = kernel_clock.measure(run, ready, check, i, kernel_calls) if kernel_calls > 0 else None
-    return TimingRaw(samples, method, stop, synced, wall, enqueue_ms, tare_ms, settle, kernel)
+    return TimingRaw(samples, method, stop, synced, wall, enqueue_ms, tare_ms, settle, kernel, mhz,
+                     hold_ms + cool_ms)
 
 
 def time_cpu(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None],

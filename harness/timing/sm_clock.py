@@ -1,0 +1,70 @@
+"""The clock the SMs ran at while a cell was timed, read from the hold that precedes every sample.
+
+The hold is a spin of a fixed number of SM cycles (``torch.cuda._sleep``); timed by CUDA events, its
+duration is ``offset + cycles / f``. The offset (the event pair and the launch, some microseconds) is
+found once per cell from holds of two lengths; every sample's hold then gives the effective clock just
+before that sample ran. On an H100 under sustained load the power limiter takes the clock from 1980 MHz
+down to 1850–1950 MHz, and at times the SMs run slower than the clock NVML reports; kernel time follows
+the effective clock (a kernel's cycle count stays put), so a median that moved between runs with the
+clock moved because the GPU did, not the kernel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import median
+
+import torch
+
+_LONG = 4  # the calibration's second hold is this many times the first
+
+
+def nominal_hz() -> float:
+    """The clock the hold's cycle count is computed from (the device's maximum)."""
+    try:
+        return torch.cuda.get_device_properties(torch.cuda.current_device()).clock_rate * 1e3  # kHz → Hz
+    except AttributeError:
+        return 1.98e9
+
+
+def cycles_for(ms: float) -> int:
+    return int(ms * 1e-3 * nominal_hz()) if ms > 0 else 0
+
+
+def spin(cycles: int) -> None:
+    if cycles > 0:
+        torch.cuda._sleep(cycles)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    offset_ms: float  # event pair + launch around a hold: its duration less the spin itself
+    mhz: float  # the clock while calibrating
+
+
+def calibrate(cycles: int, n: int = 5) -> Calibration | None:
+    """Time holds of ``cycles`` and ``4 × cycles`` (``n`` each, interleaved): the difference is spin time
+    alone, which gives the clock, and with it the offset."""
+    if cycles <= 0:
+        return None
+    stream = torch.cuda.current_stream()
+    pairs: list[tuple[int, torch.cuda.Event, torch.cuda.Event]] = []
+    for _ in range(n):
+        for c in (cycles, _LONG * cycles):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record(stream)
+            spin(c)
+            b.record(stream)
+            pairs.append((c, a, b))
+    torch.cuda.synchronize()
+    short = median(a.elapsed_time(b) for c, a, b in pairs if c == cycles)
+    long = median(a.elapsed_time(b) for c, a, b in pairs if c != cycles)
+    spin_ms = (long - short) / (_LONG - 1)
+    if spin_ms <= 0:
+        return None
+    return Calibration(offset_ms=max(0.0, short - spin_ms), mhz=cycles / (spin_ms * 1e3))
+
+
+def effective_mhz(cycles: int, hold_ms: float, cal: Calibration) -> float | None:
+    """The clock during one hold of ``cycles`` that took ``hold_ms`` (events around it)."""
+    spin_ms = hold_ms - cal.offset_ms
+    return cycles / (spin_ms * 1e3) if cycles > 0 and spin_ms > 0 else None

@@ -1,0 +1,124 @@
+"""Time the same cells several times in one process, to split a median's run-to-run variation.
+
+    python scripts/repeat_cells.py --suite fa-paper --rounds 4 [--shift] [--poll-ms 2] \
+        --cell flashcore-bleeding-edge:b8-hq32-hkv32-sq2048-sk2048-d64-bfloat16-full-bshd ...
+
+Each round measures every cell as ``flashcore run`` does (the worker's ``measure_cell``, same suite
+settings) and prints its tared median. Run the script in several processes: rounds that agree while
+processes disagree point at per-process state (where buffers landed in memory, what was compiled);
+rounds that disagree point at the GPU's state over time. ``--shift`` frees the allocator's cache and
+moves every buffer to new addresses between rounds. ``--poll-ms`` samples the SM clock and the
+clock-event reasons by NVML while each cell is timed, to see clock dips the before/after snapshots miss.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import threading
+import time
+from dataclasses import replace
+from statistics import median
+
+import torch
+
+from harness.envinfo import _nvml
+from harness.measure import ProblemCache, measure_cell
+from harness.plan import make_plan
+from harness.suite import load_suite
+from harness.timing.l2 import L2Flusher
+
+
+class ClockPoller:
+    """SM clock (MHz) and clock-event reason bits, sampled every ``period_s`` on a thread."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s, self.samples = period_s, []
+        self._stop = threading.Event()
+        nv = _nvml()
+        self._nv = nv
+        self._h = nv.nvmlDeviceGetHandleByIndex(0) if nv else None
+        self._t: threading.Thread | None = None
+
+    def __enter__(self) -> ClockPoller:
+        if self._h is not None and self.period_s > 0:
+            self._t = threading.Thread(target=self._run, daemon=True)
+            self._t.start()
+        return self
+
+    def _run(self) -> None:
+        nv, h = self._nv, self._h
+        while not self._stop.is_set():
+            self.samples.append((nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
+                                 int(nv.nvmlDeviceGetCurrentClocksThrottleReasons(h))))
+            time.sleep(self.period_s)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._t is not None:
+            self._t.join()
+
+    def summary(self) -> dict[str, object]:
+        if not self.samples:
+            return {}
+        mhz = [m for m, _ in self.samples]
+        reasons = 0
+        for _, r in self.samples:
+            reasons |= r
+        return {"polls": len(mhz), "sm_min": min(mhz), "sm_median": median(mhz), "sm_mean": sum(mhz) / len(mhz),
+                "reasons_or": hex(reasons)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--suite", required=True)
+    ap.add_argument("--cell", action="append", required=True, help="BACKEND:PROBLEM_KEY (repeatable)")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--shift", action="store_true", help="new buffer addresses every round")
+    ap.add_argument("--poll-ms", type=float, default=0.0)
+    ap.add_argument("--json", default="", help="append one JSON line per measurement to this file")
+    ap.add_argument("--tag", default="")
+    ap.add_argument("--cool", type=float, default=None, help="override the suite's [timing] cool")
+    args = ap.parse_args()
+
+    suite = load_suite(args.suite)
+    if args.cool is not None:
+        suite = replace(suite, timing=replace(suite.timing, cool=args.cool))
+    cells = {(c.backend, c.problem.key()): c for c in make_plan(suite)}
+    wanted = []
+    for spec in args.cell:
+        backend, key = spec.split(":", 1)
+        if (backend, key) not in cells:
+            raise SystemExit(f"no cell {spec} in suite {suite.name}")
+        wanted.append(cells[(backend, key)])
+    flusher = L2Flusher()
+    cache = ProblemCache()
+    spacers: list[torch.Tensor] = []
+    rng = random.Random(args.tag)
+    for r in range(args.rounds):
+        if args.shift and r:
+            cache = ProblemCache()
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            spacers.append(torch.empty(rng.randrange(1, 256) << 20, dtype=torch.uint8, device="cuda"))
+        for c in wanted:
+            with ClockPoller(args.poll_ms / 1e3) as poll:
+                raw = measure_cell(c.backend, c.problem, suite.checks, suite.timing, "cuda", cache, flusher)
+            s = raw.get("samples_ms") or []
+            tare = raw.get("tare_ms") or 0.0
+            row = {"tag": args.tag, "round": r, "backend": c.backend, "problem": c.problem.key(),
+                   "status": raw["status"], "n": len(s), "median_ms": median(s) - tare if s else None,
+                   "p10_ms": sorted(s)[len(s) // 10] - tare if s else None,
+                   "p90_ms": sorted(s)[(9 * len(s)) // 10] - tare if s else None, **poll.summary(),
+                   "eff_mhz": raw["extra"].get("sm_mhz"), "eff_mhz_min": raw["extra"].get("sm_mhz_min"),
+                   "hold_ms": raw["extra"].get("hold_ms"), "timing_s": raw["extra"].get("timing_s"),
+                   "power_after": (raw["extra"].get("clocks_after") or {}).get("power_w"),
+                   "temp_after": (raw["extra"].get("clocks_after") or {}).get("temp_c")}
+            print(json.dumps(row), flush=True)
+            if args.json:
+                with open(args.json, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()

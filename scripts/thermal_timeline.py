@@ -1,0 +1,129 @@
+"""How one kernel's duration and the SM's effective clock evolve over seconds of load after idle.
+
+    python scripts/thermal_timeline.py --suite fa-paper \
+        --cell flashcore-bleeding-edge:b8-hq32-hkv32-sq2048-sk2048-d64-bfloat16-full-bshd \
+        --phases idle:8,load:8,idle:2,load:4 [--json FILE]
+
+During ``load`` the kernel runs back to back (L2 flushed before each call, as the harness times it);
+every ~20 ms a spin of a known number of SM cycles (``torch.cuda._sleep``) is timed between two calls:
+cycles / elapsed is the clock the SMs really ran at, whatever NVML reports. NVML's clock, temperature
+and power are polled beside. Prints a table binned in 250 ms of GPU time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from statistics import median
+
+import torch
+
+from harness.backends import registry
+from harness.envinfo import _nvml
+from harness.inputs import make_inputs
+from harness.plan import make_plan
+from harness.suite import load_suite
+from harness.timing.l2 import L2Flusher
+
+SPIN_CYCLES = 2_000_000  # ~1 ms at 1.98 GHz
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--suite", required=True)
+    ap.add_argument("--cell", required=True, help="BACKEND:PROBLEM_KEY")
+    ap.add_argument("--phases", default="idle:8,load:8,idle:2,load:4")
+    ap.add_argument("--bin-s", type=float, default=0.25)
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+
+    suite = load_suite(args.suite)
+    backend_name, key = args.cell.split(":", 1)
+    problem = next(c.problem for c in make_plan(suite) if (c.backend, c.problem.key()) == (backend_name, key))
+    q, k, v = make_inputs(problem, 1234, "normal", "cuda")
+    run = registry.get(backend_name).prepare(problem, q, k, v)
+    flush = L2Flusher()
+    for _ in range(3):
+        run()
+    torch.cuda.synchronize()
+
+    nv = _nvml()
+    h = nv.nvmlDeviceGetHandleByIndex(0) if nv else None
+    polls: list[tuple[float, int, int, float]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while h is not None and not stop.is_set():
+            polls.append((time.perf_counter(), nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
+                          nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU),
+                          nv.nvmlDeviceGetPowerUsage(h) / 1e3))
+            time.sleep(0.01)
+
+    th = threading.Thread(target=poll, daemon=True)
+    th.start()
+    stream = torch.cuda.current_stream()
+    ref = torch.cuda.Event(enable_timing=True)
+    ref.record(stream)
+    torch.cuda.synchronize()
+    t_host0 = time.perf_counter()
+    calls: list[tuple[str, float, torch.cuda.Event, torch.cuda.Event]] = []  # (kind, phase start, events)
+    for phase in args.phases.split(","):
+        kind, secs = phase.split(":")
+        t_end = time.perf_counter() + float(secs)
+        if kind == "idle":
+            time.sleep(float(secs))
+            continue
+        next_spin = 0.0
+        n = 0
+        while time.perf_counter() < t_end:
+            flush("read")
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record(stream)
+            run()
+            b.record(stream)
+            calls.append(("kernel", 0.0, a, b))
+            if time.perf_counter() >= next_spin:
+                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                a.record(stream)
+                torch.cuda._sleep(SPIN_CYCLES)
+                b.record(stream)
+                calls.append(("spin", 0.0, a, b))
+                next_spin = time.perf_counter() + 0.02
+            n += 1
+            if n % 16 == 0:
+                b.synchronize()
+        torch.cuda.synchronize()
+    stop.set()
+    th.join()
+
+    rows = []
+    for kind, _, a, b in calls:
+        t = ref.elapsed_time(a) / 1e3
+        ms = a.elapsed_time(b)
+        rows.append({"t": t, "kind": kind, "ms": ms, "mhz": SPIN_CYCLES / (ms * 1e3) if kind == "spin" else None})
+    nvml = [{"t": t - t_host0, "sm_mhz": m, "temp_c": c, "power_w": p} for t, m, c, p in polls]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"cell": args.cell, "phases": args.phases, "calls": rows, "nvml": nvml}, f)
+    # binned table
+    end = max(r["t"] for r in rows)
+    print(f"{args.cell}  phases {args.phases}")
+    print("   t_s  kernel_ms   n  eff_MHz  nvml_MHz  temp  power_W")
+    t = 0.0
+    base = None
+    while t <= end:
+        ks = [r["ms"] for r in rows if r["kind"] == "kernel" and t <= r["t"] < t + args.bin_s]
+        ss = [r["mhz"] for r in rows if r["kind"] == "spin" and t <= r["t"] < t + args.bin_s]
+        ps = [p for p in nvml if t <= p["t"] < t + args.bin_s]
+        if ks:
+            km = median(ks)
+            base = base or km
+            print(f"{t:6.2f}  {km:9.4f} {len(ks):3d}  {median(ss) if ss else float('nan'):7.1f}"
+                  f"  {median(p['sm_mhz'] for p in ps) if ps else 0:8.0f}  {median(p['temp_c'] for p in ps) if ps else 0:4.0f}"
+                  f"  {median(p['power_w'] for p in ps) if ps else 0:7.1f}  {km / base - 1:+.2%}")
+        t += args.bin_s
+
+
+if __name__ == "__main__":
+    main()
