@@ -135,7 +135,7 @@ def run(
     cool: float | None = typer.Option(
         None, "--cool",
         help="GPU idle before each timed call, in multiples of the call's time (0: back to back; default: the "
-             "suite's [timing] cool, 1 unless set)"),
+             "suite's [timing] cool, 0 unless set)"),
 ) -> None:
     """Run a suite: correctness, determinism and timing of each backend on each problem."""
     from harness.backends import registry

@@ -79,7 +79,7 @@ class Timing:
     l2_flush_mode: str = "read"  # read | write (see harness.timing.l2)
     settle_s: float = 0.2  # samples of the first settle_s seconds set aside (see harness.timing.timer)
     kernel_clock_calls: int = 0  # > 0: also sum the kernel time of this many calls (profiler, CUPTI)
-    cool: float = 1.0  # GPU idle before each call, in multiples of the call's time (see harness.timing.timer)
+    cool: float = 0.0  # GPU idle before each call, in multiples of the call's time (see harness.timing.timer)
     cell_timeout_s: float = 600.0
 
 

@@ -47,7 +47,7 @@ def test_a_library_backend_passes_correctness_and_gets_timed(tmp_path):
                        "cuda", ProblemCache(), L2Flusher())
     assert raw["status"] == "ok", raw["reason"]
     assert raw["passed"] and raw["deterministic"] and raw["timed_outputs_ok"]
-    assert raw["timing_method"] == "cuda-events+l2flush-read+hold+settle+cool1-tare"
+    assert raw["timing_method"] == "cuda-events+l2flush-read+hold+settle-tare"
     assert len(raw["samples_ms"]) >= 10 and min(raw["samples_ms"]) > 0
     assert raw["extra"]["settle_calls"] > 0  # the first 0.2 s of samples were set aside
 
@@ -65,8 +65,8 @@ def test_each_sample_records_the_sm_clock_and_cooling_idles_the_gpu_as_long_as_t
     top_mhz = torch.cuda.get_device_properties(0).clock_rate / 1e3
     p = Problem(batch=4, heads_q=16, seqlen_q=2048, head_dim=128)
     cache, flusher = ProblemCache(), L2Flusher()
-    cooled = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.3), "cuda", cache, flusher)
-    hot = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.3, cool=0), "cuda", cache, flusher)
+    cooled = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.3, cool=1), "cuda", cache, flusher)
+    hot = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.3), "cuda", cache, flusher)
     for raw in (cooled, hot):
         x = raw["extra"]
         assert raw["status"] == "ok" and len(x["sm_mhz_samples"]) == len(raw["samples_ms"])

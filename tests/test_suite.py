@@ -80,9 +80,9 @@ def test_the_l2_flush_mode_is_read_by_default_or_write(tmp_path):
         load_suite(write(tmp_path, GOOD + "[timing]\nl2_flush_mode='clean'\n"))
 
 
-def test_cooling_is_on_unless_a_suite_sets_it_to_zero_and_is_bounded(tmp_path):
-    assert load_suite(write(tmp_path, GOOD)).timing.cool == 1.0
-    assert load_suite(write(tmp_path, GOOD + "[timing]\ncool=0\n")).timing.cool == 0.0
+def test_cooling_is_off_unless_a_suite_sets_it_and_is_bounded(tmp_path):
+    assert load_suite(write(tmp_path, GOOD)).timing.cool == 0.0
+    assert load_suite(write(tmp_path, GOOD + "[timing]\ncool=1.5\n")).timing.cool == 1.5
     with pytest.raises(SuiteError, match=r"\[timing\] cool = 500.*from 0 to 100"):
         load_suite(write(tmp_path, GOOD + "[timing]\ncool=500\n"))
 
