@@ -276,6 +276,12 @@ def compare(
     ok, n, worst = agreement(diffs, min_ms, within)
     console.print(f"{ok} of {n} cells of >= {min_ms:g} ms agree within {within:.1%} (worst {worst:.2%}); "
                   f"{sum(d.beyond_noise for d in diffs)} of {len(diffs)} cells changed beyond their noise")
+    off = [d for d in diffs if min(d.a_ms, d.b_ms) >= min_ms and abs(d.ratio - 1) > within]
+    clocked = [d for d in off if d.clock_ratio is not None]
+    if clocked:
+        console.print(f"of the {len(off)} cells outside {within:.1%}, {sum(d.follows_clock for d in clocked)} moved "
+                      f"with the effective SM clock (at least half the change); {len(off) - len(clocked)} have no "
+                      "clock recorded")
     mixed = method_mismatches(diffs)
     if mixed:
         console.print(f"note: {len(mixed)} cells were timed by different methods ({mixed[0].a_method} vs "

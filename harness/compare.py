@@ -1,4 +1,5 @@
-"""Two runs side by side: per-cell median ratio, and whether the change exceeds the measured noise."""
+"""Two runs side by side: per-cell median ratio, whether the change exceeds the measured noise, and
+whether the SM clock (``harness.timing.sm_clock``) moved with it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,10 +16,24 @@ class CellDiff:
     noise: float  # combined relative spread (p90-p10)/median of both cells
     a_method: str = ""
     b_method: str = ""
+    a_mhz: float | None = None  # effective SM clock during the samples, where recorded
+    b_mhz: float | None = None
 
     @property
     def ratio(self) -> float:
         return self.b_ms / self.a_ms
+
+    @property
+    def clock_ratio(self) -> float | None:
+        """The time ratio the clocks alone predict (a kernel's cycle count stays put): baseline / new clock."""
+        return self.a_mhz / self.b_mhz if self.a_mhz and self.b_mhz else None
+
+    @property
+    def follows_clock(self) -> bool:
+        """The clock moved the same way as the time, by at least half as much: the GPU changed, not the code."""
+        c = self.clock_ratio
+        t = self.ratio - 1
+        return c is not None and t != 0 and (c - 1) / t >= 0.5
 
     @property
     def beyond_noise(self) -> bool:
@@ -35,7 +50,8 @@ def diff_runs(store: Store, run_a: str, run_b: str) -> list[CellDiff]:
             continue
         out.append(CellDiff(r.backend, r.problem_key, base.median_ms, r.median_ms,
                             (base.rel_spread or 0.0) + (r.rel_spread or 0.0),
-                            base.timing_method or "", r.timing_method or ""))
+                            base.timing_method or "", r.timing_method or "",
+                            base.extra.get("sm_mhz"), r.extra.get("sm_mhz")))
     return out
 
 

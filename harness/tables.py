@@ -103,10 +103,17 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
 
 def diff_table(diffs) -> Table:
     t = Table(title="run comparison (ratio = new / baseline median)")
-    for c, j in (("backend", "left"), ("problem", "left"), ("baseline ms", "right"), ("new ms", "right"),
-                 ("ratio", "right"), ("noise", "right"), ("beyond noise", "center")):
+    clocks = any(d.clock_ratio is not None for d in diffs)
+    cols = [("backend", "left"), ("problem", "left"), ("baseline ms", "right"), ("new ms", "right"),
+            ("ratio", "right"), ("noise", "right"), ("beyond noise", "center")]
+    if clocks:  # the time ratio the two effective SM clocks predict
+        cols.append(("clock ratio", "right"))
+    for c, j in cols:
         t.add_column(c, justify=j)  # type: ignore[arg-type]
     for d in diffs:
-        t.add_row(d.backend, d.problem_key, f"{d.a_ms:.4g}", f"{d.b_ms:.4g}", f"{d.ratio:.4f}", f"{d.noise:.2%}",
-                  "[red]yes[/]" if d.beyond_noise else "")
+        row = [d.backend, d.problem_key, f"{d.a_ms:.4g}", f"{d.b_ms:.4g}", f"{d.ratio:.4f}", f"{d.noise:.2%}",
+               "[red]yes[/]" if d.beyond_noise else ""]
+        if clocks:
+            row.append(f"{d.clock_ratio:.4f}" if d.clock_ratio is not None else "")
+        t.add_row(*row)
     return t

@@ -19,6 +19,9 @@ def main() -> int:
         return 2
     if dest.is_dir():
         dest = dest / src.name
+    if dest.resolve() == src.resolve():  # unlinking the destination would delete the source
+        print(f"db_copy: {dest} is the source itself; nothing copied", file=sys.stderr)
+        return 0
     dest.unlink(missing_ok=True)
     with sqlite3.connect(src) as s, sqlite3.connect(dest) as d:
         s.backup(d)

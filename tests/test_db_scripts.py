@@ -57,3 +57,13 @@ def test_copy_keeps_rows_still_in_the_write_ahead_log(tmp_path):
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert {r[0] for r in sqlite3.connect(tmp_path / "copy.db").execute("select run_id from runs")} == {"r", "late"}
+
+
+def test_copying_a_database_into_its_own_folder_leaves_it_whole(tmp_path):
+    db = tmp_path / "fa.db"
+    make(db, "r")
+    # (before the guard, this unlinked the source and then hung or left an empty file)
+    res = subprocess.run([sys.executable, "scripts/db_copy.py", str(db), str(tmp_path)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0 and "is the source itself" in res.stderr
+    assert {r[0] for r in sqlite3.connect(db).execute("select run_id from runs")} == {"r"}
