@@ -280,8 +280,8 @@ def compare(
     clocked = [d for d in off if d.clock_ratio is not None]
     if clocked:
         console.print(f"of the {len(off)} cells outside {within:.1%}, {sum(d.follows_clock for d in clocked)} moved "
-                      f"with the effective SM clock (at least half the change); {len(off) - len(clocked)} have no "
-                      "clock recorded")
+                      f"with the effective SM clock (at least half the change); {len(off) - len(clocked)} have no usable "
+                      "clock (none recorded, or one above the GPU's maximum)")
     mixed = method_mismatches(diffs)
     if mixed:
         console.print(f"note: {len(mixed)} cells were timed by different methods ({mixed[0].a_method} vs "

@@ -40,6 +40,14 @@ class CellDiff:
         return abs(self.ratio - 1.0) > self.noise
 
 
+def _clock(extra: dict) -> float | None:
+    """The cell's effective SM clock, unless it reads above the maximum NVML gave for the GPU (a probe
+    error, as the first calibration made; see ``harness.timing.sm_clock``)."""
+    mhz = extra.get("sm_mhz")
+    top = (extra.get("clocks_before") or {}).get("sm_max_mhz")
+    return None if mhz and top and mhz > 1.01 * top else mhz
+
+
 def diff_runs(store: Store, run_a: str, run_b: str) -> list[CellDiff]:
     store.get_run(run_a), store.get_run(run_b)  # clear error for an unknown id
     a = {(r.backend, r.problem_key): r for r in store.iter_results(run_a) if r.status == "ok" and r.median_ms}
@@ -51,7 +59,7 @@ def diff_runs(store: Store, run_a: str, run_b: str) -> list[CellDiff]:
         out.append(CellDiff(r.backend, r.problem_key, base.median_ms, r.median_ms,
                             (base.rel_spread or 0.0) + (r.rel_spread or 0.0),
                             base.timing_method or "", r.timing_method or "",
-                            base.extra.get("sm_mhz"), r.extra.get("sm_mhz")))
+                            _clock(base.extra), _clock(r.extra)))
     return out
 
 

@@ -291,6 +291,8 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
     raw["extra"]["timed_worst_err_over_tol"] = ratio
     raw["extra"].update(_settle_summary(tr.settle_ms))
     raw["extra"].update(_clock_summary(tr.sm_mhz, tr.hold_ms))
+    if tr.sm_mhz_error:
+        raw["extra"]["sm_mhz_error"] = tr.sm_mhz_error
     if tr.kernel is not None:
         raw["extra"].update(_kernel_summary(tr.kernel))
     if not ratio <= 1.0:

@@ -27,15 +27,19 @@ def test_compare_counts_the_cells_outside_the_bound_that_moved_with_the_clock(tm
     db = tmp_path / "x.db"
     store = Store(db)
     p, q = Problem(batch=1, heads_q=8, seqlen_q=1024, head_dim=64), Problem(batch=2, heads_q=8, seqlen_q=1024, head_dim=64)
-    for rid, (ms_p, mhz_p, ms_q, mhz_q) in {"a": (1.0, 1980.0, 1.0, 1975.0), "b": (1.03, 1922.0, 1.03, 1975.0)}.items():
+    runs = {"a": (1.0, 1980.0, 1.0, 2030.0), "b": (1.03, 1922.0, 1.03, 1975.0)}  # 2030: above the maximum
+    for rid, (ms_p, mhz_p, ms_q, mhz_q) in runs.items():
         store.create_run(RunInfo(run_id=rid, suite="s", created_at="2026-01-01T00:00:00+00:00", git_commit="c",
                                  argv="", env={}, status="complete"))
         for prob, ms, mhz in ((p, ms_p, mhz_p), (q, ms_q, mhz_q)):
             r = Result.for_problem(rid, "s", "sdpa-flash", prob, "ok", passed=True)
-            r.median_ms, r.rel_spread, r.extra = ms, 0.004, {"sm_mhz": mhz}
+            r.median_ms, r.rel_spread = ms, 0.004
+            r.extra = {"sm_mhz": mhz, "clocks_before": {"sm_max_mhz": 1980}}
             store.add_result(r)
     store.close()
     out = CliRunner().invoke(app, ["compare", "a", "b", "--db", str(db)]).output
     assert "0 of 2 cells of >= 0.1 ms agree within 1.0%" in out
+    # q's baseline clock is impossible, so q counts as a cell without a clock, not as one the clock explains
     assert "of the 2 cells outside 1.0%, 1 moved with the effective SM clock" in out
+    assert "1 have no usable clock" in out
     assert "clock ratio" in out

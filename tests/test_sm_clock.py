@@ -15,3 +15,12 @@ def test_a_hold_no_longer_than_the_offset_gives_no_clock_rather_than_a_wild_one(
     cal = Calibration(offset_ms=0.002, mhz=1980.0)
     assert effective_mhz(198_000, 0.002, cal) is None
     assert effective_mhz(0, 0.1, cal) is None
+
+
+def test_readings_above_the_gpus_maximum_clock_are_refused_as_a_probe_error(monkeypatch):
+    from harness.timing import sm_clock
+
+    monkeypatch.setattr(sm_clock, "nominal_hz", lambda: 1.98e9)
+    assert sm_clock.implausible([1975.0, 1979.0, 1981.0]) is None  # within the probe's resolution
+    assert "above the GPU's maximum 1980 MHz" in sm_clock.implausible([2007.0, 2008.0, 2006.0])
+    assert sm_clock.implausible([]) is None

@@ -16,6 +16,8 @@ from statistics import median
 import torch
 
 _LONG = 4  # the calibration's second hold is this many times the first
+_LEAD_MS = 2.0
+_MAX_OVER = 1.01  # a reading this far above the device's maximum clock is an error of the probe
 
 
 def nominal_hz() -> float:
@@ -48,6 +50,10 @@ def calibrate(cycles: int, n: int = 5) -> Calibration | None:
         return None
     stream = torch.cuda.current_stream()
     pairs: list[tuple[int, torch.cuda.Event, torch.cuda.Event]] = []
+    # a lead spin queues every pair before the GPU reaches it, as a sample's hold is queued behind the
+    # flush: without it the GPU waits for each launch between the events, and that wait (not present in
+    # the samples) inflated the offset and so the clock (2008 MHz read on a 1980 MHz H100)
+    spin(cycles_for(_LEAD_MS))
     for _ in range(n):
         for c in (cycles, _LONG * cycles):
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -68,3 +74,14 @@ def effective_mhz(cycles: int, hold_ms: float, cal: Calibration) -> float | None
     """The clock during one hold of ``cycles`` that took ``hold_ms`` (events around it)."""
     spin_ms = hold_ms - cal.offset_ms
     return cycles / (spin_ms * 1e3) if cycles > 0 and spin_ms > 0 else None
+
+
+def implausible(mhz: list[float]) -> str | None:
+    """Why the readings cannot be the clock (their median above the device's maximum), or None."""
+    if not mhz:
+        return None
+    top = nominal_hz() / 1e6
+    mid = median(mhz)
+    if mid > _MAX_OVER * top:
+        return f"read {mid:.0f} MHz, above the GPU's maximum {top:.0f} MHz: the probe's offset was off"
+    return None

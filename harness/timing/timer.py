@@ -56,6 +56,7 @@ class TimingRaw:
     kernel: kernel_clock.KernelClock | None = None  # the profiler's kernel time of a few calls
     sm_mhz: list[float] = field(default_factory=list)  # effective SM clock before each sample
     hold_ms: float = 0.0  # GPU idle before each call: the hold, and the cooling gap if any
+    sm_mhz_error: str = ""  # why sm_mhz is empty although the clock was probed
 
 
 def _hold(ms: float) -> None:
@@ -178,6 +179,9 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
     method += "-tare"
     cal = sm_clock.calibrate(hold_cycles)
     mhz = [m for m in (sm_clock.effective_mhz(hold_cycles, h, cal) for h in holds) if m] if cal else []
+    clock_error = sm_clock.implausible(mhz)
+    if clock_error:
+        mhz = []
 
     # cross-check: a device-wide sync before the end event brackets work on every stream. No hold here
     # (work on another stream would run during it, before the start event); instead the host's own
@@ -205,7 +209,7 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
 
     kernel = kernel_clock.measure(run, ready, check, i, kernel_calls) if kernel_calls > 0 else None
     return TimingRaw(samples, method, stop, synced, wall, enqueue_ms, tare_ms, settle, kernel, mhz,
-                     hold_ms + cool_ms)
+                     hold_ms + cool_ms, clock_error or "")
 
 
 def time_cpu(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None],
