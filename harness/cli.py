@@ -258,7 +258,7 @@ def compare(
     within: float = typer.Option(0.01, "--within", help="relative agreement asked of those cells"),
 ) -> None:
     """Two runs side by side: per-cell median ratio and which changes exceed the measured noise."""
-    from harness.compare import agreement, diff_runs, method_mismatches
+    from harness.compare import agreement, clock_attribution, diff_runs, method_mismatches
     from harness.store import Store
 
     if not (math.isfinite(min_ms) and min_ms >= 0):
@@ -276,12 +276,11 @@ def compare(
     ok, n, worst = agreement(diffs, min_ms, within)
     console.print(f"{ok} of {n} cells of >= {min_ms:g} ms agree within {within:.1%} (worst {worst:.2%}); "
                   f"{sum(d.beyond_noise for d in diffs)} of {len(diffs)} cells changed beyond their noise")
-    off = [d for d in diffs if min(d.a_ms, d.b_ms) >= min_ms and abs(d.ratio - 1) > within]
-    clocked = [d for d in off if d.clock_ratio is not None]
-    if clocked:
-        console.print(f"of the {len(off)} cells outside {within:.1%}, {sum(d.follows_clock for d in clocked)} moved "
-                      f"with the effective SM clock (at least half the change); {len(off) - len(clocked)} have no usable "
-                      "clock (none recorded, or one above the GPU's maximum)")
+    n_off, followed, unclocked = clock_attribution(diffs, min_ms, within)
+    if n_off > unclocked:
+        console.print(f"of the {n_off} cells outside {within:.1%}, {followed} moved with the effective SM clock "
+                      f"(at least half the change); {unclocked} have no usable clock (none recorded, or one "
+                      "above the GPU's maximum)")
     mixed = method_mismatches(diffs)
     if mixed:
         console.print(f"note: {len(mixed)} cells were timed by different methods ({mixed[0].a_method} vs "

@@ -63,12 +63,24 @@ def diff_runs(store: Store, run_a: str, run_b: str) -> list[CellDiff]:
     return out
 
 
+def _judged(diffs: list[CellDiff], min_ms: float) -> list[CellDiff]:
+    """The cells agreement is judged on: at least ``min_ms`` in both runs."""
+    return [d for d in diffs if min(d.a_ms, d.b_ms) >= min_ms]
+
+
 def agreement(diffs: list[CellDiff], min_ms: float = 0.1, within: float = 0.01) -> tuple[int, int, float]:
     """(cells of at least ``min_ms`` that agree within ``within``, such cells, worst |ratio−1| among them)."""
-    big = [d for d in diffs if min(d.a_ms, d.b_ms) >= min_ms]
+    big = _judged(diffs, min_ms)
     ok = sum(1 for d in big if abs(d.ratio - 1) <= within)
     worst = max((abs(d.ratio - 1) for d in big), default=0.0)
     return ok, len(big), worst
+
+
+def clock_attribution(diffs: list[CellDiff], min_ms: float = 0.1, within: float = 0.01) -> tuple[int, int, int]:
+    """Of the judged cells outside ``within``: (how many, how many moved with the clock, how many have no
+    usable clock)."""
+    off = [d for d in _judged(diffs, min_ms) if abs(d.ratio - 1) > within]
+    return len(off), sum(d.follows_clock for d in off), sum(d.clock_ratio is None for d in off)
 
 
 def method_mismatches(diffs: list[CellDiff]) -> list[CellDiff]:

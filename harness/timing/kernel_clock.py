@@ -84,7 +84,7 @@ def per_call(events: Iterable[dict[str, Any]], n_calls: int, mark: str = MARK) -
     return KernelClock(total, count, list(names))
 
 
-def measure(call: Callable[[int], Any], before: Callable[[int], None], after: Callable[[int, Any], None],
+def measure(call: Callable[[int], Any], before: Callable[[int], object], after: Callable[[int, Any], None],
             first: int, n_calls: int) -> KernelClock:
     """Profile ``n_calls`` calls ``first, first + 1, ...``: ``before(i)`` (untimed set-up: refresh, flush,
     hold) and ``after(i, out)`` (the output check) run outside each call's range."""

@@ -40,12 +40,11 @@ def spin(cycles: int) -> None:
 @dataclass(frozen=True)
 class Calibration:
     offset_ms: float  # event pair + launch around a hold: its duration less the spin itself
-    mhz: float  # the clock while calibrating
 
 
 def calibrate(cycles: int, n: int = 5) -> Calibration | None:
-    """Time holds of ``cycles`` and ``4 × cycles`` (``n`` each, interleaved): the difference is spin time
-    alone, which gives the clock, and with it the offset."""
+    """Time holds of ``cycles`` and ``4 × cycles`` (``n`` each, interleaved): their difference is spin time
+    alone, and what the short hold took beyond its spin is the offset."""
     if cycles <= 0:
         return None
     stream = torch.cuda.current_stream()
@@ -67,7 +66,7 @@ def calibrate(cycles: int, n: int = 5) -> Calibration | None:
     spin_ms = (long - short) / (_LONG - 1)
     if spin_ms <= 0:
         return None
-    return Calibration(offset_ms=max(0.0, short - spin_ms), mhz=cycles / (spin_ms * 1e3))
+    return Calibration(offset_ms=max(0.0, short - spin_ms))
 
 
 def effective_mhz(cycles: int, hold_ms: float, cal: Calibration) -> float | None:
