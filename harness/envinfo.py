@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import threading
+import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,48 @@ def throttle_ns(index: int = 0) -> dict[str, int] | None:
                 for name, policy in (("power", nv.NVML_PERF_POLICY_POWER), ("thermal", nv.NVML_PERF_POLICY_THERMAL))}
     except Exception:  # noqa: BLE001 - NVML present but the query unsupported on this GPU or driver
         return None
+
+
+@dataclass(frozen=True)
+class NvmlSample:
+    t: float  # time.perf_counter() when read
+    sm_mhz: int
+    reasons: int  # clock-event reason bits (see _THROTTLE_NAMES)
+    temp_c: int
+    power_w: float
+
+
+class NvmlPoller:
+    """NVML read every ``period_s`` on a thread while a ``with`` block runs (``samples``): clock dips
+    shorter than a cell show here and not in the snapshots before and after it. Reads nothing without
+    NVML or with a period of 0."""
+
+    def __init__(self, period_s: float, index: int = 0) -> None:
+        self.period_s, self.index = period_s, index
+        self.samples: list[NvmlSample] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> NvmlPoller:
+        nv = _nvml() if self.period_s > 0 else None
+        if nv is not None:
+            self._thread = threading.Thread(target=self._run, args=(nv, nv.nvmlDeviceGetHandleByIndex(self.index)),
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self, nv: Any, h: Any) -> None:
+        while not self._stop.is_set():
+            self.samples.append(NvmlSample(time.perf_counter(), nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
+                                           int(nv.nvmlDeviceGetCurrentClocksThrottleReasons(h)),
+                                           nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU),
+                                           nv.nvmlDeviceGetPowerUsage(h) / 1000.0))
+            time.sleep(self.period_s)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def throttled_ms(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, float] | None:

@@ -15,58 +15,29 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import threading
-import time
 from dataclasses import replace
 from statistics import median
 
 import torch
 
-from harness.envinfo import _nvml
+from harness.envinfo import NvmlPoller, NvmlSample
 from harness.measure import ProblemCache, measure_cell
 from harness.plan import make_plan
+from harness.stats import summarize
 from harness.suite import load_suite
 from harness.timing.l2 import L2Flusher
 
 
-class ClockPoller:
-    """SM clock (MHz) and clock-event reason bits, sampled every ``period_s`` on a thread."""
-
-    def __init__(self, period_s: float) -> None:
-        self.period_s, self.samples = period_s, []
-        self._stop = threading.Event()
-        nv = _nvml()
-        self._nv = nv
-        self._h = nv.nvmlDeviceGetHandleByIndex(0) if nv else None
-        self._t: threading.Thread | None = None
-
-    def __enter__(self) -> ClockPoller:
-        if self._h is not None and self.period_s > 0:
-            self._t = threading.Thread(target=self._run, daemon=True)
-            self._t.start()
-        return self
-
-    def _run(self) -> None:
-        nv, h = self._nv, self._h
-        while not self._stop.is_set():
-            self.samples.append((nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
-                                 int(nv.nvmlDeviceGetCurrentClocksThrottleReasons(h))))
-            time.sleep(self.period_s)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._t is not None:
-            self._t.join()
-
-    def summary(self) -> dict[str, object]:
-        if not self.samples:
-            return {}
-        mhz = [m for m, _ in self.samples]
-        reasons = 0
-        for _, r in self.samples:
-            reasons |= r
-        return {"polls": len(mhz), "sm_min": min(mhz), "sm_median": median(mhz), "sm_mean": sum(mhz) / len(mhz),
-                "reasons_or": hex(reasons)}
+def poll_summary(samples: list[NvmlSample]) -> dict[str, object]:
+    """The SM clock NVML reported while a cell ran, and every clock-event reason seen."""
+    if not samples:
+        return {}
+    mhz = [x.sm_mhz for x in samples]
+    reasons = 0
+    for x in samples:
+        reasons |= x.reasons
+    return {"polls": len(mhz), "sm_min": min(mhz), "sm_median": median(mhz), "sm_mean": sum(mhz) / len(mhz),
+            "reasons_or": hex(reasons)}
 
 
 def main() -> None:
@@ -102,14 +73,15 @@ def main() -> None:
             torch.cuda.empty_cache()
             spacers.append(torch.empty(rng.randrange(1, 256) << 20, dtype=torch.uint8, device="cuda"))
         for c in wanted:
-            with ClockPoller(args.poll_ms / 1e3) as poll:
+            with NvmlPoller(args.poll_ms / 1e3) as poll:
                 raw = measure_cell(c.backend, c.problem, suite.checks, suite.timing, "cuda", cache, flusher)
             s = raw.get("samples_ms") or []
+            st = summarize(s) if s else None
             tare = raw.get("tare_ms") or 0.0
             row = {"tag": args.tag, "round": r, "backend": c.backend, "problem": c.problem.key(),
-                   "status": raw["status"], "n": len(s), "median_ms": median(s) - tare if s else None,
-                   "p10_ms": sorted(s)[len(s) // 10] - tare if s else None,
-                   "p90_ms": sorted(s)[(9 * len(s)) // 10] - tare if s else None, **poll.summary(),
+                   "status": raw["status"], "n": len(s), "median_ms": st.median - tare if st else None,
+                   "p10_ms": st.p10 - tare if st else None, "p90_ms": st.p90 - tare if st else None,
+                   **poll_summary(poll.samples),
                    "eff_mhz": raw["extra"].get("sm_mhz"), "eff_mhz_min": raw["extra"].get("sm_mhz_min"),
                    "hold_ms": raw["extra"].get("hold_ms"), "timing_s": raw["extra"].get("timing_s"),
                    "power_after": (raw["extra"].get("clocks_after") or {}).get("power_w"),

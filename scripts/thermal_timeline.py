@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 from statistics import median
 
 import torch
 
 from harness.backends import registry
-from harness.envinfo import _nvml
+from harness.envinfo import NvmlPoller
 from harness.inputs import make_inputs
 from harness.plan import make_plan
 from harness.suite import load_suite
+from harness.timing import sm_clock
 from harness.timing.l2 import L2Flusher
 
 SPIN_CYCLES = 2_000_000  # ~1 ms at 1.98 GHz
@@ -48,61 +48,47 @@ def main() -> None:
         run()
     torch.cuda.synchronize()
 
-    nv = _nvml()
-    h = nv.nvmlDeviceGetHandleByIndex(0) if nv else None
-    polls: list[tuple[float, int, int, float]] = []
-    stop = threading.Event()
-
-    def poll() -> None:
-        while h is not None and not stop.is_set():
-            polls.append((time.perf_counter(), nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
-                          nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU),
-                          nv.nvmlDeviceGetPowerUsage(h) / 1e3))
-            time.sleep(0.01)
-
-    th = threading.Thread(target=poll, daemon=True)
-    th.start()
     stream = torch.cuda.current_stream()
     ref = torch.cuda.Event(enable_timing=True)
     ref.record(stream)
     torch.cuda.synchronize()
     t_host0 = time.perf_counter()
-    calls: list[tuple[str, float, torch.cuda.Event, torch.cuda.Event]] = []  # (kind, phase start, events)
-    for phase in args.phases.split(","):
-        kind, secs = phase.split(":")
-        t_end = time.perf_counter() + float(secs)
-        if kind == "idle":
-            time.sleep(float(secs))
-            continue
-        next_spin = 0.0
-        n = 0
-        while time.perf_counter() < t_end:
-            flush("read")
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record(stream)
-            run()
-            b.record(stream)
-            calls.append(("kernel", 0.0, a, b))
-            if time.perf_counter() >= next_spin:
+    calls: list[tuple[str, torch.cuda.Event, torch.cuda.Event]] = []  # (kernel or spin, its events)
+    with NvmlPoller(0.01) as poller:
+        for phase in args.phases.split(","):
+            kind, secs = phase.split(":")
+            t_end = time.perf_counter() + float(secs)
+            if kind == "idle":
+                time.sleep(float(secs))
+                continue
+            next_spin = 0.0
+            n = 0
+            while time.perf_counter() < t_end:
+                flush("read")
                 a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 a.record(stream)
-                torch.cuda._sleep(SPIN_CYCLES)
+                run()
                 b.record(stream)
-                calls.append(("spin", 0.0, a, b))
-                next_spin = time.perf_counter() + 0.02
-            n += 1
-            if n % 16 == 0:
-                b.synchronize()
-        torch.cuda.synchronize()
-    stop.set()
-    th.join()
+                calls.append(("kernel", a, b))
+                if time.perf_counter() >= next_spin:
+                    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    a.record(stream)
+                    sm_clock.spin(SPIN_CYCLES)
+                    b.record(stream)
+                    calls.append(("spin", a, b))
+                    next_spin = time.perf_counter() + 0.02
+                n += 1
+                if n % 16 == 0:
+                    b.synchronize()
+            torch.cuda.synchronize()
 
     rows = []
-    for kind, _, a, b in calls:
+    for kind, a, b in calls:
         t = ref.elapsed_time(a) / 1e3
         ms = a.elapsed_time(b)
         rows.append({"t": t, "kind": kind, "ms": ms, "mhz": SPIN_CYCLES / (ms * 1e3) if kind == "spin" else None})
-    nvml = [{"t": t - t_host0, "sm_mhz": m, "temp_c": c, "power_w": p} for t, m, c, p in polls]
+    nvml = [{"t": x.t - t_host0, "sm_mhz": x.sm_mhz, "temp_c": x.temp_c, "power_w": x.power_w}
+            for x in poller.samples]
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cell": args.cell, "phases": args.phases, "calls": rows, "nvml": nvml}, f)

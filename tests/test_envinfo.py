@@ -28,3 +28,35 @@ def test_power_throttling_during_a_measurement_is_the_difference_of_the_counters
 def test_without_nvml_nothing_is_claimed(monkeypatch):
     monkeypatch.setattr(envinfo, "_nvml", lambda: None)
     assert envinfo.throttle_ns() is None and envinfo.throttled_ms(None, None) is None
+
+
+def test_the_nvml_poller_reads_clock_reasons_temperature_and_power_until_the_block_ends(monkeypatch):
+    import time
+
+    fake = SimpleNamespace(
+        NVML_CLOCK_SM=0, NVML_TEMPERATURE_GPU=0,
+        nvmlDeviceGetHandleByIndex=lambda i: "gpu0",
+        nvmlDeviceGetClockInfo=lambda h, which: 1905,
+        nvmlDeviceGetCurrentClocksThrottleReasons=lambda h: 0x4,
+        nvmlDeviceGetTemperature=lambda h, which: 71,
+        nvmlDeviceGetPowerUsage=lambda h: 690_000,  # mW
+    )
+    monkeypatch.setattr(envinfo, "_nvml", lambda: fake)
+    with envinfo.NvmlPoller(0.001) as poll:
+        time.sleep(0.05)
+    n = len(poll.samples)
+    assert n >= 2 and poll.samples[0].t <= poll.samples[-1].t
+    assert (poll.samples[0].sm_mhz, poll.samples[0].reasons, poll.samples[0].temp_c, poll.samples[0].power_w) == \
+        (1905, 0x4, 71, 690.0)
+    time.sleep(0.01)
+    assert len(poll.samples) == n  # the thread stopped with the block
+
+
+def test_the_nvml_poller_reads_nothing_without_nvml_or_with_a_zero_period(monkeypatch):
+    monkeypatch.setattr(envinfo, "_nvml", lambda: None)
+    with envinfo.NvmlPoller(0.001) as poll:
+        pass
+    assert poll.samples == []
+    with envinfo.NvmlPoller(0.0) as poll:
+        pass
+    assert poll.samples == []
