@@ -40,17 +40,41 @@ def poll_summary(samples: list[NvmlSample]) -> dict[str, object]:
             "reasons_or": hex(reasons)}
 
 
+def summarize_file(path: str, prefix: int) -> None:
+    """Per cell (and per the first ``prefix`` characters of the tag): how far its medians ranged."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("median_ms"):
+                groups.setdefault((r["tag"][:prefix], r["backend"], r["problem"]), []).append(r)
+    for (tag, backend, problem), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+        ms = [r["median_ms"] for r in rows]
+        mhz = [r["eff_mhz"] for r in rows if r.get("eff_mhz")]
+        clock = f"  clock {min(mhz):.0f}-{max(mhz):.0f} MHz" if mhz else ""
+        print(f"{tag:4s} {backend:24s} {problem:56s} n={len(ms)} range {max(ms) / min(ms) - 1:.2%}{clock}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--suite", required=True)
-    ap.add_argument("--cell", action="append", required=True, help="BACKEND:PROBLEM_KEY (repeatable)")
+    ap.add_argument("--suite", default="fa-paper")
+    ap.add_argument("--cell", action="append", default=[], help="BACKEND:PROBLEM_KEY (repeatable)")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--shift", action="store_true", help="new buffer addresses every round")
     ap.add_argument("--poll-ms", type=float, default=0.0)
     ap.add_argument("--json", default="", help="append one JSON line per measurement to this file")
     ap.add_argument("--tag", default="")
     ap.add_argument("--cool", type=float, default=None, help="override the suite's [timing] cool")
+    ap.add_argument("--summarize", default="", help="print the range of each cell's medians in a JSON-lines file "
+                                                    "an earlier run wrote (no GPU)")
+    ap.add_argument("--group-prefix", type=int, default=0, help="with --summarize: group by this many leading "
+                                                                  "characters of the tag")
     args = ap.parse_args()
+    if args.summarize:
+        summarize_file(args.summarize, args.group_prefix)
+        return
+    if not args.cell:
+        raise SystemExit("--cell BACKEND:PROBLEM_KEY is required (or --summarize FILE)")
 
     suite = load_suite(args.suite)
     if args.cool is not None:

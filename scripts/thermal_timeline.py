@@ -12,9 +12,10 @@ and power are polled beside. Prints a table binned in 250 ms of GPU time.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import time
-from statistics import median
+from statistics import median, pstdev
 
 import torch
 
@@ -31,13 +32,22 @@ SPIN_CYCLES = 2_000_000  # ~1 ms at 1.98 GHz
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--suite", required=True)
-    ap.add_argument("--cell", required=True, help="BACKEND:PROBLEM_KEY")
+    ap.add_argument("--suite", default="fa-paper")
+    ap.add_argument("--cell", default="", help="BACKEND:PROBLEM_KEY")
     ap.add_argument("--phases", default="idle:8,load:8,idle:2,load:4")
     ap.add_argument("--bin-s", type=float, default=0.25)
     ap.add_argument("--json", default="")
+    ap.add_argument("--from-json", default="", help="print the table of a JSON an earlier run wrote (no GPU)")
     args = ap.parse_args()
+    if args.from_json:
+        opener = gzip.open if args.from_json.endswith(".gz") else open
+        with opener(args.from_json, "rt") as f:
+            d = json.load(f)
+        report(d["cell"], d["phases"], d["calls"], d["nvml"], args.bin_s)
+        return
 
+    if ":" not in args.cell:
+        raise SystemExit("--cell BACKEND:PROBLEM_KEY is required (or --from-json FILE)")
     suite = load_suite(args.suite)
     backend_name, key = args.cell.split(":", 1)
     problem = next(c.problem for c in make_plan(suite) if (c.backend, c.problem.key()) == (backend_name, key))
@@ -92,24 +102,41 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cell": args.cell, "phases": args.phases, "calls": rows, "nvml": nvml}, f)
-    # binned table
-    end = max(r["t"] for r in rows)
-    print(f"{args.cell}  phases {args.phases}")
-    print("   t_s  kernel_ms   n  eff_MHz  nvml_MHz  temp  power_W")
-    t = 0.0
-    base = None
-    while t <= end:
-        ks = [r["ms"] for r in rows if r["kind"] == "kernel" and t <= r["t"] < t + args.bin_s]
-        ss = [r["mhz"] for r in rows if r["kind"] == "spin" and t <= r["t"] < t + args.bin_s]
-        ps = [p for p in nvml if t <= p["t"] < t + args.bin_s]
-        if ks:
-            km = median(ks)
-            base = base or km
-            print(f"{t:6.2f}  {km:9.4f} {len(ks):3d}  {median(ss) if ss else float('nan'):7.1f}"
-                  f"  {median(p['sm_mhz'] for p in ps) if ps else 0:8.0f}  {median(p['temp_c'] for p in ps) if ps else 0:4.0f}"
-                  f"  {median(p['power_w'] for p in ps) if ps else 0:7.1f}  {km / base - 1:+.2%}")
-        t += args.bin_s
+    report(args.cell, args.phases, rows, nvml, args.bin_s)
 
+
+def report(cell: str, phases: str, rows: list[dict], nvml: list[dict], bin_s: float) -> None:
+    """The table of bins, then one line: over the bins with at least 50 calls and a clock reading, how far
+    the kernel's time ranged, and how much its time and its cycle count (time × effective clock) varied."""
+    print(f"{cell}  phases {phases}")
+    print("   t_s  kernel_ms   n  eff_MHz  nvml_MHz  temp  power_W")
+    bins: dict[int, tuple[list[float], list[float], list[dict]]] = {}
+    for r in rows:
+        ks, ss, _ = bins.setdefault(int(r["t"] / bin_s), ([], [], []))
+        (ks if r["kind"] == "kernel" else ss).append(r["ms"] if r["kind"] == "kernel" else r["mhz"])
+    for p in nvml:
+        if p["t"] >= 0:
+            bins.setdefault(int(p["t"] / bin_s), ([], [], []))[2].append(p)
+    base = None
+    times, cycles = [], []
+    for i in sorted(bins):
+        ks, ss, ps = bins[i]
+        if not ks:
+            continue
+        km = median(ks)
+        base = base or km
+        print(f"{i * bin_s:6.2f}  {km:9.4f} {len(ks):3d}  {median(ss) if ss else float('nan'):7.1f}"
+              f"  {median(p['sm_mhz'] for p in ps) if ps else 0:8.0f}  {median(p['temp_c'] for p in ps) if ps else 0:4.0f}"
+              f"  {median(p['power_w'] for p in ps) if ps else 0:7.1f}  {km / base - 1:+.2%}")
+        if len(ks) > 50 and ss:
+            times.append(km)
+            cycles.append(km * median(ss))
+    if times:
+        cv = [pstdev(x) / (sum(x) / len(x)) for x in (times, cycles)]
+        print(f"{len(times)} full bins: kernel {min(times):.4f}-{max(times):.4f} ms ({max(times) / min(times) - 1:+.1%}); "
+              f"variation of time {cv[0]:.2%}, of cycles (time x clock) {cv[1]:.2%}; "
+              f"NVML max power {max((p['power_w'] for p in nvml), default=0):.0f} W, "
+              f"min clock {min((p['sm_mhz'] for p in nvml), default=0)} MHz")
 
 if __name__ == "__main__":
     main()

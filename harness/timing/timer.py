@@ -12,9 +12,9 @@ the fast one in the next.
 
 The hold doubles as a clock probe (``harness.timing.sm_clock``): timed by its own event pair, it gives
 the SM clock just before each sample. With ``cool`` > 0 a longer spin before it idles the GPU for
-``cool`` × the call's time before each call: at 50% duty an H100 stays under its power limit, where back-to-back
-calls of a large kernel drive it into the limiter and its clock down by 2–6%, by an amount that
-depends on what ran before.
+``cool`` × the call's time before each call, to keep it under its power limit: back-to-back calls of a
+large kernel drove an H100 into the limiter and its kernels' time up by as much as 6.7%, by an amount
+that depends on what ran before. (Off by default: on the H100 it did not make two runs agree better.)
 
 Afterwards the tare: the same flush, hold and event pair with nothing between them. An event pair costs
 some microseconds of its own (1–2 µs on an H100), which is not kernel time; the supervisor subtracts the
