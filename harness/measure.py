@@ -270,7 +270,8 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
         torch.maximum(worst_ratio, ratio, out=worst_ratio)  # NaN propagates
 
     sampling = Sampling(min_samples=timing.min_samples, max_noise=timing.max_noise,
-                        max_samples=timing.max_samples, time_cap_s=timing.time_cap_s)
+                        max_samples=timing.max_samples, time_cap_s=timing.time_cap_s,
+                        min_time_s=timing.min_time_s)
     if device == "cuda":
         held = throttle_ns()
         t0 = time.perf_counter()

@@ -45,6 +45,7 @@ NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
     "trials": (1, 1000), "determinism_runs": (0, 1000), "seed": (0, 2**63 - 1), "warmup": (0, 100_000),
     "min_samples": (1, 1_000_000), "max_samples": (1, 1_000_000), "time_cap_s": (1e-3, 86_400.0),
     "cell_timeout_s": (1.0, 7 * 86_400.0), "max_noise": (1e-6, 0.999), "settle_s": (0.0, 60.0),
+    "min_time_s": (0.0, 86_400.0),
     "kernel_clock_calls": (0, 10_000), "cool": (0.0, 100.0),
 }
 MAX_PROBLEMS = 100_000  # per suite, after the grids multiply out
@@ -72,9 +73,10 @@ class Timing:
     mode: str = "events"  # events | graph
     warmup: int = 3
     min_samples: int = 10
-    max_samples: int = 200
+    max_samples: int = 1000
     max_noise: float = 0.01
     time_cap_s: float = 1.0
+    min_time_s: float = 0.1  # the noise criteria wait for this much sampled time (see harness.timing.stopping)
     l2_flush: bool = True
     l2_flush_mode: str = "read"  # read | write (see harness.timing.l2)
     settle_s: float = 0.2  # samples of the first settle_s seconds set aside (see harness.timing.timer)

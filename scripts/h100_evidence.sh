@@ -2,8 +2,8 @@
 # The H100 evidence of the harness core and the project kernels, in stages that each fit one device
 # call. Every command is echoed before it runs; databases and logs go to results/h100/ and $OUT.
 #   scripts/h100_evidence.sh STAGE
-# STAGE: gpu-tests | suites | suites-resume | fa-paper-1 | fa-paper-2 | fa-paper-twice | ncu | ncu-short
-#        | ncu-agreement
+# STAGE: gpu-tests | suites | suites-resume | fa-paper-1 | fa-paper-2 | fa-paper-twice | fa-paper-one | ncu
+#        | ncu-short | ncu-agreement
 # fa-paper-twice and ncu-agreement name their runs with $TAG (run ids must be new in the database).
 set -uo pipefail
 stage=${1:?stage}
@@ -46,6 +46,14 @@ case "$stage" in
     x flashcore compare "h100-fa-paper-$tag-a" "h100-fa-paper-$tag-b" --db "$db"
     if [ "${SEED_CLAIMS:-0}" = 1 ]; then
       x flashcore run --suite seed-claims --db "$db" --run-id "h100-seed-claims-$tag" --log-dir /tmp/fclogs
+    fi
+    ;;
+  fa-paper-one)  # one run of the pair, RUN=a or b (the pair split over two device calls); b compares
+    tag=${TAG:?TAG names the runs}; r=${RUN:?RUN is a or b}
+    /usr/bin/time -f "fa-paper wall %e s" flashcore run --suite fa-paper --db "$db" \
+      --run-id "h100-fa-paper-$tag-$r" --log-dir /tmp/fclogs
+    if [ "$r" = b ]; then
+      x flashcore compare "h100-fa-paper-$tag-a" "h100-fa-paper-$tag-b" --db "$db"
     fi
     ;;
   ncu-short)  # kernels of 20-100 us (the event tare matters most there), harness medians from the DB

@@ -47,3 +47,15 @@ def test_mann_whitney_separates_shifted_samples_and_not_noise():
     c = [1 + 0.01 * same.gauss(0, 1) for _ in range(50)]
     assert mann_whitney_u(a, b) < 1e-6
     assert mann_whitney_u(a, c) > 0.05
+
+
+def test_quiet_samples_do_not_stop_before_the_minimum_sampled_time():
+    rule = Sampling(min_samples=10, max_noise=0.01, time_cap_s=100, max_samples=10_000, min_time_s=0.1)
+    assert rule.stop_reason([1.0] * 99, 0.5) is None  # 99 ms of samples: a moment of the GPU, not its state
+    assert "noise" in rule.stop_reason([1.0] * 100, 0.5)
+
+
+def test_max_samples_and_time_cap_end_sampling_before_the_minimum_time():
+    assert Sampling(min_samples=10, max_samples=50, time_cap_s=100, min_time_s=1.0).stop_reason(
+        [1.0] * 50, 0.1) == "50 samples"
+    assert "time cap" in Sampling(min_samples=10, time_cap_s=0.5, min_time_s=1.0).stop_reason([1.0] * 20, 0.6)

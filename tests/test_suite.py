@@ -95,3 +95,10 @@ def test_settling_time_and_kernel_clock_calls_are_bounded_timing_keys(tmp_path):
         load_suite(write(tmp_path, GOOD + "[timing]\nsettle_s=-1\n"))
     with pytest.raises(SuiteError, match=r"\[timing\] kernel_clock_calls = 1.5.*integer"):
         load_suite(write(tmp_path, GOOD + "[timing]\nkernel_clock_calls=1.5\n"))
+
+
+def test_minimum_sampled_time_is_on_by_default_and_bounded(tmp_path):
+    assert load_suite(write(tmp_path, GOOD)).timing.min_time_s == 0.1
+    assert load_suite(write(tmp_path, GOOD + "[timing]\nmin_time_s=0\n")).timing.min_time_s == 0.0
+    with pytest.raises(SuiteError, match=r"\[timing\] min_time_s = -0.5.*from 0"):
+        load_suite(write(tmp_path, GOOD + "[timing]\nmin_time_s=-0.5\n"))
