@@ -108,6 +108,7 @@ def main() -> None:
                    **poll_summary(poll.samples),
                    "eff_mhz": raw["extra"].get("sm_mhz"), "eff_mhz_min": raw["extra"].get("sm_mhz_min"),
                    "hold_ms": raw["extra"].get("hold_ms"), "timing_s": raw["extra"].get("timing_s"),
+                   "kernel_ms": raw["extra"].get("kernel_ms"),  # with [timing] kernel_clock_calls > 0
                    "power_after": (raw["extra"].get("clocks_after") or {}).get("power_w"),
                    "temp_after": (raw["extra"].get("clocks_after") or {}).get("temp_c")}
             print(json.dumps(row), flush=True)
