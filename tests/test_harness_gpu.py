@@ -73,7 +73,7 @@ def test_each_sample_records_the_sm_clock_and_cooling_idles_the_gpu_as_long_as_t
         assert 0.3 * top_mhz < x["sm_mhz_min"] <= x["sm_mhz"] < 1.02 * top_mhz  # a clock, not noise
     assert cooled["extra"]["hold_ms"] >= 0.9 * median(cooled["samples_ms"])  # idle at least as long as busy
     # without cooling, just the hold that queues the call: twice the host's enqueue time, plus 20 µs
-    assert hot["extra"]["hold_ms"] <= 2 * hot["extra"]["enqueue_ms"] + 0.021 < cooled["extra"]["hold_ms"]
+    assert hot["extra"]["hold_ms"] <= 2 * hot["enqueue_ms"] + 0.021 < cooled["extra"]["hold_ms"]
     assert "+cool" not in hot["timing_method"]
 
 
