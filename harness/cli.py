@@ -258,7 +258,13 @@ def compare(
     within: float = typer.Option(0.01, "--within", help="relative agreement asked of those cells"),
 ) -> None:
     """Two runs side by side: per-cell median ratio and which changes exceed the measured noise."""
-    from harness.compare import agreement, clock_attribution, diff_runs, method_mismatches
+    from harness.compare import (
+        agreement,
+        clock_attribution,
+        diff_runs,
+        method_mismatches,
+        normalised_agreement,
+    )
     from harness.store import Store
 
     if not (math.isfinite(min_ms) and min_ms >= 0):
@@ -281,6 +287,11 @@ def compare(
         console.print(f"of the {n_off} cells outside {within:.1%}, {followed} moved with the effective SM clock "
                       f"(at least half the change); {unclocked} have no usable clock (none recorded, or one "
                       "above the GPU's maximum)")
+    n_ok, n_read, n_worst = normalised_agreement(diffs, min_ms, within)
+    if n_read:
+        console.print(f"diagnostic, not a measurement: with each time scaled by its run's clock reading (suspect "
+                      f"readings included), {n_ok} of {n_read} cells would agree within {within:.1%} "
+                      f"(worst {n_worst:.2%})")
     mixed = method_mismatches(diffs)
     if mixed:
         console.print(f"note: {len(mixed)} cells were timed by different methods ({mixed[0].a_method} vs "

@@ -294,6 +294,8 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
     raw["extra"].update(_clock_summary(tr.sm_mhz, tr.hold_ms))
     if tr.sm_mhz_error:
         raw["extra"]["sm_mhz_error"] = tr.sm_mhz_error
+        if tr.sm_mhz_suspect is not None:
+            raw["extra"]["sm_mhz_suspect"] = round(tr.sm_mhz_suspect, 1)
     if tr.kernel is not None:
         raw["extra"].update(_kernel_summary(tr.kernel))
     if not ratio <= 1.0:

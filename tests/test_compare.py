@@ -27,7 +27,7 @@ def test_compare_counts_the_cells_outside_the_bound_that_moved_with_the_clock(tm
     db = tmp_path / "x.db"
     store = Store(db)
     p, q = Problem(batch=1, heads_q=8, seqlen_q=1024, head_dim=64), Problem(batch=2, heads_q=8, seqlen_q=1024, head_dim=64)
-    runs = {"a": (1.0, 1980.0, 1.0, 2030.0), "b": (1.03, 1922.0, 1.03, 1975.0)}  # 2030: above the maximum
+    runs = {"a": (1.0, 1980.0, 1.0, 2030.0), "b": (1.03, 1922.0, 1.03, 2030.0)}  # 2030: above the maximum
     for rid, (ms_p, mhz_p, ms_q, mhz_q) in runs.items():
         store.create_run(RunInfo(run_id=rid, suite="s", created_at="2026-01-01T00:00:00+00:00", git_commit="c",
                                  argv="", env={}, status="complete"))
@@ -43,3 +43,18 @@ def test_compare_counts_the_cells_outside_the_bound_that_moved_with_the_clock(tm
     assert "of the 2 cells outside 1.0%, 1 moved with the effective SM clock" in out
     assert "1 have no usable clock" in out
     assert "clock ratio" in out
+    # scaled by the readings, suspect ones included: p's move is all clock, q's (same reading) is not
+    assert "1 of 2 cells would agree within 1.0%" in " ".join(out.split())
+
+
+def test_a_suspect_reading_scales_the_time_but_is_never_taken_for_the_clock():
+    from harness.compare import _clock, _reading
+
+    stored = {"sm_mhz_suspect": 2030.0, "sm_mhz_error": "read 2030 MHz, above the GPU's maximum 1980 MHz",
+              "clocks_before": {"sm_max_mhz": 1980}}
+    legacy = {"sm_mhz_error": "read 2033 MHz, above the GPU's maximum 1980 MHz: the probe's offset was off"}
+    assert _clock(stored) is None and _reading(stored) == 2030.0
+    assert _reading(legacy) == 2033.0  # recorded before the reading had its own field
+    assert _reading({}) is None and _reading({"sm_mhz": 1975.0}) == 1975.0
+    d = CellDiff("k", "p", 0.5965, 0.5823, 0.01, a_read=1970.1, b_read=2033.0)  # an H100 pair, 2.4% apart
+    assert abs(d.normalised_ratio - 1) < 0.01 and d.clock_ratio is None

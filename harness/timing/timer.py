@@ -57,6 +57,7 @@ class TimingRaw:
     sm_mhz: list[float] = field(default_factory=list)  # effective SM clock before each sample
     hold_ms: float = 0.0  # GPU idle before each call: the hold, and the cooling gap if any
     sm_mhz_error: str = ""  # why sm_mhz is empty although the clock was probed
+    sm_mhz_suspect: float | None = None  # then the median reading all the same (kept, not used as a clock)
 
 
 def _hold(ms: float) -> None:
@@ -180,6 +181,7 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
     cal = sm_clock.calibrate(hold_cycles)
     mhz = [m for m in (sm_clock.effective_mhz(hold_cycles, h, cal) for h in holds) if m] if cal else []
     clock_error = sm_clock.implausible(mhz)
+    suspect = median(mhz) if clock_error else None
     if clock_error:
         mhz = []
 
@@ -209,7 +211,7 @@ def time_cuda(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None
 
     kernel = kernel_clock.measure(run, ready, check, i, kernel_calls) if kernel_calls > 0 else None
     return TimingRaw(samples, method, stop, synced, wall, enqueue_ms, tare_ms, settle, kernel, mhz,
-                     hold_ms + cool_ms, clock_error or "")
+                     hold_ms + cool_ms, clock_error or "", suspect)
 
 
 def time_cpu(call: Callable[[int], torch.Tensor], refresh: Callable[[int], None],
