@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from harness.store import Store
+from harness.timing.clock_bound import above_max
 
 
 @dataclass
@@ -50,11 +51,11 @@ class CellDiff:
 
 
 def _clock(extra: dict) -> float | None:
-    """The cell's effective SM clock, unless it reads above the maximum NVML gave for the GPU (a probe
-    error, as the first calibration made; see ``harness.timing.sm_clock``)."""
+    """The cell's effective SM clock, unless it reads above the maximum NVML gave for the GPU (the
+    probe's calibration is 1-2% off at times; see ``harness.timing.sm_clock``)."""
     mhz = extra.get("sm_mhz")
     top = (extra.get("clocks_before") or {}).get("sm_max_mhz")
-    return None if mhz and top and mhz > 1.01 * top else mhz
+    return None if mhz and top and above_max(mhz, top) else mhz
 
 
 def _reading(extra: dict) -> float | None:
