@@ -117,6 +117,20 @@ def _with_flush(s, how: str):
     return replace(s, timing=replace(s.timing, l2_flush=True, l2_flush_mode=how))
 
 
+def _with_timing(s, flag: str, key: str, value: float, allowed: str):
+    """The suite with one ``[timing]`` key set from its command-line flag, held to the suite key's bounds
+    (``allowed`` says them, formatted with ``lo`` and ``hi``)."""
+    from dataclasses import replace
+
+    from harness.suite import NUMBER_BOUNDS
+
+    lo, hi = NUMBER_BOUNDS[key]
+    if not lo <= value <= hi:
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        raise fail(f"{flag} {shown}: allowed {allowed.format(lo=lo, hi=hi)}")
+    return replace(s, timing=replace(s.timing, **{key: value}))
+
+
 @app.command()
 def run(
     suite: str = typer.Option(..., "--suite", "-s", help="suite name (suites/NAME.toml) or path"),
@@ -150,24 +164,9 @@ def run(
         if l2_flush is not None:
             s = _with_flush(s, l2_flush)
         if kernel_clock is not None:
-            from dataclasses import replace
-
-            from harness.suite import NUMBER_BOUNDS
-
-            lo, hi = NUMBER_BOUNDS["kernel_clock_calls"]  # the suite key's bounds
-            if not lo <= kernel_clock <= hi:
-                raise fail(f"--kernel-clock {kernel_clock}: allowed {lo} (off) to {hi} calls")
-
-            s = replace(s, timing=replace(s.timing, kernel_clock_calls=kernel_clock))
+            s = _with_timing(s, "--kernel-clock", "kernel_clock_calls", kernel_clock, "{lo:g} (off) to {hi:g} calls")
         if cool is not None:
-            from dataclasses import replace
-
-            from harness.suite import NUMBER_BOUNDS
-
-            lo, hi = NUMBER_BOUNDS["cool"]
-            if not lo <= cool <= hi:
-                raise fail(f"--cool {cool:g}: allowed {lo:g} (back to back) to {hi:g} times the call's time")
-            s = replace(s, timing=replace(s.timing, cool=cool))
+            s = _with_timing(s, "--cool", "cool", cool, "{lo:g} (back to back) to {hi:g} times the call's time")
         names = [b.strip() for b in backends.split(",") if b.strip()] or None
         for n in names or []:
             registry.get(n)  # unknown names fail here, before anything runs

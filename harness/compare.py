@@ -87,12 +87,14 @@ def _judged(diffs: list[CellDiff], min_ms: float) -> list[CellDiff]:
     return [d for d in diffs if min(d.a_ms, d.b_ms) >= min_ms]
 
 
+def _tally(moves: list[float], within: float) -> tuple[int, int, float]:
+    """(how many of the relative moves are within ``within``, how many there are, the largest)."""
+    return sum(1 for x in moves if x <= within), len(moves), max(moves, default=0.0)
+
+
 def agreement(diffs: list[CellDiff], min_ms: float = 0.1, within: float = 0.01) -> tuple[int, int, float]:
     """(cells of at least ``min_ms`` that agree within ``within``, such cells, worst |ratio−1| among them)."""
-    big = _judged(diffs, min_ms)
-    ok = sum(1 for d in big if abs(d.ratio - 1) <= within)
-    worst = max((abs(d.ratio - 1) for d in big), default=0.0)
-    return ok, len(big), worst
+    return _tally([abs(d.ratio - 1) for d in _judged(diffs, min_ms)], within)
 
 
 def clock_attribution(diffs: list[CellDiff], min_ms: float = 0.1, within: float = 0.01) -> tuple[int, int, int]:
@@ -107,8 +109,8 @@ def normalised_agreement(diffs: list[CellDiff], min_ms: float = 0.1, within: flo
     A diagnostic of how much of the disagreement the probe accounts for, not a measurement: the probe
     reads 1-2% off at times (readings above the GPU's maximum), and before a long kernel it does not see
     the clock the kernel ran at."""
-    norm = [abs(d.normalised_ratio - 1) for d in _judged(diffs, min_ms) if d.normalised_ratio is not None]
-    return sum(1 for x in norm if x <= within), len(norm), max(norm, default=0.0)
+    return _tally([abs(d.normalised_ratio - 1) for d in _judged(diffs, min_ms) if d.normalised_ratio is not None],
+                  within)
 
 
 def method_mismatches(diffs: list[CellDiff]) -> list[CellDiff]:

@@ -12,6 +12,7 @@ mkdir -p "$out" results/h100
 . scripts/device_setup.sh
 db=${DB:-results/h100/flashcore.db}  # DB=... to write elsewhere
 x() { echo "+ $*"; "$@"; echo "exit code $?"; }
+fa_paper() { /usr/bin/time -f "fa-paper wall %e s" flashcore run --suite fa-paper --db "$db" --run-id "$1" --log-dir /tmp/fclogs; }
 case "$stage" in
   gpu-tests)
     x python3 -c "from harness.build import load_ops; load_ops(verbose=True)"
@@ -29,10 +30,10 @@ case "$stage" in
     x flashcore run --suite seed-claims --db "$db" --run-id h100-seed-claims --log-dir /tmp/fclogs
     ;;
   fa-paper-1)
-    /usr/bin/time -f "fa-paper wall %e s" flashcore run --suite fa-paper --db "$db" --run-id h100-fa-paper-1 --log-dir /tmp/fclogs
+    fa_paper h100-fa-paper-1
     ;;
   fa-paper-2)
-    /usr/bin/time -f "fa-paper wall %e s" flashcore run --suite fa-paper --db "$db" --run-id h100-fa-paper-2 --log-dir /tmp/fclogs
+    fa_paper h100-fa-paper-2
     x flashcore compare h100-fa-paper-1 h100-fa-paper-2 --db "$db"
     ;;
   fa-paper-twice)  # two fresh runs back to back (the 1% agreement target); SEED_CLAIMS=1 adds seed-claims
@@ -40,8 +41,7 @@ case "$stage" in
     x python3 -c "from harness.build import load_ops; load_ops()"
     x flashcore env
     for r in a b; do
-      /usr/bin/time -f "fa-paper wall %e s" flashcore run --suite fa-paper --db "$db" \
-        --run-id "h100-fa-paper-$tag-$r" --log-dir /tmp/fclogs
+      fa_paper "h100-fa-paper-$tag-$r"
     done
     x flashcore compare "h100-fa-paper-$tag-a" "h100-fa-paper-$tag-b" --db "$db"
     if [ "${SEED_CLAIMS:-0}" = 1 ]; then
@@ -50,8 +50,7 @@ case "$stage" in
     ;;
   fa-paper-one)  # one run of the pair, RUN=a or b (the pair split over two device calls); b compares
     tag=${TAG:?TAG names the runs}; r=${RUN:?RUN is a or b}
-    /usr/bin/time -f "fa-paper wall %e s" flashcore run --suite fa-paper --db "$db" \
-      --run-id "h100-fa-paper-$tag-$r" --log-dir /tmp/fclogs
+    fa_paper "h100-fa-paper-$tag-$r"
     if [ "$r" = b ]; then
       x flashcore compare "h100-fa-paper-$tag-a" "h100-fa-paper-$tag-b" --db "$db"
     fi
