@@ -39,6 +39,22 @@ THRESHOLD = float(os.environ.get("FLASHCORE_REGRESS_THRESHOLD", "0.05"))
 ALPHA = 0.01
 BACKSTOP_PCT = 25
 
+#: The committed dashboards: (database, folder, comparisons kept beside the default one). ``nox -s dashboards``
+#: writes each folder afresh from its database: a page per run, the default comparison (the latest two
+#: runs of one suite), each listed comparison, and the claims audit against the same database (it holds
+#: the seed claims' cells; exploits.db and faults.db hold only the exploits and faults suites' runs).
+#: ``flashcore report`` reads one database, and its index lists that database's runs only, so another
+#: GPU's database gets a folder of its own here, e.g. ("results/h200/flashcore.db", "dashboards/h200", ()).
+DASHBOARDS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+    ("results/h100/flashcore.db", "dashboards", (
+        ("h100-seed-claims", "h100-seed-claims-2"),
+        ("h100-fa-paper-s3-a", "h100-fa-paper-s3-b"),
+        ("h100-ncu-agreement-write-s3", "h100-ncu-agreement-read-s3"),
+        ("h100-clock-a", "h100-clock-b"),
+    )),
+)
+CLAIMS = "suites/claims/seeds.toml"
+
 PROFILE_DEFAULT = ("--suite", "fa-paper", "--filter", "seqlen_q=2048,head_dim=128",
                    "--backends", "sdpa-flash,sdpa-cudnn,flashcore-phase4x,flashcore-bleeding-edge")
 
@@ -131,6 +147,45 @@ def report(session: nox.Session) -> None:
     """flashcore report: the offline HTML dashboards from the results database."""
     _install(session)
     _flashcore(session, "report", *session.posargs)
+
+
+def dashboard_commands(db: str, out: str, pairs: tuple[tuple[str, str], ...]) -> list[list[str]]:
+    """The flashcore commands that write one dashboards folder, in order. Each listed comparison renders
+    its two runs first; the report of every run comes after, so each run page links the default comparison
+    as a plain ``flashcore report`` makes it; the audit comes last and writes the index that links it all."""
+    cmds = [["report", "--db", db, "--out", out, "--run", a, "--run", b, "--compare", a, "--compare", b]
+            for a, b in pairs]
+    cmds.append(["report", "--db", db, "--out", out])
+    cmds.append(["audit", CLAIMS, "--db", db, "--out", out])
+    return cmds
+
+
+@nox.session(venv_backend=CPU_VENV, tags=["cpu"], default=False)
+def dashboards(session: nox.Session) -> None:
+    """Regenerate the committed dashboards/ from the committed databases (report, comparisons, audit)."""
+    _install(session)
+    # plotly writes the figures' JSON through orjson when it is importable, through json otherwise (other
+    # number formats, escaped non-ASCII): the committed pages are made with orjson, so a rerun matches them
+    if not _host(session):
+        session.install("orjson")
+    else:
+        try:
+            _run_py(session, "-c", "import orjson", silent=True)
+        except CommandFailed:
+            session.warn("orjson is not importable here: the pages will differ from the committed ones in "
+                         "number formatting and escaping (pip install orjson)")
+    fresh = Path(session.create_tmp()) / "dashboards-fresh"
+    shutil.rmtree(fresh, ignore_errors=True)  # so a page that no command writes any more does not linger
+    for db, out, pairs in DASHBOARDS:
+        if out != "dashboards" and not out.startswith("dashboards/"):
+            session.error(f"DASHBOARDS: {out!r} is not dashboards/ or a folder in it")
+        if not Path(db).is_file():
+            session.error(f"{db} is missing: the {out}/ pages are made from it")
+        for cmd in dashboard_commands(db, str(fresh / out), pairs):
+            _flashcore(session, *cmd)
+    shutil.rmtree("dashboards", ignore_errors=True)
+    shutil.copytree(fresh / "dashboards", "dashboards")
+    session.log(f"dashboards/: {sum(1 for p in Path('dashboards').rglob('*') if p.is_file())} files")
 
 
 # -- GPU: always the current environment (its CUDA torch) -----------------------------------------------

@@ -50,14 +50,71 @@ class _OneLineErrors(TyperGroup):
             return code
         sys.exit(code)
 
+    # Commands whose modules pull in plotly, pandas or the profilers are imported only when asked for,
+    # so `flashcore run` starts (and works) on a node without them.
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = list(super().list_commands(ctx))
+        return names + [n for n in _LAZY_COMMANDS if n not in names]
 
-app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True,
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None and cmd_name in _LAZY_COMMANDS:
+            cmd = _load_lazy_command(cmd_name)
+            self.add_command(cmd, cmd_name)
+        return cmd
+
+
+#: command name -> (module, function): registered on first use (see _OneLineErrors.get_command)
+_LAZY_COMMANDS = {
+    "report": ("harness.report.cli", "report"),
+    "audit": ("harness.report.cli", "audit"),
+    "profile": ("harness.profiling.cli", "profile"),
+    "validate": ("harness.profiling.cli", "validate"),
+    "crosscheck": ("harness.crosscheck", "crosscheck"),
+    "wheelhouse": ("harness.wheelhouse", "wheelhouse"),
+}
+
+
+def _load_lazy_command(name: str) -> Any:
+    """The click command of a lazily imported command; one whose module cannot be imported (plotly
+    missing, say) becomes a command that says so in one line."""
+    import importlib
+
+    module, attr = _LAZY_COMMANDS[name]
+    sub = typer.Typer(add_completion=False, rich_markup_mode=HELP_MARKUP)
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except ImportError as exc:
+        why = str(exc)
+
+        def unavailable(ctx: typer.Context) -> None:
+            raise fail(f"{name} is not available here: {why} (pip install -e . installs what it needs)")
+
+        sub.command(name=name, help=f"(not available here: {why})",
+                    context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(unavailable)
+    else:
+        sub.command(name=name)(fn)
+    return typer.main.get_command(sub)
+
+
+# plain help text: typer's rich help prints every flag as taking a <bool> value, and reads "[timing]"
+# in a help string as markup and drops it
+HELP_MARKUP = None
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True, rich_markup_mode=HELP_MARKUP,
+                  context_settings={"max_content_width": 110},
                   help="Validate and time attention kernels on NVIDIA GPUs; keep every result.")
 console = Console(width=None if sys.stdout.isatty() else 200)
 
 
+#: the most characters of an error line: the start (what failed, and where) is kept
+MAX_ERROR_CHARS = 600
+
+
 def _one_line(msg: str) -> str:
-    return " ".join(str(msg).split()) or "unknown error"
+    line = " ".join(str(msg).split()) or "unknown error"
+    if len(line) > MAX_ERROR_CHARS:
+        line = line[: MAX_ERROR_CHARS - 40].rstrip() + f" … ({len(line) - MAX_ERROR_CHARS + 40} more characters)"
+    return line
 
 
 def fail(msg: str, code: int = 2) -> typer.Exit:
@@ -78,6 +135,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     # OSError and sqlite3.Error: a --db, --out or --log-dir the system refuses (a folder, no permission)
     return (SuiteError, FilterError, StoreError, UnknownBackendError, ExportError, WorkerError, ProblemError,
             OSError, sqlite3.Error)
+
+
+def _named(exc: BaseException, db: Path) -> str:
+    """The error's text; a SQLite error, which never says which file, with the database's path."""
+    return f"{db}: {exc}" if isinstance(exc, sqlite3.Error) else str(exc)
 
 
 def _check_run_id(run_id: str | None) -> None:
@@ -138,6 +200,10 @@ def run(
     filter: str = typer.Option("", "--filter", "-f", help='e.g. "seqlen_q>=1024,head_dim=128,causal=true"'),
     db: Path = typer.Option(DEFAULT_DB, "--db", help="results database (SQLite)"),
     resume: bool = typer.Option(False, "--resume", help="continue the latest run of this suite (or --run-id)"),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed",
+        help="measure again the failed cells of the latest run of this suite (or --run-id); the failed "
+             "results are kept as superseded"),
     run_id: str | None = typer.Option(None, "--run-id", help="name the run, or pick the run to resume"),
     log_dir: Path | None = typer.Option(None, "--log-dir", help="where worker logs go (default: a temp dir)"),
     l2_flush: str | None = typer.Option(
@@ -150,6 +216,12 @@ def run(
         None, "--cool",
         help="GPU idle before each timed call, in multiples of the call's time (0: back to back; default: the "
              "suite's [timing] cool, 0 unless set)"),
+    modes: str | None = typer.Option(
+        None, "--modes", help="timing modes, comma-separated: isolated, sustained (default: the suite's [timing] modes)"),
+    rounds: int | None = typer.Option(
+        None, "--rounds", help="visits of every backend of a problem, in rotation (default: the suite's [timing] rounds)"),
+    baseline: str | None = typer.Option(
+        None, "--baseline", help="backend the others are reported as a ratio to (default: the suite's [timing] baseline)"),
 ) -> None:
     """Run a suite: correctness, determinism and timing of each backend on each problem."""
     from harness.backends import registry
@@ -167,6 +239,12 @@ def run(
             s = _with_timing(s, "--kernel-clock", "kernel_clock_calls", kernel_clock, "{lo:g} (off) to {hi:g} calls")
         if cool is not None:
             s = _with_timing(s, "--cool", "cool", cool, "{lo:g} (back to back) to {hi:g} times the call's time")
+        if rounds is not None:
+            s = _with_timing(s, "--rounds", "rounds", rounds, "{lo:g} to {hi:g} visits")
+        if modes is not None or baseline is not None:
+            from harness.timing.options import with_modes
+
+            s = with_modes(s, modes, baseline, backends)
         names = [b.strip() for b in backends.split(",") if b.strip()] or None
         for n in names or []:
             registry.get(n)  # unknown names fail here, before anything runs
@@ -179,31 +257,78 @@ def run(
             raise fail(f"--log-dir {str(log_dir)!r} is a file, not a folder")
         store = Store(db)
         known_ids = {r[0] for r in store.conn.execute("SELECT run_id FROM runs")}
-        if run_id is not None and not resume and run_id in known_ids:
+        again = "--resume" if resume else "--retry-failed" if retry_failed else ""
+        if run_id is not None and not again and run_id in known_ids:
             raise fail(f"--run-id {run_id!r}: a run of that id is already in {db}: pick another, or add --resume")
-        if run_id is not None and resume:
+        if run_id is not None and again:
             info = store.get_run(run_id)
             if info.suite != s.name:
-                raise fail(f"--resume --run-id {run_id!r}: that run is of suite {info.suite!r}, not {s.name!r}")
+                raise fail(f"{again} --run-id {run_id!r}: that run is of suite {info.suite!r}, not {s.name!r}")
+        if again and (run_id or store.latest_run_id(s.name)):
+            # refused before anything starts; the runner checks again as it takes the run over
+            store.refuse_live(run_id or store.latest_run_id(s.name))
+        if retry_failed:
+            plan = _retry_plan(s, store, run_id, names, filter, plan)
         with tables.progress(console) as prog:
             task = prog.add_task(f"{s.name}", total=len(plan))
 
             def on_start(todo: int, total: int) -> None:
                 prog.update(task, total=todo, completed=0)
-                if todo < total:
+                if retry_failed:
+                    console.print(f"retrying {todo} failed cell(s){' and the missing ones' if resume else ''}")
+                elif todo < total:
                     console.print(f"resuming: {total - todo} of {total} cells already recorded")
 
             def on_result(r, n: int, total: int) -> None:
                 prog.update(task, completed=n, description=f"{s.name} {r.backend} {r.problem_key[:40]}")
 
-            rid = run_suite(s, plan, store, RunOptions(resume=resume, run_id=run_id, log_dir=log_dir,
+            rid = run_suite(s, plan, store, RunOptions(resume=resume, retry_failed=retry_failed, run_id=run_id,
+                                                       log_dir=log_dir,
                                                        argv=shlex.join(["flashcore", *sys.argv[1:]]),
                                                        on_result=on_result, on_start=on_start))
         tables.print_run(console, store, rid)
+        _print_next_steps(store, rid, db)
     except _user_errors() as exc:
-        raise fail(str(exc)) from None
+        raise fail(_named(exc, db)) from None
     except KeyboardInterrupt:
         raise fail("interrupted: every finished cell is stored; continue with --resume", 130) from None
+
+
+def _retry_plan(s, store, run_id: str | None, names: list[str] | None, filter: str, plan: list) -> list:
+    """The plan of ``--retry-failed``: without ``--backends``, the suite's backends and those of the run's
+    failed cells; a failed cell the plan cannot reach (another filter, a problem gone from the suite) is
+    named, not silently dropped."""
+    from harness.backends import registry
+    from harness.plan import make_plan
+
+    rid = run_id or store.latest_run_id(s.name)
+    if rid is None:
+        raise fail(f"--retry-failed: no earlier run of suite {s.name!r} in {store.path}")
+    failed = store.failed_cells(rid)
+    if names is None:
+        extra = sorted({b for b, _ in failed} - set(s.backends) & set(registry.names()))
+        if extra:
+            plan = make_plan(s, [*s.backends, *extra], filter)
+    reachable = {(c.backend, c.problem.key()) for c in plan}
+    left = sorted(failed - reachable)
+    if left:
+        console.print(f"note: {len(left)} failed cell(s) of run {rid} are outside this plan and are not retried "
+                      f"(first: {left[0][0]} {left[0][1]})")
+    return plan
+
+
+def _print_next_steps(store, run_id: str, db: Path) -> None:
+    """Where the results went and what to do with them."""
+    info = store.get_run(run_id)
+    q = shlex.quote
+    console.print(f"run {run_id} ({info.status}) is stored in {db}", markup=False, highlight=False)
+    steps = [f"flashcore show --run {q(run_id)} --db {q(str(db))}",
+             f"flashcore report --run {q(run_id)} --db {q(str(db))}"]
+    if info.status == "interrupted":
+        steps.append(f"flashcore run --suite {q(info.suite)} --resume --run-id {q(run_id)} --db {q(str(db))}")
+    if store.failed_cells(run_id):
+        steps.append(f"flashcore run --suite {q(info.suite)} --retry-failed --run-id {q(run_id)} --db {q(str(db))}")
+    console.print("next: " + "   ".join(steps), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -216,7 +341,7 @@ def show(
     from harness.store import Store
 
     try:
-        store = Store(db, create=False)
+        store = Store(db, readonly=True)
         if runs:
             console.print(tables.runs_table(store))
             return
@@ -224,28 +349,36 @@ def show(
         if rid is None:
             raise fail(f"{db} holds no runs yet: run `flashcore run --suite smoke` first")
         tables.print_run(console, store, rid)
+        retried = store.superseded_counts(rid)
+        if retried:
+            console.print(f"{len(retried)} cell(s) were measured again (--retry-failed): the table shows the latest "
+                          f"result; the {sum(retried.values())} earlier one(s) are kept (flashcore export "
+                          "--superseded)", markup=False, highlight=False)
     except _user_errors() as exc:
-        raise fail(str(exc)) from None
+        raise fail(_named(exc, db)) from None
 
 
 @app.command()
 def export(
     format: str = typer.Option("csv", "--format", help="csv or parquet"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="output file (default results/export.FORMAT)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="output file (default results/local/export.FORMAT)"),
     db: Path = typer.Option(DEFAULT_DB, "--db"),
     run: list[str] = typer.Option([], "--run", help="run id(s) to export (default: all)"),
+    superseded: bool = typer.Option(
+        False, "--superseded",
+        help="also the earlier results of cells measured again (--retry-failed), superseded_at set"),
 ) -> None:
     """Write one row per (run, backend, problem) as CSV or Parquet."""
     from harness.export import export as do_export
     from harness.store import Store
 
     try:
-        store = Store(db, create=False)
-        out = out or Path(f"results/export.{format}")
-        n = do_export(store, format, out, run or None)
+        store = Store(db, readonly=True)
+        out = out or Path(f"results/local/export.{format}")
+        n = do_export(store, format, out, run or None, superseded=superseded)
         console.print(f"wrote {n} rows to {out}")
     except _user_errors() as exc:
-        raise fail(str(exc)) from None
+        raise fail(_named(exc, db)) from None
 
 
 @app.command()
@@ -255,6 +388,10 @@ def compare(
     db: Path = typer.Option(DEFAULT_DB, "--db"),
     min_ms: float = typer.Option(0.1, "--min-ms", help="agreement is judged on cells at least this long"),
     within: float = typer.Option(0.01, "--within", help="relative agreement asked of those cells"),
+    baseline: str | None = typer.Option(
+        None, "--baseline",
+        help="backend to report every other one as a ratio to, with a bootstrap interval (default: the ratios "
+             "the runs stored, from the suite's [timing] baseline)"),
 ) -> None:
     """Two runs side by side: per-cell median ratio and which changes exceed the measured noise."""
     from harness.compare import (
@@ -271,10 +408,10 @@ def compare(
     if not (math.isfinite(within) and 0 < within < 1):
         raise fail(f"--within {within!r}: must be a fraction in (0, 1), e.g. 0.01 for 1%")
     try:
-        store = Store(db, create=False)
-        diffs = diff_runs(store, run_a, run_b)
+        store = Store(db, readonly=True)
+        diffs = diff_runs(store, run_a, run_b, baseline)
     except _user_errors() as exc:
-        raise fail(str(exc)) from None
+        raise fail(_named(exc, db)) from None
     if not diffs:
         raise fail(f"runs {run_a} and {run_b} share no ok cell to compare")
     console.print(tables.diff_table(diffs))
@@ -291,6 +428,14 @@ def compare(
         console.print(f"diagnostic, not a measurement: with each time scaled by its run's clock reading (suspect "
                       f"readings included), {n_ok} of {n_read} cells would agree within {within:.1%} "
                       f"(worst {n_worst:.2%})")
+    from harness.compare import ratio_agreement
+
+    r_ok, r_n, r_worst = ratio_agreement(diffs, min_ms, within)
+    if r_n:
+        console.print(f"ratios to the baseline: {r_ok} of {r_n} cells of >= {min_ms:g} ms agree within {within:.1%} "
+                      f"between the runs (worst {r_worst:.2%})")
+    elif baseline:
+        console.print(f"ratios to the baseline: no cell of >= {min_ms:g} ms has a ratio to {baseline} in both runs")
     mixed = method_mismatches(diffs)
     if mixed:
         console.print(f"note: {len(mixed)} cells were timed by different methods ({mixed[0].a_method} vs "
@@ -299,7 +444,9 @@ def compare(
 
 @app.command()
 def build(
-    out: Path = typer.Option(Path("results/build/report.json"), "--out", help="JSON report path"),
+    out: Path | None = typer.Option(
+        None, "--out", help="JSON report path (default results/local/build/report.json, ignored by git; "
+                            "--out results/build/report.json refreshes the committed one)"),
 ) -> None:
     """Compile every project kernel for sm_90a and print the resource and SASS report."""
     try:
@@ -316,22 +463,6 @@ def build(
         typer.echo(f"claim violated: {v}", err=True)
     if violations:
         raise typer.Exit(1)
-
-
-def _register_optional() -> None:
-    """Commands whose modules live in their own packages (dashboards, audit, profiling)."""
-    from harness.profiling.cli import profile as profile_cmd
-    from harness.profiling.cli import validate as validate_cmd
-    from harness.report.cli import audit as audit_cmd
-    from harness.report.cli import report as report_cmd
-
-    app.command(name="report")(report_cmd)
-    app.command(name="audit")(audit_cmd)
-    app.command(name="profile")(profile_cmd)
-    app.command(name="validate")(validate_cmd)
-
-
-_register_optional()
 
 
 def main() -> None:  # pragma: no cover - console script convenience

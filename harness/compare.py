@@ -1,5 +1,7 @@
 """Two runs side by side: per-cell median ratio, whether the change exceeds the measured noise, and
-whether the SM clock (``harness.timing.sm_clock``) moved with it."""
+whether the SM clock (``harness.timing.sm_clock``) moved with it. Cells are matched by backend, problem
+and timing mode (isolated or sustained). Where the runs hold ratios to a baseline backend (``[timing]
+baseline``), each cell's ratio in both runs with its bootstrap interval, and whether the two agree."""
 from __future__ import annotations
 
 import re
@@ -22,6 +24,16 @@ class CellDiff:
     b_mhz: float | None = None
     a_read: float | None = None  # the probe's reading as read: the clock, or one set aside as suspect
     b_read: float | None = None
+    mode: str = "isolated"  # the timing mode both cells were measured in
+    a_base: dict | None = None  # ratio to the baseline backend in run a: {"baseline", "ratio", "lo", "hi"}
+    b_base: dict | None = None
+
+    @property
+    def base_move(self) -> float | None:
+        """How far the ratio to the baseline moved between the runs (b / a − 1), where both have one."""
+        if not (self.a_base and self.b_base) or self.a_base.get("baseline") != self.b_base.get("baseline"):
+            return None
+        return self.b_base["ratio"] / self.a_base["ratio"] - 1
 
     @property
     def ratio(self) -> float:
@@ -67,18 +79,43 @@ def _reading(extra: dict) -> float | None:
     return mhz
 
 
-def diff_runs(store: Store, run_a: str, run_b: str) -> list[CellDiff]:
+def _base_ratios(results: list, baseline: str | None) -> dict[tuple[str, str, str], dict]:
+    """Per (backend, problem, mode): the ratio to the baseline, as stored by the run (``extra.ratio_to_baseline``)
+    or, for another baseline than the stored one, bootstrapped now from the stored samples."""
+    from harness.verdict import baseline_ratios
+
+    out: dict[tuple[str, str, str], dict] = {}
+    groups: dict[tuple[str, str], list] = {}
+    for r in results:
+        stored = r.extra.get("ratio_to_baseline")
+        if stored and (baseline is None or stored.get("baseline") == baseline):
+            out[(r.backend, r.problem_key, r.timing_mode)] = stored
+        groups.setdefault((r.problem_key, r.timing_mode), []).append(r)
+    if baseline:
+        for (key, mode), rows in groups.items():
+            if any((r.backend, key, mode) in out for r in rows):
+                continue
+            for backend, ratio in baseline_ratios(rows, baseline).items():
+                out[(backend, key, mode)] = ratio
+    return out
+
+
+def diff_runs(store: Store, run_a: str, run_b: str, baseline: str | None = None) -> list[CellDiff]:
     store.get_run(run_a), store.get_run(run_b)  # clear error for an unknown id
-    a = {(r.backend, r.problem_key): r for r in store.iter_results(run_a) if r.status == "ok" and r.median_ms}
+    rows_a, rows_b = list(store.iter_results(run_a)), list(store.iter_results(run_b))
+    a = {(r.backend, r.problem_key, r.timing_mode): r for r in rows_a if r.status == "ok" and r.median_ms}
+    ra, rb = _base_ratios(rows_a, baseline), _base_ratios(rows_b, baseline)
     out = []
-    for r in store.iter_results(run_b):
-        base = a.get((r.backend, r.problem_key))
+    for r in rows_b:
+        k = (r.backend, r.problem_key, r.timing_mode)
+        base = a.get(k)
         if base is None or r.status != "ok" or not r.median_ms:
             continue
         out.append(CellDiff(r.backend, r.problem_key, base.median_ms, r.median_ms,
                             (base.rel_spread or 0.0) + (r.rel_spread or 0.0),
                             base.timing_method or "", r.timing_method or "",
-                            _clock(base.extra), _clock(r.extra), _reading(base.extra), _reading(r.extra)))
+                            _clock(base.extra), _clock(r.extra), _reading(base.extra), _reading(r.extra),
+                            r.timing_mode, ra.get(k), rb.get(k)))
     return out
 
 
@@ -95,6 +132,13 @@ def _tally(moves: list[float], within: float) -> tuple[int, int, float]:
 def agreement(diffs: list[CellDiff], min_ms: float = 0.1, within: float = 0.01) -> tuple[int, int, float]:
     """(cells of at least ``min_ms`` that agree within ``within``, such cells, worst |ratio−1| among them)."""
     return _tally([abs(d.ratio - 1) for d in _judged(diffs, min_ms)], within)
+
+
+def ratio_agreement(diffs: list[CellDiff], min_ms: float = 0.1, within: float = 0.01) -> tuple[int, int, float]:
+    """As ``agreement``, on the ratios to the baseline: of the cells of at least ``min_ms`` with a ratio in
+    both runs (the baseline itself left out), how many moved by at most ``within``, and the worst move."""
+    return _tally([abs(d.base_move) for d in _judged(diffs, min_ms)
+                   if d.base_move is not None and d.backend != (d.a_base or {}).get("baseline")], within)
 
 
 def clock_attribution(diffs: list[CellDiff], min_ms: float = 0.1, within: float = 0.01) -> tuple[int, int, int]:

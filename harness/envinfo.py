@@ -14,8 +14,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("torch", "triton", "flash-attn", "flash-attn-4", "flash_attn_3", "nvidia-cutlass-dsl", "numpy",
-            "pandas", "plotly", "nvidia-ml-py", "flashcore")
+PACKAGES = ("torch", "triton", "flash-attn", "flash-attn-4", "flash_attn_3", "fa3-fwd", "flashinfer-python",
+            "flashinfer-cubin", "flashinfer-jit-cache", "apache-tvm-ffi", "nvidia-cudnn-frontend",
+            "nvidia-cutlass-dsl", "numpy", "pandas", "plotly", "nvidia-ml-py", "flashcore")
 
 _THROTTLE_NAMES = {
     0x1: "gpu_idle", 0x2: "applications_clocks", 0x4: "sw_power_cap", 0x8: "hw_slowdown",
@@ -146,6 +147,30 @@ def versions() -> dict[str, str]:
     return found
 
 
+def peer_builds() -> dict[str, str]:
+    """Which build of each optional peer library this process would use: the FA3 module (the full
+    flash_attn_interface or the forward-only fa3_fwd_interface; this imports it), FlashInfer's version and
+    JIT cache directory, the cuDNN frontend's version (neither of the last two imported here)."""
+    import importlib.util
+
+    from harness.backends.flash_attn import fa3_description
+
+    out = {"fa3": fa3_description()}
+    if importlib.util.find_spec("flashinfer") is not None:
+        base = os.environ.get("FLASHINFER_WORKSPACE_BASE") or str(Path.home())
+        found = versions()
+        out["flashinfer"] = (f"flashinfer-python {found.get('flashinfer-python', '?')}, JIT cache "
+                             f"{Path(base) / '.cache' / 'flashinfer'}, FLASHINFER_CUDA_ARCH_LIST="
+                             f"{os.environ.get('FLASHINFER_CUDA_ARCH_LIST', '(unset: the visible GPUs)')}")
+    else:
+        out["flashinfer"] = "none (flashinfer not installed)"
+    if importlib.util.find_spec("cudnn") is not None:
+        out["cudnn_frontend"] = f"nvidia-cudnn-frontend {versions().get('nvidia-cudnn-frontend', '?')}"
+    else:
+        out["cudnn_frontend"] = "none (nvidia-cudnn-frontend not installed)"
+    return out
+
+
 def collect() -> dict[str, Any]:
     """Everything about this process's machine; call in the process that uses the GPU."""
     import torch
@@ -157,6 +182,7 @@ def collect() -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "packages": versions(),
         "git_commit": git_commit(),
+        "peer_builds": peer_builds(),
     }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)

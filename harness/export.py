@@ -1,4 +1,8 @@
-"""Export results as one row per (run, backend, problem) to CSV or Parquet."""
+"""Export results as one row per (run, backend, problem) to CSV or Parquet.
+
+A cell measured again in its run (``flashcore run --retry-failed``) is exported as its latest result,
+with ``attempts`` saying how many results it had in all; ``superseded=True`` adds the earlier ones as rows
+of their own, told apart by ``superseded_at`` (empty on every current row)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,12 +20,21 @@ class ExportError(ValueError):
     pass
 
 
-def frame(store: Store, run_ids: list[str] | None = None):
+def frame(store: Store, run_ids: list[str] | None = None, *, superseded: bool = False):
     import pandas as pd
 
     runs = store.runs_frame()
     gpus = {r.run_id: (r.env or {}).get("gpu", "") for r in store.list_runs()}
     df = store.results_frame()
+    earlier = store.superseded_counts()
+    df = df.assign(attempts=[1 + earlier.get(k, 0) for k in zip(df["run_id"], df["backend"], df["problem_key"])],
+                   superseded_at="")
+    if superseded:
+        old = store.superseded_frame()
+        if not old.empty:
+            old = old.assign(attempts=[1 + earlier.get(k, 0)
+                                       for k in zip(old["run_id"], old["backend"], old["problem_key"])])
+            df = pd.concat([df, old[df.columns]], ignore_index=True)
     if run_ids:
         unknown = sorted(set(run_ids) - set(runs["run_id"]))
         if unknown:
@@ -34,10 +47,13 @@ def frame(store: Store, run_ids: list[str] | None = None):
     return pd.DataFrame(out).reset_index(drop=True)
 
 
-def export(store: Store, fmt: str, out: Path, run_ids: list[str] | None = None) -> int:
+def export(store: Store, fmt: str, out: Path, run_ids: list[str] | None = None, *,
+           superseded: bool = False) -> int:
+    """Write the results (``superseded``: with the earlier results of re-measured cells) to ``out``;
+    the number of rows."""
     if fmt not in FORMATS:
         raise ExportError(f"format {fmt!r}: allowed {', '.join(FORMATS)}")
-    df = frame(store, run_ids)
+    df = frame(store, run_ids, superseded=superseded)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         df.to_csv(out, index=False)

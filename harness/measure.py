@@ -5,6 +5,7 @@ and a verdict, so nothing the measured code can reach decides its own result.
 """
 from __future__ import annotations
 
+import math
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from harness.inputs import make_inputs
 from harness.nvtx_ranges import call_range
 from harness.problem import Problem
 from harness.suite import Checks, Timing
+from harness.timing import sustained
 from harness.timing.kernel_clock import KernelClock
 from harness.timing.l2 import L2Flusher
 from harness.timing.stopping import Sampling
@@ -115,11 +117,89 @@ def _kernel_summary(k: KernelClock) -> dict[str, Any]:
             "kernels_per_call": max(k.kernels_per_call), "kernel_clock_names": k.names[:20]}
 
 
+def _visit_fraction(timing: Timing) -> float:
+    """With ``rounds`` = R each visit samples 1/R of the sampled time (and of the cap and sample count),
+    so a backend's pooled samples add up to what one visit without rounds would take."""
+    return 1.0 / max(1, timing.rounds)
+
+
+def _time_sustained(raw: dict[str, Any], backend: Any, backend_name: str, problem: Problem, checks: Checks,
+                    timing: Timing, contents: list[InputSet], device: str) -> None:
+    """The sustained mode: input sets filled once (distinct V scales per set), then calls back to back with
+    no flush and no hold, rotating through sets that add up to more than 2x the L2; the last output of
+    every set is checked afterwards."""
+    src0 = contents[0]
+    set_bytes = sum(x.numel() * x.element_size() for x in (src0.q, src0.k, src0.v))
+    l2 = sustained.l2_bytes()
+    n_sets, covered = sustained.rotation_sets(set_bytes, l2)
+    gen = torch.Generator(device=device).manual_seed(derive_seed(checks.seed, problem.key(), "sustained-scales"))
+    sets, scales = [], []
+    for j in range(n_sets):
+        src = contents[j % CONTENTS]
+        b = tuple(torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=device) for x in (src.q, src.k, src.v))
+        sc = guards.timing_scales(problem.batch, problem.heads_kv, problem.head_dim, device, gen)
+        b[0].copy_(src.q)
+        b[1].copy_(src.k)
+        guards.apply_scales(b[2], src.v, sc)
+        sets.append(b)
+        scales.append(sc)
+    runs = [backend.prepare(problem, *b) for b in sets]
+
+    def call(i: int) -> torch.Tensor:
+        with call_range(backend_name, problem.key()):
+            return runs[i % n_sets]()
+
+    # warm-up with a sync after each call: compilation and autotuning stay out, and the call's time sets how
+    # far the host runs ahead in the loop
+    enqueue, whole = [], []
+    for i in range(max(1, timing.warmup)):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        call(i)
+        enqueue.append(time.perf_counter() - t0)
+        torch.cuda.synchronize()
+        whole.append(time.perf_counter() - t0)
+    per = _visit_fraction(timing)
+    held = throttle_ns()
+    t0 = time.perf_counter()
+    st = sustained.time_sustained(call, n_sets, duration_s=timing.sustained_s * per,
+                                  warmup_s=timing.sustained_warmup_s, min_samples=timing.min_samples,
+                                  time_cap_s=timing.sustained_warmup_s + timing.time_cap_s * per,
+                                  est_call_ms=min(whole) * 1e3, new_event=sustained.cuda_event)
+    raw["extra"]["throttled_ms"] = throttled_ms(held, throttle_ns())
+    raw["extra"]["timing_s"] = round(time.perf_counter() - t0, 3)
+    worst = torch.zeros((), dtype=torch.float64, device=device)
+    for j, out in st.last_out.items():
+        o = contents[j % CONTENTS].oracle
+        if o is not None:
+            r = (guards.unscale_output(out, scales[j], problem.heads_q) - o.ref).abs().max() / max(o.tolerance, 1e-30)
+            torch.maximum(worst, r, out=worst)
+    st.last_out.clear()
+    synced, wall = sustained.synced_calls(call, st.calls, 5)
+    ratio = float(worst)
+    enqueue_ms = sorted(enqueue)[len(enqueue) // 2] * 1e3
+    method = f"sustained-events+rotate{n_sets}" + ("" if covered else "-l2-not-covered")
+    raw.update(samples_ms=st.samples_ms, timing_method=method, stop_reason=st.stop_reason, synced_ms=synced,
+               wall_ms=wall, enqueue_ms=enqueue_ms, tare_ms=0.0, timed_outputs_ok=bool(ratio <= 1.0))
+    med = median(st.samples_ms) if st.samples_ms else None
+    raw["extra"].update(
+        clocks_after=clocks(), timed_worst_err_over_tol=ratio, sustained_sets=n_sets,
+        sustained_set_bytes=set_bytes, l2_bytes=l2, sustained_covers_l2=covered,
+        sustained_warmup_calls=st.warmup_calls, sustained_calls=st.calls, sustained_window_ms=st.window_ms,
+        sustained_batch_mean_ms=st.batch_mean_ms, sustained_lead=st.lead,
+        # the host could not enqueue a call in the GPU time of one: the per-call events then hold launch gaps
+        sustained_host_bound=bool(med is not None and enqueue_ms > med))
+    if not ratio <= 1.0:
+        raise Verdict("rejected", f"timed calls returned wrong outputs (worst error {ratio:.3g}× the tolerance) "
+                                  "although untimed calls were right: results cached or skipped across calls")
+
+
 def measure_cell(backend_name: str, problem: Problem, checks: Checks, timing: Timing, device: str,
-                 cache: ProblemCache, flusher: L2Flusher | None) -> dict[str, Any]:
-    raw: dict[str, Any] = {"status": "ok", "reason": "", "extra": {}}
+                 cache: ProblemCache, flusher: L2Flusher | None, timing_mode: str = "isolated") -> dict[str, Any]:
+    """One visit of a cell in one timing mode (``isolated`` or ``sustained``, see harness.timing.sustained)."""
+    raw: dict[str, Any] = {"status": "ok", "reason": "", "extra": {}, "timing_mode": timing_mode}
     try:
-        _measure(raw, backend_name, problem, checks, timing, device, cache, flusher)
+        _measure(raw, backend_name, problem, checks, timing, device, cache, flusher, timing_mode)
     except Verdict as v:
         raw["status"], raw["reason"] = v.status, v.reason
     except Unsupported as u:
@@ -137,7 +217,7 @@ def measure_cell(backend_name: str, problem: Problem, checks: Checks, timing: Ti
 
 
 def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: Checks, timing: Timing,
-             device: str, cache: ProblemCache, flusher: L2Flusher | None) -> None:
+             device: str, cache: ProblemCache, flusher: L2Flusher | None, timing_mode: str = "isolated") -> None:
     backend = registry.get(backend_name)
     why = backend.unavailable()
     if why:
@@ -242,6 +322,9 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
         t += 1
         contents.append(cache.get(problem, derive_seed(checks.seed, problem.key(), "timing", t), "normal",
                                   device, checks.correctness, False))
+    if timing_mode == "sustained" and device == "cuda":
+        _time_sustained(raw, backend, backend_name, problem, checks, timing, contents, device)
+        return
     buffers = [tuple(torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=device)
                      for x in (contents[0].q, contents[0].k, contents[0].v)) for _ in range(BUFFERS)]
     runs_by_buffer = [backend.prepare(problem, *b) for b in buffers]
@@ -269,9 +352,10 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
         ratio = (guards.unscale_output(out, scale, problem.heads_q) - o.ref).abs().max() / max(o.tolerance, 1e-30)
         torch.maximum(worst_ratio, ratio, out=worst_ratio)  # NaN propagates
 
+    per = _visit_fraction(timing)
     sampling = Sampling(min_samples=timing.min_samples, max_noise=timing.max_noise,
-                        max_samples=timing.max_samples, time_cap_s=timing.time_cap_s,
-                        min_time_s=timing.min_time_s)
+                        max_samples=max(timing.min_samples, math.ceil(timing.max_samples * per)),
+                        time_cap_s=timing.time_cap_s * per, min_time_s=timing.min_time_s * per)
     if device == "cuda":
         held = throttle_ns()
         t0 = time.perf_counter()

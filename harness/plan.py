@@ -1,7 +1,9 @@
 """From a suite to the ordered list of cells to measure, with the user's filters applied.
 
 Cells are ordered problem-major, so a worker computes each problem's reference once and every backend
-on that problem is measured back to back under the same conditions.
+on that problem is measured back to back under the same conditions. Within a problem: each timing mode
+of the suite in turn, and within a mode ``[timing] rounds`` visits of every backend in rotation (A B C
+A B C ...), so a slow drift of the GPU's power state falls on all backends alike.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from harness.problem import Problem
+from harness.problem import DTYPES, LAYOUTS, Problem
 from harness.suite import Suite
 
 _OPS: dict[str, Callable[[object, object], bool]] = {
@@ -29,6 +31,13 @@ class FilterError(ValueError):
 class Cell:
     backend: str
     problem: Problem
+    mode: str = "isolated"  # the timing mode (harness.suite.MEASURE_MODES): part of the cell's identity
+    round: int = 0  # which visit of the rotation (0-based); the visits of a cell pool into one result
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What a stored result row is unique by within a run (besides the run)."""
+        return (self.backend, self.problem.key(), self.mode)
 
 
 def _parse_value(raw: str) -> object:
@@ -39,6 +48,21 @@ def _parse_value(raw: str) -> object:
         return int(raw)
     except ValueError:
         return raw
+
+
+def _check_filter_value(term: str, key: str, value: object) -> None:
+    """A value the key can never hold is a typo (``causal=yes``, ``batch=true``), not a filter matching
+    nothing; and a bool must not pass for the integer 1 (True == 1 in Python)."""
+    if key == "causal":
+        ok, allowed = isinstance(value, bool), "true or false"
+    elif key == "dtype":
+        ok, allowed = value in DTYPES, ", ".join(DTYPES)
+    elif key == "layout":
+        ok, allowed = value in LAYOUTS, ", ".join(LAYOUTS)
+    else:
+        ok, allowed = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    if not ok:
+        raise FilterError(f"filter term {term!r}: {key} takes {allowed}")
 
 
 def parse_filter(expr: str) -> Callable[[Problem], bool]:
@@ -54,6 +78,7 @@ def parse_filter(expr: str) -> Callable[[Problem], bool]:
         if key not in FILTER_KEYS:
             raise FilterError(f"filter term {term!r}: unknown key {key!r}; allowed {', '.join(FILTER_KEYS)}")
         value = _parse_value(raw)
+        _check_filter_value(term, key, value)
 
         def pred(p: Problem, key: str = key, op: str = op, value: object = value) -> bool:
             try:
@@ -68,4 +93,6 @@ def parse_filter(expr: str) -> Callable[[Problem], bool]:
 def make_plan(suite: Suite, backends: Sequence[str] | None = None, filter_expr: str = "") -> list[Cell]:
     names = list(backends) if backends else list(suite.backends)
     keep = parse_filter(filter_expr) if filter_expr else (lambda p: True)
-    return [Cell(b, p) for p in suite.problems if keep(p) for b in names]
+    modes = suite.timing.modes if suite.timing.enabled else ("isolated",)
+    return [Cell(b, p, m, r) for p in suite.problems if keep(p) for m in modes
+            for r in range(suite.timing.rounds if suite.timing.enabled else 1) for b in names]

@@ -23,47 +23,92 @@ class ProblemError(ValueError):
     """A problem description that cannot be run."""
 
 
+#: the sizes; heads_kv and seqlen_k may be left out (None), meaning heads_q and seqlen_q
+SIZE_FIELDS = ("batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim")
+#: what leaving an optional key out means, said in its error
+DEFAULTS = {"heads_kv": "heads_q", "seqlen_k": "seqlen_q", "softmax_scale": "1/sqrt(head_dim)"}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # True is an int in Python, not a size
+
+
+def _default_hint(name: str) -> str:
+    return f" (leave {name} out for the default, {DEFAULTS[name]})" if name in DEFAULTS else ""
+
+
+def check_size(name: str, value: Any) -> None:
+    """ProblemError unless ``value`` is a positive integer (not a bool, not a float like 64.0)."""
+    if not _is_int(value) or value < 1:
+        raise ProblemError(f"{name}={_short(value)}: must be a positive integer{_default_hint(name)}")
+
+
+def check_scale(value: Any) -> None:
+    """ProblemError unless ``value`` is a positive finite number (not a bool)."""
+    try:
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and value > 0)
+    except OverflowError:  # an int too large for a float
+        ok = False
+    if not ok:
+        raise ProblemError(f"softmax_scale={_short(value)}: must be a positive finite number"
+                           f"{_default_hint('softmax_scale')}")
+
+
+def _short(value: Any, n: int = 60) -> str:
+    r = repr(value)
+    return r if len(r) <= n else r[: n - 5] + "…" + r[-4:]
+
+
 @dataclass(frozen=True)
 class Problem:
+    """One attention problem. ``heads_kv``, ``seqlen_k`` and ``softmax_scale`` given as None (left out)
+    take their defaults (heads_q, seqlen_q, 1/sqrt(head_dim)); once constructed every field holds a value."""
+
     batch: int
     heads_q: int
     seqlen_q: int
     head_dim: int
-    heads_kv: int = 0  # 0: same as heads_q
-    seqlen_k: int = 0  # 0: same as seqlen_q
+    heads_kv: int | None = None  # None: same as heads_q
+    seqlen_k: int | None = None  # None: same as seqlen_q
     dtype: str = "bfloat16"
     causal: bool = False
-    softmax_scale: float = 0.0  # 0: 1/sqrt(head_dim)
+    softmax_scale: float | None = None  # None: 1/sqrt(head_dim)
     layout: str = "bshd"
 
     def __post_init__(self) -> None:
-        if self.heads_kv == 0:
+        # every given value is checked before any default is derived from another one (a head_dim of 0
+        # must be named, not met as a division by zero)
+        self.validate()
+        if self.heads_kv is None:
             object.__setattr__(self, "heads_kv", self.heads_q)
-        if self.seqlen_k == 0:
+        if self.seqlen_k is None:
             object.__setattr__(self, "seqlen_k", self.seqlen_q)
-        if self.softmax_scale == 0.0:
+        if self.softmax_scale is None:
             object.__setattr__(self, "softmax_scale", 1.0 / math.sqrt(self.head_dim))
+        else:
+            object.__setattr__(self, "softmax_scale", float(self.softmax_scale))
         self.validate()
 
     def validate(self) -> None:
-        for name in ("batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim"):
+        for name in SIZE_FIELDS:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ProblemError(f"{name}={value!r}: must be a positive integer")
-        if self.heads_q % self.heads_kv:
+            if value is None and name in DEFAULTS:
+                continue  # left out: the default, derived once the rest is known to be valid
+            check_size(name, value)
+        if self.heads_kv is not None and self.heads_q % self.heads_kv:
             raise ProblemError(
                 f"heads_q={self.heads_q} is not a multiple of heads_kv={self.heads_kv}: "
                 "grouped-query attention needs heads_q % heads_kv == 0"
             )
-        if self.dtype not in DTYPES:
-            raise ProblemError(f"dtype={self.dtype!r}: allowed {', '.join(DTYPES)}")
-        if self.layout not in LAYOUTS:
-            raise ProblemError(f"layout={self.layout!r}: allowed {', '.join(LAYOUTS)}")
+        if not isinstance(self.dtype, str) or self.dtype not in DTYPES:
+            raise ProblemError(f"dtype={_short(self.dtype)}: allowed {', '.join(DTYPES)}")
+        if not isinstance(self.layout, str) or self.layout not in LAYOUTS:
+            raise ProblemError(f"layout={_short(self.layout)}: allowed {', '.join(LAYOUTS)}")
         if not isinstance(self.causal, bool):
-            raise ProblemError(f"causal={self.causal!r}: must be true or false")
-        if not (isinstance(self.softmax_scale, (int, float)) and math.isfinite(self.softmax_scale)
-                and self.softmax_scale > 0):
-            raise ProblemError(f"softmax_scale={self.softmax_scale!r}: must be a positive finite number")
+            raise ProblemError(f"causal={_short(self.causal)}: must be true or false")
+        if self.softmax_scale is not None:
+            check_scale(self.softmax_scale)
 
     # -- counts -----------------------------------------------------------------------------
     def attended_pairs(self) -> int:

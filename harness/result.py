@@ -35,6 +35,8 @@ class Result:
     rel_spread: float | None = None  # (p90 - p10) / median
     n_samples: int | None = None
     timing_method: str = ""  # e.g. "cuda-events+l2flush-read+hold+settle-tare"
+    timing_mode: str = "isolated"  # isolated | sustained (harness.timing.sustained); rows before it: isolated
+    rounds: int | None = None  # visits of the interleaved rotation pooled into this row's samples
     stop_reason: str = ""  # which stopping criterion ended sampling
     wall_ms_per_call: float | None = None  # host wall clock cross-check, per call
     tflops: float | None = None

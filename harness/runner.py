@@ -10,6 +10,8 @@ import multiprocessing as mp
 import os
 import secrets
 import signal
+import socket
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,7 +23,7 @@ from typing import Any
 from harness import verdict
 from harness.plan import Cell
 from harness.result import Result
-from harness.store import RunInfo, Store, now
+from harness.store import Heartbeat, RunInfo, Store, now
 from harness.suite import Suite
 
 
@@ -119,7 +121,8 @@ class Worker:
 
 @dataclass
 class RunOptions:
-    resume: bool = False
+    resume: bool = False  # continue a run: measure the cells it has no result for
+    retry_failed: bool = False  # measure again the cells of a run whose result is failed (earlier rows kept)
     run_id: str | None = None
     argv: str = ""
     log_dir: Path | None = None
@@ -136,14 +139,27 @@ def run_suite(suite: Suite, plan: list[Cell], store: Store, opts: RunOptions) ->
     log_dir = opts.log_dir or Path(tempfile.mkdtemp(prefix="flashcore-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     worker = Worker(log_dir)
-    if opts.resume:
+    store.mark_interrupted()  # runs whose supervisor died are stored as what they are
+    failed: set[tuple[str, str]] = set()
+    if opts.resume or opts.retry_failed:
+        flag = "--resume" if opts.resume else "--retry-failed"
         run_id = opts.run_id or store.latest_run_id(suite.name)
         if run_id is None:
-            raise WorkerError(f"--resume: no earlier run of suite {suite.name!r} in {store.path}")
-        info = store.get_run(run_id)
-        done = store.done_cells(run_id)
+            raise WorkerError(f"{flag}: no earlier run of suite {suite.name!r} in {store.path}")
+        was = store.get_run(run_id).status
+        info = store.claim_run(run_id)  # refuses a run whose supervisor is still alive
+        beat = Heartbeat(store.path, run_id)
+        beat.start()  # from the takeover on: starting a worker can take minutes
+        recorded = store.done_cells(run_id)
+        failed = store.failed_cells(run_id) if opts.retry_failed else set()
+        # resume: the cells without a row; retry: the failed ones (both flags: both)
+        done = recorded - failed
+        if not opts.resume:  # retry alone measures no cell the run never reached
+            done |= {(c.backend, c.problem.key()) for c in plan} - failed
     else:
-        run_id, info, done = opts.run_id or new_run_id(), None, set()
+        run_id, info, done, was = opts.run_id or new_run_id(), None, set(), ""
+        beat = Heartbeat(store.path, run_id)
+    measured = 0
     try:
         env_reply = worker.request({"kind": "env"}, 300)
         if not env_reply["ok"]:
@@ -161,30 +177,61 @@ def run_suite(suite: Suite, plan: list[Cell], store: Store, opts: RunOptions) ->
             store.create_run(RunInfo(run_id=run_id, suite=suite.name, created_at=now(),
                                      git_commit=env.get("git_commit", ""), argv=opts.argv, env=env,
                                      peak_tflops=peaks and peaks["matmul_tflops"],
-                                     peak_gbs=peaks and peaks["copy_gbs"]))
+                                     peak_gbs=peaks and peaks["copy_gbs"],
+                                     pid=os.getpid(), host=socket.gethostname(), heartbeat_at=now()))
+            beat.start()
         else:
             store.update_run(run_id, status="running", peak_tflops=peaks and peaks["matmul_tflops"],
                              peak_gbs=peaks and peaks["copy_gbs"])
-        todo = [c for c in plan if (c.backend, c.problem.key()) not in done]
+        # --resume also runs a recorded cell's missing timing mode, and the visits of the rotation after
+        # those its row pools
+        visits = store.done_visits(run_id) if opts.resume else {}
+        todo = [c for c in plan if (c.backend, c.problem.key()) not in done
+                or (opts.resume and verdict.visit_todo(c, visits))]
         if opts.on_start:
             opts.on_start(len(todo), len(plan))
         checks = suite.checks.__dict__ | {"distributions": list(suite.checks.distributions)}
-        for n, cell in enumerate(todo, 1):
-            job = {"kind": "cell", "backend": cell.backend, "problem": cell.problem.as_dict(),
-                   "checks": checks, "timing": dict(suite.timing.__dict__)}
-            t0 = time.perf_counter()
-            try:
-                reply = worker.request(job, suite.timing.cell_timeout_s)
-            except WorkerError as exc:
-                reply = {"ok": False, "error": str(exc), "crashed": True}
-            result = verdict.to_result(run_id, suite.name, cell, reply, peaks, time.perf_counter() - t0)
-            store.add_result(result)
-            if opts.on_result:
-                opts.on_result(result, n, len(todo))
-        store.update_run(run_id, status="complete", finished_at=now())
-    except KeyboardInterrupt:
-        store.update_run(run_id, status="interrupted", finished_at=now())
+        with beat:  # the lease stays fresh through a cell of many minutes
+            for n, cell in enumerate(todo, 1):
+                # a later visit of the rotation pools into the cell's row, and is not made for a cell that
+                # failed, was rejected or skipped so far (its row stays as it is)
+                prev = store.get_result(run_id, cell.backend, cell.problem.key(), cell.mode) if cell.round else None
+                result = prev
+                if not cell.round or (prev is not None and prev.status == "ok"):
+                    job = {"kind": "cell", "backend": cell.backend, "problem": cell.problem.as_dict(),
+                           "checks": checks, "timing": dict(suite.timing.__dict__), "timing_mode": cell.mode}
+                    t0 = time.perf_counter()
+                    try:
+                        reply = worker.request(job, suite.timing.cell_timeout_s)
+                    except WorkerError as exc:
+                        reply = {"ok": False, "error": str(exc), "crashed": True}
+                    result = verdict.to_result(run_id, suite.name, cell, reply, peaks, time.perf_counter() - t0)
+                    if prev is not None:
+                        result = verdict.pool(prev, result)
+                    # a retried cell's failed row is moved to superseded_results, never overwritten
+                    store.add_result(result, keep_previous=not cell.round and (cell.backend, cell.problem.key()) in failed)
+                    measured += 1
+                store.heartbeat(run_id)
+                last = n == len(todo) or (todo[n].problem, todo[n].mode) != (cell.problem, cell.mode)
+                if last and suite.timing.baseline:  # this problem's visits in this mode are done
+                    verdict.attach_ratios(store, run_id, cell.problem.key(), cell.mode, suite.timing.baseline)
+                if opts.on_result and result is not None:
+                    opts.on_result(result, n, len(todo))
+        recorded_modes = store.done_visits(run_id)
+        missing = any(c.key not in recorded_modes for c in plan)
+        store.update_run(run_id, status="interrupted" if missing else "complete", finished_at=now())
+    except BaseException:
+        # the run ends here: interrupted (--resume continues it), or, for an earlier run in which
+        # nothing was measured yet, as it was
+        try:
+            if info is not None and not measured:
+                store.update_run(run_id, status=was)
+            else:
+                store.update_run(run_id, status="interrupted", finished_at=now())
+        except sqlite3.Error:
+            pass
         raise
     finally:
+        beat.stop()
         worker.stop()
     return run_id

@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.inputs import DISTRIBUTIONS
-from harness.problem import Problem, ProblemError
+from harness.problem import Problem, ProblemError, check_size
 
 SUITE_DIRS = (Path.cwd() / "suites", Path(__file__).resolve().parent.parent / "suites")
 GRID_KEYS = ("batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim", "dtype", "causal",
              "softmax_scale", "layout", "tokens", "hidden")
 TIMING_MODES = ("events", "graph")
+#: the two named timing modes a suite reports (harness.timing.sustained says what each measures)
+MEASURE_MODES = ("isolated", "sustained")
 L2_FLUSH_MODES = ("read", "write")  # harness.timing.l2.FLUSH_MODES, without importing torch here
 #: inclusive bounds of the numeric [checks]/[timing] keys (a value past them is a typo, or a run that
 #: would never end)
@@ -47,6 +49,7 @@ NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
     "cell_timeout_s": (1.0, 7 * 86_400.0), "max_noise": (1e-6, 0.999), "settle_s": (0.0, 60.0),
     "min_time_s": (0.0, 86_400.0),
     "kernel_clock_calls": (0, 10_000), "cool": (0.0, 100.0),
+    "sustained_s": (0.01, 60.0), "sustained_warmup_s": (0.0, 60.0), "rounds": (1, 100),
 }
 MAX_PROBLEMS = 100_000  # per suite, after the grids multiply out
 MAX_TENSOR_ELEMENTS = 1 << 36  # Q, K, V or O: 128 GiB in 16-bit, more than any GPU holds
@@ -83,6 +86,12 @@ class Timing:
     kernel_clock_calls: int = 0  # > 0: also sum the kernel time of this many calls (profiler, CUPTI)
     cool: float = 0.0  # GPU idle before each call, in multiples of the call's time (see harness.timing.timer)
     cell_timeout_s: float = 600.0
+    # the named timing modes, each its own result row per cell (see harness.timing.sustained, docs/timing.md)
+    modes: tuple[str, ...] = ("isolated",)
+    sustained_s: float = 0.15  # sustained: back-to-back calls timed for this long (GPU time) after the warm-up
+    sustained_warmup_s: float = 0.05  # sustained: back-to-back calls before the timed window, set aside
+    rounds: int = 1  # every backend of a problem visited this many times in rotation, samples pooled
+    baseline: str = ""  # the backend every other one is reported as a ratio to (bootstrap interval)
 
 
 @dataclass(frozen=True)
@@ -195,6 +204,9 @@ def _typed(path: Path, section: str, cls: type, raw: Any) -> Any:
             raise _err(path, "[timing] max_noise", obj.max_noise, "must be a fraction in (0, 1)")
         if obj.min_samples < 1 or obj.max_samples < obj.min_samples:
             raise _err(path, "[timing] max_samples", obj.max_samples, "need 1 <= min_samples <= max_samples")
+        bad_modes = [m for m in obj.modes if m not in MEASURE_MODES]
+        if bad_modes:
+            raise _err(path, "[timing] modes", bad_modes[0], f"allowed {', '.join(MEASURE_MODES)}")
     return obj
 
 
@@ -218,6 +230,10 @@ def _expand_grid(path: Path, i: int, grid: Any) -> list[Problem]:
         d = dict(zip(axes.keys(), combo))
         tokens, hidden = d.pop("tokens", None), d.pop("hidden", None)
         try:
+            # the sizes tokens and hidden divide are checked first, so a zero is named as itself
+            for key in ("seqlen_q", "head_dim"):
+                if key in d:
+                    check_size(key, d[key])
             if tokens is not None:
                 if "batch" in d:
                     raise ProblemError("give either tokens or batch, not both")
@@ -235,8 +251,6 @@ def _expand_grid(path: Path, i: int, grid: Any) -> list[Problem]:
             missing = [k for k in ("batch", "heads_q", "seqlen_q", "head_dim") if k not in d]
             if missing:
                 raise ProblemError(f"missing {', '.join(missing)} (or tokens/hidden)")
-            if isinstance(d.get("softmax_scale"), bool):
-                raise ProblemError(f"softmax_scale={d['softmax_scale']!r}: must be a positive finite number")
             p = Problem(**d)
             biggest = max(p.batch * p.seqlen_q * p.heads_q, p.batch * p.seqlen_k * p.heads_kv) * p.head_dim
             if biggest > MAX_TENSOR_ELEMENTS:
@@ -303,7 +317,9 @@ def load_suite(name_or_path: str) -> Suite:
             problems[p] = None
             if len(problems) > MAX_PROBLEMS:
                 raise _err(path, "[[grid]]", f"{len(grids)} tables", f"more than {MAX_PROBLEMS} problems in all")
+    timing = _typed(path, "timing", Timing, raw.get("timing"))
+    if timing.baseline and timing.baseline not in backends:
+        raise _err(path, "[timing] baseline", timing.baseline, f"not one of the suite's backends {', '.join(backends)}")
     return Suite(name=name, path=path, backends=tuple(backends), problems=tuple(problems),
-                 checks=_typed(path, "checks", Checks, raw.get("checks")),
-                 timing=_typed(path, "timing", Timing, raw.get("timing")),
+                 checks=_typed(path, "checks", Checks, raw.get("checks")), timing=timing,
                  description=str(meta.get("description", "")))

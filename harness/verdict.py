@@ -40,13 +40,15 @@ def to_result(run_id: str, suite: str, cell: Cell, reply: dict[str, Any], peaks:
         elif reply.get("fatal"):
             reason = f"CUDA error (worker restarted): {reason}"
         res = Result.for_problem(run_id, suite, cell.backend, p, "failed", reason[:1000], passed=False,
-                                 error_text=(reply.get("traceback") or reply.get("error", ""))[-4000:])
+                                 error_text=(reply.get("traceback") or reply.get("error", ""))[-4000:],
+                                 timing_mode=cell.mode, rounds=1)
         res.extra["cell_seconds"] = round(elapsed_s, 3)
         return res
     raw = reply["raw"]
     extra = dict(raw.get("extra", {}))
     extra["cell_seconds"] = round(elapsed_s, 3)
-    res = Result.for_problem(run_id, suite, cell.backend, p, raw["status"], raw.get("reason", ""), extra=extra)
+    res = Result.for_problem(run_id, suite, cell.backend, p, raw["status"], raw.get("reason", ""), extra=extra,
+                             timing_mode=cell.mode, rounds=1)
     for key in ("max_abs_err", "mean_abs_err", "rel_l2_err", "nan_count", "inf_count", "deterministic",
                 "determinism_runs", "determinism_mismatches", "passed", "timed_outputs_ok", "tolerance",
                 "timing_method", "stop_reason"):
@@ -75,6 +77,9 @@ def to_result(run_id: str, suite: str, cell: Cell, reply: dict[str, Any], peaks:
             res.wall_ms_per_call = median(raw["wall_ms"])
         extra["samples_ms"] = [round(x, 6) for x in raw_samples]  # as measured, tare included
         extra["event_tare_ms"] = tare
+        # the visits pooled into this row: how many samples each gave and the tare each subtracts
+        extra["round_sizes"] = [len(raw_samples)]
+        extra["round_tares_ms"] = [tare]
         extra["raw_median_ms"] = median(raw_samples)
         extra["synced_ms"] = raw.get("synced_ms")
         extra["enqueue_ms"] = raw.get("enqueue_ms")
@@ -111,3 +116,101 @@ def impossible(res: Result, raw: dict[str, Any], peaks: dict[str, float] | None)
             return (f"impossible speed: {res.median_ms:.4g} ms is below the memory floor {floor_ms:.4g} ms "
                     f"({res.min_bytes} bytes at {peaks['copy_gbs']:.0f} GB/s)")
     return None
+
+
+# -- interleaved rounds: visits of one cell pooled into one row -------------------------------------
+def net_samples(res: Result) -> list[float]:
+    """The row's samples less the event tare of the visit each came from (floored as in ``to_result``)."""
+    raw = [float(x) for x in res.extra.get("samples_ms") or []]
+    sizes = res.extra.get("round_sizes") or [len(raw)]
+    tares = res.extra.get("round_tares_ms") or [float(res.extra.get("event_tare_ms") or 0.0)] * len(sizes)
+    out: list[float] = []
+    at = 0
+    for n, tare in zip(sizes, tares, strict=False):
+        out += [max(x - float(tare), MIN_SAMPLE_MS) for x in raw[at:at + int(n)]]
+        at += int(n)
+    return out
+
+
+def _visit(res: Result) -> dict[str, Any]:
+    """What one visit gave, kept in the pooled row (``extra.visits``)."""
+    return {"status": res.status, "median_ms": res.median_ms, "n": res.n_samples, "stop_reason": res.stop_reason,
+            "sm_mhz": res.extra.get("sm_mhz"), "cell_seconds": res.extra.get("cell_seconds")}
+
+
+def pool(prev: Result, new: Result) -> Result:
+    """The row after another visit of the same cell: ``new``'s verdict and correctness, the samples of every
+    visit so far, statistics over all of them. A visit that failed or was rejected decides the row (the
+    backend is not reliable there), and the earlier visits' samples stay in ``extra.earlier_visits``."""
+    visits = list(prev.extra.get("visits") or [_visit(prev)]) + [_visit(new)]
+    rounds = (prev.rounds or 1) + 1
+    if new.status != "ok" or prev.status != "ok" or not new.extra.get("samples_ms"):
+        new.rounds = rounds
+        new.extra["visits"] = visits
+        new.extra["earlier_visits"] = {k: prev.extra.get(k) for k in ("samples_ms", "round_sizes", "round_tares_ms")}
+        return new
+    extra = dict(new.extra)
+    extra["samples_ms"] = list(prev.extra.get("samples_ms") or []) + list(new.extra.get("samples_ms") or [])
+    extra["round_sizes"] = list(prev.extra.get("round_sizes") or []) + list(new.extra.get("round_sizes") or [])
+    extra["round_tares_ms"] = list(prev.extra.get("round_tares_ms") or []) + list(new.extra.get("round_tares_ms") or [])
+    extra["raw_median_ms"] = median(extra["samples_ms"])
+    extra["visits"] = visits
+    extra["cell_seconds"] = round(sum(float(v.get("cell_seconds") or 0.0) for v in visits), 3)
+    new.extra = extra
+    new.rounds = rounds
+    samples = net_samples(new)
+    s = summarize(samples)
+    peak = 100.0 * new.tflops / new.pct_peak if new.tflops and new.pct_peak else None  # this run's matmul peak
+    new.median_ms, new.p10_ms, new.p90_ms, new.rel_spread, new.n_samples = s.median, s.p10, s.p90, s.rel_spread, s.n
+    new.tflops = new.flops / (s.median * 1e-3) / 1e12
+    new.gbs = new.min_bytes / (s.median * 1e-3) / 1e9
+    if peak:
+        new.pct_peak = 100.0 * new.tflops / peak
+    stops = dict.fromkeys(str(v.get("stop_reason") or "") for v in visits)
+    new.stop_reason = "; ".join(x for x in stops if x)[:500]
+    return new
+
+
+def baseline_ratios(rows: list[Result], baseline: str, n_resamples: int = 1000) -> dict[str, dict[str, Any]]:
+    """Each ok row's ratio of medians to the baseline backend's row (same problem and timing mode), with a
+    95% bootstrap interval over the two sets of samples: ``{backend: {"ratio", "lo", "hi", ...}}``."""
+    from harness.stats import ratio_ci, resampled_medians
+
+    base = next((r for r in rows if r.backend == baseline and r.status == "ok" and r.extra.get("samples_ms")), None)
+    if base is None:
+        return {}
+    b = net_samples(base)
+    b_medians = resampled_medians(b, n_resamples, 1)  # the baseline's resamples, shared by every backend
+    out = {}
+    for r in rows:
+        if r.status != "ok" or not r.extra.get("samples_ms"):
+            continue
+        if r is base:  # the baseline itself: exactly 1 (a bootstrap against itself would show only noise)
+            out[r.backend] = {"baseline": baseline, "ratio": 1.0, "lo": 1.0, "hi": 1.0, "confidence": 0.95}
+            continue
+        ratio, lo, hi = ratio_ci(net_samples(r), b, n_resamples=n_resamples, seed=0, b_medians=b_medians)
+        out[r.backend] = {"baseline": baseline, "ratio": ratio, "lo": lo, "hi": hi, "confidence": 0.95}
+    return out
+
+
+def visit_todo(cell: Any, visits: dict[tuple[str, str, str], tuple[str, int]]) -> bool:
+    """Whether a visit of the plan still has to run (``--resume``): its cell has no row in its timing mode
+    yet, or an ok row that pools fewer visits than this one's index. A cell that failed, was rejected or
+    skipped in an earlier visit is not visited again."""
+    got = visits.get(cell.key)
+    if got is None:
+        return True
+    status, rounds = got
+    return cell.round > 0 and status == "ok" and rounds <= cell.round
+
+
+def attach_ratios(store: Any, run_id: str, problem_key: str, mode: str, baseline: str) -> int:
+    """Store in each ok row of one problem and timing mode its ratio to the baseline backend's row
+    (``extra.ratio_to_baseline``: ratio, lo, hi of a 95% bootstrap interval); how many rows got one."""
+    rows = [r for r in store.iter_results(run_id, problem_key=problem_key) if r.timing_mode == mode]
+    ratios = baseline_ratios(rows, baseline)
+    for r in rows:
+        if r.backend in ratios:
+            r.extra["ratio_to_baseline"] = ratios[r.backend]
+            store.add_result(r)
+    return len(ratios)

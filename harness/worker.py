@@ -75,7 +75,8 @@ def _handle(job: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
         before = {**tamper.snapshot(), **state.get("pristine", {})}
         try:
             raw = measure_cell(job["backend"], Problem.from_dict(job["problem"]), checks, Timing(**job["timing"]),
-                               state["device"], state["cache"], state["flusher"])
+                               state["device"], state["cache"], state["flusher"],
+                               timing_mode=job.get("timing_mode", "isolated"))
         finally:
             state["tampered"] = tamper.replaced(before)
         if state["tampered"]:  # the measurement itself cannot be trusted, whatever it says

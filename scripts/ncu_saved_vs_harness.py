@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         for f in files:
             backend, key = f.name[: -len(".ncu.txt")].split("__", 1)
             cells[(backend, key)] = (f, int(n) if n else args.calls)
-    medians = compare.medians_of_run(Store(args.db, create=False), args.timing)
+    medians = compare.medians_of_run(Store(args.db, readonly=True), args.timing)
     rows = []
     for (backend, key), (f, calls) in sorted(cells.items()):
         try:

@@ -278,12 +278,14 @@ def test_malformed_command_lines_are_one_line_errors(world, data):
 
 # -- fixed cases: each gap found by the generators stays closed --------------------------------------
 @pytest.mark.parametrize("text,msg", [
-    ('[suite]\nname="x"\nbackends=["reference"]\n[[grid]]\ntokens=16\nseqlen_q=0\nbatch=1\nheads_q=1\nhead_dim=8',
+    ('[suite]\nname="x"\nbackends=["reference"]\n[[grid]]\ntokens=16\nseqlen_q=16\nbatch=1\nheads_q=1\nhead_dim=8',
      "give either tokens or batch"),
     ('[suite]\nname="x"\nbackends=["reference"]\n[[grid]]\ntokens=16\nseqlen_q=0\nheads_q=1\nhead_dim=8',
+     "seqlen_q=0: must be a positive integer"),
+    ('[suite]\nname="x"\nbackends=["reference"]\n[[grid]]\ntokens=20\nseqlen_q=16\nheads_q=1\nhead_dim=8',
      "positive integer multiple of seqlen_q"),
     ('[suite]\nname="x"\nbackends=["reference"]\n[[grid]]\nhidden=64\nhead_dim=0\nseqlen_q=1\nbatch=1',
-     "positive integer multiple of head_dim"),
+     "head_dim=0: must be a positive integer"),
     (('[suite]\nname="x"\nbackends=["reference"]\n[[grid]]\nbatch=1\nheads_q=1\nseqlen_q=1\nhead_dim=8\n'
      'softmax_scale=true'), "softmax_scale=True"),
     (('[suite]\nname="x"\nbackends=["reference"]\n[[grid]]\nbatch=100000\nheads_q=1000\nseqlen_q=100000\n'
@@ -316,7 +318,7 @@ def test_each_found_gap_is_a_named_one_line_error(world, text, msg):
     (["run", "--suite", "valid.toml", "--run-id", " x"], "--run-id"),
     (["run", "--suite", "valid.toml", "--log-dir", "garbage.db"], "is a file"),
     (["run", "--suite", "valid.toml", "--resume", "--run-id", RUN_ID], "is of suite 'smoke', not 'valid'"),
-    (["show", "--db", "adir"], "unable to open database file"),
+    (["show", "--db", "adir"], "adir is a directory, not a results database"),
     (["show", "--db", "garbage.db"], "not a flashcore results database"),
     (["export", "--out", "adir"], "Is a directory"),
     (["compare", RUN_ID, RUN_ID, "--min-ms", "nan"], "--min-ms nan"),

@@ -25,7 +25,8 @@ def report() -> BuildReport:
     if toolchain.find_nvcc() is None:
         pytest.skip("nvcc not found (CUDA toolkit needed)")
     if toolchain.find_cuobjdump() is None:
-        pytest.skip("cuobjdump not found: install the CUDA toolkit or `pip install nvidia-cuda-cuobjdump`")
+        pytest.skip("cuobjdump not found: install the CUDA toolkit, or the test extra (pip install -e .[test]: "
+                    "nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm)")
     return build_all(write=False)
 
 
@@ -68,7 +69,7 @@ def test_every_present_kernel_compiles_for_sm_90a(report):
     for k in _compiled(report):
         assert k.compiled, f"{k.name} failed to compile:\n{k.error}"
         assert k.functions, f"{k.name}: ptxas reported no kernel functions"
-        assert all(f.sass_inspected for f in k.functions), f"{k.name}: SASS missing for some function"
+        assert all(f.sass_inspected for f in k.functions), f"{k.name}: SASS missing: {k.sass_error}"
 
 
 @pytest.mark.slow
@@ -282,6 +283,182 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     assert toolchain.cache_dir() == tmp_path / "c"
     monkeypatch.delenv("FLASHCORE_CACHE")
     assert toolchain.cache_dir().parts[-3:] == (".cache", "flashcore", "build")
+
+
+# -- cuobjdump, nvdisasm and the cache, with stand-in tools -------------------------------------------------
+
+NVDISASM_MISSING = ("cuobjdump fatal   : Could not find executable file 'nvdisasm'; you can try adding path to "
+                    "environment variables PATH or NVDISASM_PATH")
+TINY_KERNEL = "__global__ void k(float* x) { x[0] = x[0] * 2.0f + 1.0f; }\n"
+TINY_SASS = """\
+\t\tFunction : _Z1kPf
+        /*0000*/                   LDC R1, c[0x0][0x28] ;                      /* 0x00000a00ff017b82 */
+        /*0010*/                   FFMA R0, R1, R2, R0 ;                       /* 0x0000000201007223 */
+        /*0020*/                   EXIT ;                                      /* 0x000000000000794d */
+"""
+
+
+def _script(path, body: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def _path_without_nvdisasm() -> str:
+    import os
+    from pathlib import Path
+
+    return os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                           if d and not (Path(d) / "nvdisasm").exists())
+
+
+@pytest.fixture
+def tiny_build(monkeypatch, tmp_path):
+    """build_all over one tiny kernel, a fresh cache, no nvdisasm on PATH, and a cuobjdump that behaves as
+    the real one does: it disassembles through nvdisasm, found on PATH or in NVDISASM_PATH only."""
+    from harness.build import compile as bc
+
+    src = tmp_path / "k.cu"
+    src.write_text(TINY_KERNEL)
+    (tmp_path / "k.sass").write_text(TINY_SASS)
+    monkeypatch.setattr(bc, "KERNELS", (ktable.KernelSpec(name="tiny", source=str(src), description="a test"),))
+    monkeypatch.setenv("FLASHCORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", _path_without_nvdisasm())
+    monkeypatch.delenv("NVDISASM_PATH", raising=False)
+    fake = _script(tmp_path / "cuobjdump-wheel" / "bin" / "cuobjdump", f"""\
+if command -v nvdisasm >/dev/null 2>&1 || [ -x "${{NVDISASM_PATH:-/nonexistent}}/nvdisasm" ]; then
+  /bin/cat '{tmp_path / "k.sass"}'
+  exit 0
+fi
+echo "{NVDISASM_MISSING}" >&2
+exit 1
+""")
+    monkeypatch.setattr(toolchain, "find_cuobjdump", lambda: str(fake))
+    monkeypatch.setattr(toolchain, "find_nvdisasm", lambda: None, raising=False)  # as on a fresh machine
+    return tmp_path
+
+
+def _install_nvdisasm(monkeypatch, tmp_path) -> str:
+    """A stand-in nvdisasm in a folder of its own (as its wheel puts it), found by flashcore, not on PATH."""
+    nvd = str(_script(tmp_path / "nvdisasm-wheel" / "bin" / "nvdisasm", "exit 0\n"))
+    monkeypatch.setattr(toolchain, "find_nvdisasm", lambda: nvd, raising=False)
+    return nvd
+
+
+@needs_nvcc
+def test_a_cuobjdump_without_nvdisasm_is_named_in_one_line_and_not_cached(tiny_build):
+    rep = build_all(write=False)
+    v = check_claims(rep)
+    assert len(v) == 1, v
+    assert "Could not find executable file 'nvdisasm'" in v[0] and "pip install nvidia-cuda-nvdisasm" in v[0], v
+    assert "\n" not in v[0] and len(v[0]) < 400
+    assert not (toolchain.cache_dir() / rep.source_hash / "report.json").exists()  # never kept
+    again = build_all(write=False)
+    assert not again.cached and check_claims(again) == v  # the next build tries the SASS step again
+
+
+@needs_nvcc
+def test_nvdisasm_in_its_own_folder_reaches_cuobjdump_without_path_edits(tiny_build, monkeypatch):
+    _install_nvdisasm(monkeypatch, tiny_build)
+    rep = build_all(write=False)
+    (f,) = rep.kernel("tiny").functions
+    assert f.sass_inspected and f.sass["FFMA"] == 1 and f.total_instructions == 3
+    assert check_claims(rep) == []
+    assert build_all(write=False).cached
+
+
+@needs_nvcc
+def test_a_cached_report_without_sass_is_not_reused(tiny_build, monkeypatch):
+    _install_nvdisasm(monkeypatch, tiny_build)
+    first = build_all(write=False)
+    cached = toolchain.cache_dir() / first.source_hash / "report.json"
+    d = json.loads(cached.read_text())  # as an older build, or one whose disassembly failed, left it
+    for f in d["kernels"][0]["functions"]:
+        f["sass"], f["total_instructions"], f["sass_inspected"] = {}, 0, False
+    cached.write_text(json.dumps(d))
+    again = build_all(write=False)
+    assert not again.cached and all(f.sass_inspected for f in again.kernel("tiny").functions)
+
+
+def test_a_failing_cuobjdump_error_is_one_capped_line(tmp_path, monkeypatch):
+    from harness.build.sass import MAX_ERROR_CHARS, SassError, disassemble
+
+    fake = _script(tmp_path / "cuobjdump", "echo 'some preamble' >&2\n"
+                   "printf 'cuobjdump fatal   : %05000d\\n  more\\n' 0 >&2\nexit 1\n")
+    with pytest.raises(SassError) as exc:
+        disassemble(str(fake), tmp_path / "x.o", None)
+    msg = str(exc.value)
+    assert msg.startswith("cuobjdump -sass x.o failed: cuobjdump fatal : 00000") and "\n" not in msg
+    assert len(msg) <= MAX_ERROR_CHARS
+
+
+@pytest.mark.parametrize(("tool", "wheel"), [("nvdisasm", "nvidia-cuda-nvdisasm"),
+                                             ("cuobjdump", "nvidia-cuda-cuobjdump")])
+def test_the_tools_are_found_in_their_wheels_without_path(tool, wheel, tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    info = site / f"{wheel.replace('-', '_')}-99.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {wheel}\nVersion: 99.0\n")
+    (info / "RECORD").write_text(f"nvidia/cu13/bin/{tool},,\n{info.name}/METADATA,,\n")
+    binary = site / "nvidia" / "cu13" / "bin" / tool
+    binary.parent.mkdir(parents=True)
+    binary.write_text("#!/bin/sh\nexit 0\n")
+    binary.chmod(0o644)  # wheels can lose the executable bit
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(toolchain, "_cuda_homes", lambda: [])
+    finder = getattr(toolchain, f"find_{tool}")
+    finder.cache_clear()
+    try:
+        assert finder() == str(binary)
+    finally:
+        finder.cache_clear()
+    assert binary.stat().st_mode & 0o111
+
+
+def test_cuobjdump_runs_with_the_folder_of_nvdisasm_on_its_path(tmp_path):
+    env = toolchain.cuobjdump_env(str(tmp_path / "bin" / "nvdisasm"))
+    assert env["PATH"].split(":")[0] == str(tmp_path / "bin") and env["NVDISASM_PATH"] == str(tmp_path / "bin")
+
+
+# -- where the report goes ---------------------------------------------------------------------------------
+
+def test_the_default_report_is_ignored_by_git_and_the_committed_one_is_not():
+    import shutil
+    import subprocess
+
+    from harness.build import compile as bc
+
+    if shutil.which("git") is None or not (ktable.REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(bc.DEFAULT_REPORT)], cwd=ktable.REPO_ROOT,
+                             check=False)
+    assert ignored.returncode == 0, f"{bc.DEFAULT_REPORT} is not ignored: every build would dirty the tree"
+    committed = getattr(bc, "COMMITTED_REPORT", ktable.REPO_ROOT / "results" / "build" / "report.json")
+    assert bc.DEFAULT_REPORT != committed
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(committed)], cwd=ktable.REPO_ROOT,
+                             capture_output=True, check=False)
+    assert tracked.returncode == 0
+
+
+@needs_nvcc
+def test_flashcore_build_writes_the_default_report_not_the_committed_one(tiny_build, monkeypatch):
+    from typer.testing import CliRunner
+
+    from harness.build import compile as bc
+    from harness.cli import app
+
+    _install_nvdisasm(monkeypatch, tiny_build)
+    default = tiny_build / "local" / "report.json"
+    monkeypatch.setattr(bc, "DEFAULT_REPORT", default)
+    monkeypatch.chdir(tiny_build)  # a relative path the command writes lands here, not in the checkout
+    res = CliRunner().invoke(app, ["build"])
+    assert res.exit_code == 0, res.output
+    assert BuildReport.read(default).kernel("tiny").compiled
+    assert not (tiny_build / "results" / "build" / "report.json").exists()
+    asked = tiny_build / "asked.json"
+    assert CliRunner().invoke(app, ["build", "--out", str(asked)]).exit_code == 0 and asked.is_file()
 
 
 @needs_nvcc

@@ -5,6 +5,8 @@ Rules (the numbers a reader needs to reproduce a verdict):
     the problem's FLOPs (FlashAttention's count, harness/problem.py) is "consistent", else
     "inconsistent ×N" with N = max(implied/actual, actual/implied).
   * measured: the latest run holding a passed, timed cell of that backend on that problem (any layout).
+    A claim about a server (``measured_on``) is decided by the first of its listed backends that has one,
+    and the verdict names it and why the ones before it had none.
     A TFLOPS or latency claim is confirmed if the measurement is within 10% of it, either way (a range
     claim: within 10% of the range). Otherwise refuted ×N, with the direction: "measured slower" (the claim
     overstates) or "measured faster" (it understates, which inflates every "N× faster than" built on it).
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.audit.claims import Claim, Range
+from harness.audit.claims import Claim, ClaimsError, Range
 from harness.audit.formulas import BYTE_UNITS, FLOP_UNITS, FormulaError, evaluate, occupancy, traffic
 from harness.problem import Problem
 from harness.result import Result
@@ -145,11 +147,11 @@ def load_measurements(db: str | Path | None) -> Measurements:
     if not db.is_file():
         return Measurements.empty(f"{db} does not exist")
     try:
-        with Store(db, create=False) as store:
+        with Store(db, readonly=True) as store:
             runs = [r.run_id for r in store.list_runs()]
             results = list(store.iter_results())
-    except StoreError as exc:
-        return Measurements.empty(str(exc))
+    except StoreError as exc:  # a file that is there but is no results database: the audit cannot stand
+        raise ClaimsError(f"--db {exc}") from None
     if not results:
         return Measurements.empty(f"{db} holds no results")
     return Measurements(results, runs, str(db))
@@ -195,7 +197,7 @@ def _measured(claim: Claim, m: Measurements) -> Verdict:
             "the source does not state the problem shape, so no cell can be compared",
         )
         return v
-    r, why = m.latest(claim.backend, claim.problem)
+    r, why, stand_in = _latest_standing_for(claim, m)
     if r is None:
         v.detail = why
         return v
@@ -240,7 +242,27 @@ def _measured(claim: Claim, m: Measurements) -> Verdict:
         if r.p10_ms is not None and r.p90_ms is not None
         else "; ".join(parts) + f" (run {r.run_id})"
     )
+    if stand_in:
+        v.detail = stand_in + v.detail
     return v
+
+
+def _latest_standing_for(claim: Claim, m: Measurements) -> tuple[Result | None, str, str]:
+    """The cell that decides a measured claim, why there is none, and (for a claim about a server,
+    ``measured_on``) a prefix saying which backend stood for it and why the ones before it did not."""
+    assert claim.problem is not None
+    if not claim.measured_on:
+        r, why = m.latest(claim.backend, claim.problem)
+        return r, why, ""
+    passed_over: list[str] = []
+    for i, backend in enumerate(claim.measured_on):
+        r, why = m.latest(backend, claim.problem)
+        if r is not None:
+            role = "its first choice" if i == 0 else f"choice {i + 1} of {len(claim.measured_on)}"
+            before = f" ({'; '.join(passed_over)})" if passed_over else ""
+            return r, "", f"{claim.backend} measured as {backend}, {role}{before}: "
+        passed_over.append(f"{backend}: {why}")
+    return None, f"none of the backends {claim.backend} runs on has a passed, timed cell: " + "; ".join(passed_over), ""
 
 
 def _understated(better: float) -> str:

@@ -10,6 +10,10 @@ Kinds (``kind``, default ``measured``):
   flops       problem + claimed + unit (FLOP, GFLOP, TFLOP).
   arithmetic  expr + claimed: the expression is recomputed.
 Numbers may be a range ``[lo, hi]`` where the source gives one ("12-15 TFLOPS").
+A measured claim about something that is not a flashcore backend (a serving engine such as SGLang or
+vLLM) names the backends that run the kernels it uses, ``measured_on = ["fa3", "flashinfer-fa3"]`` in
+order of preference (the first with a passed, timed cell decides), and must cite where that mapping
+comes from: ``mapping = [{url = "...", quote = "..."}, ...]``.
 Every claim has ``id`` and ``source = {file = "...", quote = "..."}``; ``note`` is free text.
 """
 
@@ -33,7 +37,7 @@ KINDS = ("measured", "speedup", "occupancy", "traffic", "flops", "arithmetic")
 COMPARES = ("equal", "at_most")
 _COMMON = ("id", "kind", "source", "note")
 _KEYS: dict[str, tuple[str, ...]] = {
-    "measured": _COMMON + ("backend", "problem", "tflops", "latency_ms"),
+    "measured": _COMMON + ("backend", "problem", "tflops", "latency_ms", "measured_on", "mapping"),
     "speedup": _COMMON + ("backend", "baseline", "problem", "claimed"),
     "occupancy": _COMMON + ("inputs", "quantity", "claimed", "compare", "tolerance"),
     "traffic": _COMMON + ("problem", "quantity", "claimed", "unit", "score_dtype", "compare", "tolerance"),
@@ -95,6 +99,12 @@ class Source:
 
 
 @dataclass(frozen=True)
+class MappingSource:
+    url: str
+    quote: str
+
+
+@dataclass(frozen=True)
 class Claim:
     id: str
     kind: str
@@ -113,6 +123,8 @@ class Claim:
     expr: str = ""
     compare: str = "equal"
     tolerance: float = DEFAULT_TOLERANCE
+    measured_on: tuple[str, ...] = ()  # the backends that stand for ``backend`` (a server), in order
+    mapping: tuple[MappingSource, ...] = ()  # where that mapping comes from
 
 
 def load_claims(path: str | Path) -> list[Claim]:
@@ -188,6 +200,8 @@ def _parse_one(c: dict[str, Any], where: str) -> Claim:
             kw[key] = _str(c, key, where, required=True)
     if "problem" in c:
         kw["problem"] = _problem(c["problem"], where)
+    if "measured_on" in c or "mapping" in c:
+        kw["measured_on"], kw["mapping"] = _measured_on(c, where)
     if kind in ("measured", "speedup") and not kw.get("backend"):
         raise ClaimsError(f"{where}: key 'backend' must name a backend (e.g. sdpa-flash)")
     if kind in ("speedup", "traffic", "flops") and kw.get("problem") is None:
@@ -221,6 +235,28 @@ def _parse_one(c: dict[str, Any], where: str) -> Claim:
         except FormulaError as exc:
             raise ClaimsError(f"{where}: key 'expr': {exc}") from None
     return Claim(**kw)
+
+
+def _measured_on(c: dict[str, Any], where: str) -> tuple[tuple[str, ...], tuple[MappingSource, ...]]:
+    """``measured_on`` (backend names, at least one) and its cited ``mapping``: each needs the other."""
+    on, mapping = c.get("measured_on"), c.get("mapping")
+    if on is None:
+        raise ClaimsError(f"{where}: key 'mapping' without 'measured_on': name the backends it maps to")
+    if not (isinstance(on, list) and on and all(isinstance(b, str) and b.strip() for b in on)):
+        raise ClaimsError(f"{where}: key 'measured_on' = {on!r}: a non-empty list of backend names, "
+                          'e.g. ["fa3", "flashinfer-fa3"]')
+    if len(set(on)) != len(on):
+        raise ClaimsError(f"{where}: key 'measured_on' = {on!r}: names a backend twice")
+    if mapping is None:
+        raise ClaimsError(f"{where}: key 'measured_on' needs 'mapping' = [{{url = \"...\", quote = \"...\"}}] "
+                          "citing where the backends come from")
+    ok = isinstance(mapping, list) and mapping and all(
+        isinstance(m, dict) and set(m) == {"url", "quote"}
+        and all(isinstance(m[k], str) and m[k].strip() for k in ("url", "quote")) for m in mapping)
+    if not ok:
+        raise ClaimsError(f"{where}: key 'mapping' = {mapping!r}: a non-empty list of "
+                          '{url = "...", quote = "..."} tables, each with both keys and nothing else')
+    return tuple(on), tuple(MappingSource(m["url"], m["quote"]) for m in mapping)
 
 
 def _str(c: dict[str, Any], key: str, where: str, required: bool = False) -> str:

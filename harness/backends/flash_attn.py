@@ -1,4 +1,5 @@
-"""FlashAttention 2 (flash_attn), 3 (flash_attn_interface) and 4 (flash_attn.cute), as installed.
+"""FlashAttention 2 (flash_attn), 3 (flash_attn_interface, else the forward-only fa3_fwd_interface) and
+4 (flash_attn.cute), as installed.
 
 They take bshd inputs natively and align causal masks bottom-right, like flashcore's problems.
 """
@@ -15,6 +16,19 @@ from harness.backends.registry import register
 from harness.problem import Problem
 
 
+def _import_func(module: str) -> tuple[Callable[..., Any] | None, str]:
+    """``module.flash_attn_func``, or None and why not (one line)."""
+    try:
+        mod = importlib.import_module(module)
+    except Exception as exc:  # ImportError, or a broken build raising anything at import
+        return None, f"{module} not importable ({type(exc).__name__}: {str(exc)[:160]})"
+    fn = getattr(mod, "flash_attn_func", None)
+    if fn is None:
+        return None, (f"{module} is importable but has no flash_attn_func (the name belongs to another "
+                      f"package here: {getattr(mod, '__file__', '?')})")
+    return fn, ""
+
+
 class _FlashAttn(Backend):
     module = ""
     package_hint = ""
@@ -22,20 +36,18 @@ class _FlashAttn(Backend):
     head_dims: tuple[int, ...] = (64, 96, 128, 192, 256)
 
     def _func(self) -> Callable[..., Any]:
-        return importlib.import_module(self.module).flash_attn_func
+        fn, why = _import_func(self.module)
+        if fn is None:
+            raise ImportError(why)
+        return fn
 
     def unavailable(self) -> str | None:
         why = cuda_unavailable()
         if why:
             return why
-        try:
-            self._func()
-        except AttributeError:
-            mod = importlib.import_module(self.module)
-            return (f"{self.module} is importable but has no flash_attn_func (the name belongs to another "
-                    f"package here: {getattr(mod, '__file__', '?')}); {self.package_hint}")
-        except Exception as exc:  # ImportError, or a broken build raising anything at import
-            return f"{self.module} not importable ({type(exc).__name__}: {str(exc)[:160]}); {self.package_hint}"
+        fn, why = _import_func(self.module)
+        if fn is None:
+            return f"{why}; {self.package_hint}"
         cap = torch.cuda.get_device_capability()
         if cap < self.min_capability:
             return f"needs compute capability {self.min_capability}, this GPU is {cap}"
@@ -68,13 +80,74 @@ class FA2(_FlashAttn):
     package_hint = "pip install flash-attn (builds against the installed torch; needs network)"
 
 
+#: FlashAttention-3's modules in order of preference: the full upstream build (flash-attention/hopper,
+#: fp16 and bf16, forward and backward), then the PyPI wheel fa3-fwd, the same forward kernels built
+#: with FLASHATTENTION_DISABLE_FP16 (its fa3_fwd_config.CONFIG says so), renamed to fa3_fwd_interface
+FA3_MODULES = ("flash_attn_interface", "fa3_fwd_interface")
+#: dtypes each FA3 module was built for
+FA3_DTYPES = {"flash_attn_interface": ("float16", "bfloat16"), "fa3_fwd_interface": ("bfloat16",)}
+FA3_DISTRIBUTIONS = {"flash_attn_interface": "flash_attn_3", "fa3_fwd_interface": "fa3-fwd"}
+
+
+def fa3_module() -> tuple[str | None, str]:
+    """The FA3 module this process would use (the first of ``FA3_MODULES`` that imports with a
+    flash_attn_func), or None and why neither does."""
+    whys = []
+    for module in FA3_MODULES:
+        fn, why = _import_func(module)
+        if fn is not None:
+            return module, ""
+        whys.append(why)
+    return None, "; ".join(whys)
+
+
+def fa3_description() -> str:
+    """Which FA3 build is in use, for ``flashcore env`` and the run's environment, e.g.
+    ``fa3_fwd_interface (fa3-fwd 0.0.3, forward only, bfloat16 only)``."""
+    from importlib import metadata
+
+    module, why = fa3_module()
+    if module is None:
+        return f"none ({why})"
+    try:
+        version = f" {metadata.version(FA3_DISTRIBUTIONS[module])}"
+    except metadata.PackageNotFoundError:
+        version = ""
+    kind = ", forward only, bfloat16 only" if module == "fa3_fwd_interface" else ""
+    return f"{module} ({FA3_DISTRIBUTIONS[module]}{version}{kind})"
+
+
 @register
 class FA3(_FlashAttn):
     name = "fa3"
-    description = "FlashAttention-3 for Hopper (flash_attn_interface.flash_attn_func)"
-    module = "flash_attn_interface"
-    package_hint = "build flash-attention/hopper from source (no wheel on PyPI)"
+    description = ("FlashAttention-3 for Hopper (flash_attn_interface.flash_attn_func; else the forward-only "
+                   "wheel fa3-fwd, fa3_fwd_interface.flash_attn_func)")
+    module = "flash_attn_interface"  # resolved per process by fa3_module()
+    package_hint = ("pip install fa3-fwd (forward only, bfloat16 only), or build flash-attention/hopper "
+                    "from source for fp16 too")
     min_capability = (9, 0)
+
+    def __init__(self) -> None:
+        found, _ = fa3_module()
+        self.module = found or FA3_MODULES[0]
+        self._found = found is not None
+        if self._found:  # `flashcore env` shows which build this process uses
+            self.description = f"FlashAttention-3 via {fa3_description()}"
+
+    def unavailable(self) -> str | None:
+        why = cuda_unavailable()
+        if why:
+            return why
+        if not self._found:
+            return f"{fa3_module()[1]}; {self.package_hint}"
+        return super().unavailable()
+
+    def unsupported(self, problem: Problem) -> str | None:
+        dtypes = FA3_DTYPES.get(self.module, ("float16", "bfloat16"))
+        if self._found and problem.dtype not in dtypes:
+            return (f"fa3 here is {self.module} (the fa3-fwd wheel, built without fp16): allowed dtype "
+                    f"{', '.join(dtypes)}, got {problem.dtype}; build flash-attention/hopper for float16")
+        return super().unsupported(problem)
 
 
 @register

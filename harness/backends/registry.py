@@ -19,6 +19,8 @@ _BUILTIN_MODULES = (
     "harness.backends.flex",
     "harness.backends.naive",
     "harness.backends.flash_attn",
+    "harness.backends.flashinfer",
+    "harness.backends.cudnn_frontend",
     "harness.backends.flashcore_ops",
 )
 _REGISTRY: dict[str, type[Backend]] = {}
@@ -82,4 +84,18 @@ def get(name: str) -> Backend:
     try:
         return _REGISTRY[name]()
     except KeyError:
-        raise UnknownBackendError(f"unknown backend {name!r}: allowed {', '.join(sorted(_REGISTRY))}") from None
+        raise UnknownBackendError(unknown_message(name)) from None
+
+
+def unknown_message(name: str) -> str:
+    """Why ``name`` is no backend: the allowed names, and the plugins that failed to load (the one meant
+    may be among them; its error is otherwise seen only in ``flashcore env``)."""
+    _load()
+    if name in _LOAD_ERRORS:
+        return f"backend {name!r} failed to load: {_LOAD_ERRORS[name]}"
+    msg = f"unknown backend {name!r}: allowed {', '.join(sorted(_REGISTRY))}"
+    if _LOAD_ERRORS:
+        shown = "; ".join(f"{k}: {v}" for k, v in list(_LOAD_ERRORS.items())[:3])
+        more = f" (and {len(_LOAD_ERRORS) - 3} more)" if len(_LOAD_ERRORS) > 3 else ""
+        msg += f"; failed to load, perhaps the one meant: {shown}{more}"
+    return msg

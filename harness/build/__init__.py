@@ -10,14 +10,14 @@ Public API::
 """
 from __future__ import annotations
 
-from harness.build.compile import DEFAULT_REPORT, build_all
+from harness.build.compile import COMMITTED_REPORT, DEFAULT_REPORT, build_all
 from harness.build.jit import BuildError, load_ops, loaded_ops
 from harness.build.kernels import KERNELS, KernelSpec, LaunchConfig
 from harness.build.report import BuildReport, FunctionReport, KernelReport, check_claims, print_report
 from harness.build.toolchain import ToolchainError, cache_dir
 
 __all__ = [
-    "DEFAULT_REPORT", "KERNELS", "BuildError", "BuildReport", "FunctionReport", "KernelReport", "KernelSpec",
-    "LaunchConfig", "ToolchainError", "build_all", "cache_dir", "check_claims", "load_ops", "loaded_ops",
-    "print_report",
+    "COMMITTED_REPORT", "DEFAULT_REPORT", "KERNELS", "BuildError", "BuildReport", "FunctionReport", "KernelReport",
+    "KernelSpec", "LaunchConfig", "ToolchainError", "build_all", "cache_dir", "check_claims", "load_ops",
+    "loaded_ops", "print_report",
 ]

@@ -20,9 +20,13 @@ from harness.build.report import (
     KernelReport,
     kernel_report_from_spec,
 )
-from harness.build.sass import parse_sass
+from harness.build.sass import SassError, disassemble, parse_sass
 
-DEFAULT_REPORT = REPO_ROOT / "results" / "build" / "report.json"
+#: where ``build_all`` and ``flashcore build`` write the report: an ignored folder, so a build leaves the
+#: checkout clean
+DEFAULT_REPORT = REPO_ROOT / "results" / "local" / "build" / "report.json"
+#: the report kept in git (``flashcore build --out results/build/report.json`` refreshes it)
+COMMITTED_REPORT = REPO_ROOT / "results" / "build" / "report.json"
 
 
 def short_name(demangled: str) -> str:
@@ -43,7 +47,8 @@ def short_name(demangled: str) -> str:
     return s.strip()
 
 
-def _compile_one(spec: KernelSpec, out_dir: Path, nvcc: str, cuobjdump: str | None) -> KernelReport:
+def _compile_one(spec: KernelSpec, out_dir: Path, nvcc: str, cuobjdump: str | None,
+                 nvdisasm: str | None = None) -> KernelReport:
     rep = kernel_report_from_spec(spec)
     if not rep.present:
         return rep
@@ -63,12 +68,13 @@ def _compile_one(spec: KernelSpec, out_dir: Path, nvcc: str, cuobjdump: str | No
     px = parse_ptxas(log)
     sass = {}
     if cuobjdump:
-        dump = subprocess.run([cuobjdump, "-sass", str(obj)], capture_output=True, text=True, check=False)
-        (out_dir / f"{spec.name}.sass.txt").write_text(dump.stdout)
-        if dump.returncode == 0:
-            sass = parse_sass(dump.stdout)
+        try:
+            text = disassemble(cuobjdump, obj, nvdisasm or toolchain.find_nvdisasm())
+        except SassError as exc:
+            rep.sass_error = str(exc)
         else:
-            rep.error = f"cuobjdump failed: {dump.stderr.strip()[:2000]}"
+            (out_dir / f"{spec.name}.sass.txt").write_text(text)
+            sass = parse_sass(text)
     entries = [f for f in px.functions.values() if f.entry]
     names = sorted({*(f.name for f in entries), *sass, *(d.function for d in px.diagnostics if d.function)})
     dem = toolchain.demangle(names)
@@ -88,11 +94,21 @@ def _compile_one(spec: KernelSpec, out_dir: Path, nvcc: str, cuobjdump: str | No
     return rep
 
 
+def sass_complete(report: BuildReport) -> bool:
+    """True when every compiled kernel's functions have their SASS read, or no cuobjdump was there to read
+    it (the cache key names the tools, so finding one later builds afresh)."""
+    if not report.cuobjdump:
+        return True
+    return all(not k.sass_error and all(f.sass_inspected for f in k.functions)
+               for k in report.kernels if k.compiled)
+
+
 def build_all(out_json: Path | None = None, *, force: bool = False, write: bool = True,
               jobs: int | None = None) -> BuildReport:
     """Compile every kernel in ``harness.build.kernels.KERNELS`` whose source exists; return the report
-    and write it as JSON to ``out_json`` (default ``results/build/report.json``) unless ``write`` is
-    false. A cached report for the same sources, flags and nvcc is reused unless ``force``.
+    and write it as JSON to ``out_json`` (default ``DEFAULT_REPORT``, an ignored folder) unless ``write`` is
+    false. A cached report for the same sources, flags and tools is reused unless ``force``; a report
+    whose SASS step failed is neither cached nor reused.
     A kernel that fails to compile is recorded in the report (``check_claims`` lists it), not raised.
     Raises ``ToolchainError`` when nvcc is not found."""
     nvcc = toolchain.find_nvcc()
@@ -101,8 +117,9 @@ def build_all(out_json: Path | None = None, *, force: bool = False, write: bool 
             "nvcc not found: install the CUDA toolkit, or set CUDA_HOME or PATH to one (needs CUDA >= 12.0 "
             "for sm_90a)")
     cuobjdump = toolchain.find_cuobjdump()
+    nvdisasm = toolchain.find_nvdisasm()
     version = toolchain.nvcc_version(nvcc)
-    digest = toolchain.source_hash((version, cuobjdump or "no-cuobjdump"))
+    digest = toolchain.source_hash((version, cuobjdump or "no-cuobjdump", nvdisasm or "no-nvdisasm"))
     out_dir = toolchain.cache_dir() / digest
     cached_json = out_dir / "report.json"
     out_path = Path(out_json) if out_json is not None else DEFAULT_REPORT
@@ -114,18 +131,23 @@ def build_all(out_json: Path | None = None, *, force: bool = False, write: bool 
             report.cached = True
         except (OSError, ValueError, TypeError, json.JSONDecodeError):
             report = None  # unreadable cache: rebuild
+        if report is not None and not sass_complete(report):
+            report = None  # written without SASS (older code, or a failed disassembly): rebuild
     if report is None:
         out_dir.mkdir(parents=True, exist_ok=True)
         specs = list(KERNELS)
         with ThreadPoolExecutor(max_workers=jobs or min(4, len(specs))) as pool:
-            kernels = list(pool.map(lambda s: _compile_one(s, out_dir, nvcc, cuobjdump), specs))
+            kernels = list(pool.map(lambda s: _compile_one(s, out_dir, nvcc, cuobjdump, nvdisasm), specs))
         report = BuildReport(
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             nvcc=nvcc, nvcc_version=version, cuobjdump=cuobjdump, flags=list(toolchain.NVCC_FLAGS),
             include_dirs=[str(d.relative_to(REPO_ROOT)) for d in INCLUDE_DIRS], source_hash=digest,
             cache_dir=str(out_dir), cached=False, kernels=kernels,
         )
-        report.write(cached_json)
+        if sass_complete(report):
+            report.write(cached_json)
+        else:  # the next build must try the SASS step again, not reuse this report
+            cached_json.unlink(missing_ok=True)
     if write:
         report.write(out_path)
     return report

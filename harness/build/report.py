@@ -13,6 +13,8 @@ from harness.build.ptxas import PERF_LOSS_CODES
 #: SASS counters shown in the table, in order
 TABLE_COUNTERS = ("HGMMA", "HMMA", "UTMALDG", "LDGSTS", "BAR", "LDL", "STL", "FFMA", "MUFU.EX2", "SYNCS",
                   "USETMAXREG")
+CUOBJDUMP_MISSING = ("cuobjdump not found: install the CUDA toolkit, or "
+                     "`pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm` (both are in the test extra)")
 _HEADER = {"MUFU.EX2": "EX2", "USETMAXREG": "SETMAXREG", "UTMALDG": "UTMALDG"}
 
 
@@ -53,7 +55,8 @@ class KernelReport:
     present: bool
     optional: bool
     compiled: bool = False
-    error: str | None = None
+    error: str | None = None  # the compile's error (compiled is False)
+    sass_error: str | None = None  # why the SASS of a compiled kernel could not be read (one line)
     command: list[str] = field(default_factory=list)
     compile_seconds: float = 0.0
     # claims, copied from the table so the JSON stands alone
@@ -142,9 +145,14 @@ def check_claims(report: BuildReport) -> list[str]:
         if not funcs:
             out.append(f"{k.name}: no kernel function matches {k.functions_regex or '.*'!r} in {k.source}")
             continue
+        uninspected = [f for f in funcs if not f.sass_inspected]
+        why = k.sass_error or (None if report.cuobjdump else CUOBJDUMP_MISSING)
+        if uninspected and why:  # one line for the kernel: the cause is the same for all its functions
+            out.append(f"{k.name}: SASS not inspected, claims unchecked: {why}")
+        elif uninspected:
+            out += [f"{k.name}: {f.name}: not in cuobjdump's SASS output, claims unchecked" for f in uninspected]
         for f in funcs:
             if not f.sass_inspected:
-                out.append(f"{k.name}: {f.name}: SASS not inspected (cuobjdump missing?), claims unchecked")
                 continue
             if k.spill_free and f.spills():
                 out.append(
@@ -234,6 +242,8 @@ def print_report(report: BuildReport, console: Any = None) -> None:
     for k in report.kernels:
         if k.error:
             console.print(f"[red]{k.name}: compile failed[/red]\n{k.error.strip()[:4000]}")
+        if k.sass_error:
+            console.print(f"[red]{k.name}: SASS not inspected:[/red] {k.sass_error}")
     violations = check_claims(report)
     if violations:
         console.print(f"[bold red]{len(violations)} claim violation(s)[/bold red]")

@@ -7,7 +7,14 @@ the optional predicate; counters match on its base (before the first dot) or on 
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.build import toolchain
+
+#: longest error kept from a failed cuobjdump: one line a person reads, not a log
+MAX_ERROR_CHARS = 300
 
 #: counter name -> how it matches the opcode ("base" = opcode up to the first dot; "prefix" = the
 #: dotted opcode starts with it)
@@ -79,3 +86,32 @@ def parse_sass(text: str) -> dict[str, SassFunction]:
         for name in classify(op):
             cur.counts[name] += 1
     return funcs
+
+
+class SassError(RuntimeError):
+    """cuobjdump could not disassemble an object; the message is one line naming the cause."""
+
+
+def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` with its whitespace collapsed, cut to ``limit`` characters."""
+    s = " ".join(text.split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def disassemble(cuobjdump: str, obj: Path, nvdisasm: str | None = None) -> str:
+    """``cuobjdump -sass obj`` with ``nvdisasm``'s folder on its PATH; raises SassError naming what failed
+    (cuobjdump's own error line, e.g. that it cannot find nvdisasm)."""
+    try:
+        proc = subprocess.run([cuobjdump, "-sass", str(obj)], capture_output=True, text=True, check=False,
+                              env=toolchain.cuobjdump_env(nvdisasm))
+    except OSError as exc:
+        raise SassError(one_line(f"cannot run {cuobjdump}: {exc.strerror or exc}")) from None
+    if proc.returncode == 0:
+        return proc.stdout
+    lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+    # cuobjdump prints the reason on a "cuobjdump fatal : ..." or "... error ..." line
+    why = next((ln for ln in lines if "fatal" in ln or "error" in ln.lower()), lines[-1] if lines else "")
+    why = why or f"exit status {proc.returncode} and no message"
+    if "nvdisasm" in why and nvdisasm is None:
+        why += " (install it: pip install nvidia-cuda-nvdisasm)"
+    raise SassError(one_line(f"cuobjdump -sass {Path(obj).name} failed: {why}"))

@@ -45,34 +45,72 @@ def find_nvcc() -> str | None:
     return shutil.which("nvcc")
 
 
-@functools.cache
-def find_cuobjdump() -> str | None:
-    """PATH, the CUDA home, or the binary inside the ``nvidia-cuda-cuobjdump`` wheel."""
-    found = shutil.which("cuobjdump")
+def _executable(p: Path) -> str | None:
+    """``p`` as a runnable path, restoring the executable bit that wheels sometimes lose; None if absent."""
+    if not p.is_file():
+        return None
+    if not os.access(p, os.X_OK):
+        try:
+            p.chmod(p.stat().st_mode | 0o111)
+        except OSError:
+            return None
+    return str(p)
+
+
+def _wheel_binary(dist: str, name: str) -> str | None:
+    """``bin/<name>`` inside the installed wheel ``dist`` (e.g. ``nvidia-cuda-nvdisasm``), from its RECORD."""
+    from importlib.metadata import PackageNotFoundError, files
+
+    try:
+        entries = files(dist) or ()
+    except PackageNotFoundError:
+        return None
+    for f in entries:
+        if f.name == name and f.parent.name == "bin":
+            found = _executable(Path(str(f.locate())))
+            if found:
+                return found
+    return None
+
+
+def _find_tool(name: str, wheel: str) -> str | None:
+    """PATH, then the CUDA home, then the binary inside the PyPI wheel ``wheel``."""
+    found = shutil.which(name)
     if found:
         return found
     for home in _cuda_homes():
-        p = home / "bin" / "cuobjdump"
-        if p.is_file() and os.access(p, os.X_OK):
-            return str(p)
-    try:
-        from importlib.metadata import PackageNotFoundError, files
-    except ImportError:  # pragma: no cover
-        return None
-    try:
-        for f in files("nvidia-cuda-cuobjdump") or ():
-            if f.name == "cuobjdump" and f.parent.name == "bin":
-                p = Path(str(f.locate()))
-                if p.is_file():
-                    if not os.access(p, os.X_OK):  # wheels sometimes lose the executable bit
-                        try:
-                            p.chmod(p.stat().st_mode | 0o111)
-                        except OSError:
-                            continue
-                    return str(p)
-    except PackageNotFoundError:
-        pass
-    return None
+        found = _executable(home / "bin" / name)
+        if found:
+            return found
+    return _wheel_binary(wheel, name)
+
+
+@functools.cache
+def find_cuobjdump() -> str | None:
+    """PATH, the CUDA home, or the binary inside the ``nvidia-cuda-cuobjdump`` wheel."""
+    return _find_tool("cuobjdump", "nvidia-cuda-cuobjdump")
+
+
+@functools.cache
+def find_nvdisasm() -> str | None:
+    """The disassembler ``cuobjdump -sass`` runs: PATH, the CUDA home, the ``nvidia-cuda-nvdisasm`` wheel, or
+    beside cuobjdump."""
+    found = _find_tool("nvdisasm", "nvidia-cuda-nvdisasm")
+    if found:
+        return found
+    cuobjdump = find_cuobjdump()
+    return _executable(Path(cuobjdump).parent / "nvdisasm") if cuobjdump else None
+
+
+def cuobjdump_env(nvdisasm: str | None) -> dict[str, str]:
+    """The environment to run cuobjdump in: it looks for nvdisasm on PATH or in NVDISASM_PATH only, and the
+    wheel's nvdisasm is on neither, so both name its folder."""
+    env = dict(os.environ)
+    if nvdisasm:
+        folder = str(Path(nvdisasm).parent)
+        env["PATH"] = os.pathsep.join(p for p in (folder, env.get("PATH", "")) if p)
+        env["NVDISASM_PATH"] = folder
+    return env
 
 
 @functools.cache

@@ -56,9 +56,10 @@ def ratio(ncu_ms: float | None, harness_ms: float | None) -> float | None:
 
 
 def medians_of_run(store: Store, run_id: str) -> dict[tuple[str, str], Result]:
-    """The ok, timed results of one run, by (backend, problem key)."""
+    """The ok, timed results of one run, by (backend, problem key); isolated-mode rows only, the mode ncu is
+    compared with (docs/timing.md)."""
     return {(r.backend, r.problem_key): r for r in store.iter_results(run_id)
-            if r.status == "ok" and r.median_ms is not None}
+            if r.status == "ok" and r.median_ms is not None and r.timing_mode == "isolated"}
 
 
 def latest_medians(store: Store, cells: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Result]:
@@ -67,7 +68,7 @@ def latest_medians(store: Store, cells: Iterable[tuple[str, str]]) -> dict[tuple
     found: dict[tuple[str, str], Result] = {}
     for r in store.iter_results():  # ordered by insertion: later rows win
         key = (r.backend, r.problem_key)
-        timed = r.status == "ok" and r.median_ms is not None
+        timed = r.status == "ok" and r.median_ms is not None and r.timing_mode == "isolated"
         if key in want and timed and not is_profile_suite(r.suite):
             found[key] = r
     return found

@@ -50,7 +50,7 @@ def shape_label(row: dict[str, Any]) -> str:
         head_dim=int(row["head_dim"]),
         dtype=row["dtype"],
         causal=bool(row["causal"]),
-        softmax_scale=float(row["softmax_scale"] or 0.0),
+        softmax_scale=num(row["softmax_scale"]) or None,  # not stored: the default
         layout=row["layout"] or "bshd",
     )
     label = problem_label(p)
@@ -95,7 +95,7 @@ def load(db: str | Path) -> Dataset:
     if db.is_dir():
         raise ReportError(f"{db} is a directory, not a results database: pass --db PATH/TO/flashcore.db")
     try:
-        with Store(db, create=False) as store:
+        with Store(db, readonly=True) as store:
             runs = store.runs_frame()
             results = store.results_frame()
     except StoreError as exc:
@@ -109,8 +109,22 @@ def load(db: str | Path) -> Dataset:
     return Dataset(db, runs.reset_index(drop=True), _derive(results))
 
 
+#: the timing modes in display order (harness.suite.MEASURE_MODES)
+MODES = ("isolated", "sustained")
+
+
+def modes_of(cells: pd.DataFrame) -> list[str]:
+    """The timing modes present in ``cells``, in display order."""
+    have = set(cells["timing_mode"].dropna()) if "timing_mode" in cells else {"isolated"}
+    return [m for m in MODES if m in have] + sorted(have - set(MODES))
+
+
 def _derive(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
+    # rows from before timing modes were timed the isolated way
+    df["timing_mode"] = df["timing_mode"].fillna("isolated") if "timing_mode" in df else "isolated"
+    df["ratio_to_baseline"] = [(e or {}).get("ratio_to_baseline") if isinstance(e, dict) else None
+                               for e in df["extra"]]
     df["shape"] = [shape_label(r) for r in df.to_dict("records")]
     df["category"] = [category(s, p) for s, p in zip(df["status"], df["passed"], strict=True)]
     med = pd.to_numeric(df["median_ms"], errors="coerce")

@@ -82,6 +82,9 @@ def err_text(r: dict[str, Any]) -> str:
 def hover(r: dict[str, Any], *extra: str) -> str:
     """Backend, shape, ms, TFLOPS and error of one cell; ms and TFLOPS only for a passed, timed cell."""
     lines = [f"<b>{r['backend']}</b>", r["shape"]]
+    if r.get("timing_mode"):
+        lines.append(f"timing mode: {r['timing_mode']}" + (f", {int(r['rounds'])} visits pooled"
+                                                          if num(r.get("rounds")) and r["rounds"] > 1 else ""))
     if r.get("timed"):
         lines.append(
             f"median {fmt(r['median_ms'])} ms (p10–p90 {fmt(r.get('p10_ms'))}–{fmt(r.get('p90_ms'))}, "

@@ -11,7 +11,16 @@ from typing import Any
 import pandas as pd
 
 from harness.report import figures as F
-from harness.report.data import CATEGORIES, STATUSES, Dataset, clock_summary, env_rows, num, shapes_in_order
+from harness.report.data import (
+    CATEGORIES,
+    STATUSES,
+    Dataset,
+    clock_summary,
+    env_rows,
+    modes_of,
+    num,
+    shapes_in_order,
+)
 from harness.report.html import Raw, chip, empty, esc, figure, h3, kv_table, link, note, page, section, table
 
 AUDIT_PAGE = "audit.html"
@@ -49,19 +58,24 @@ def run_page(
     run = ds.run(run_id)
     cells = ds.cells(run_id)
     sid = slug(run_id)
-    parts = [
-        _overview(run, cells),
-        _performance(cells, baseline, colors, sid),
-        _roofline(run, cells, colors, sid),
-        _correctness(cells, sid),
-    ]
-    nav = [
-        ("Index", INDEX_PAGE),
-        ("Overview", "#overview"),
-        ("Performance", "#performance"),
-        ("Roofline", "#roofline"),
-        ("Correctness", "#correctness"),
-    ]
+    modes = modes_of(cells)
+    parts = [_overview(run, cells)]
+    nav = [("Index", INDEX_PAGE), ("Overview", "#overview")]
+    # performance and roofline once per timing mode: the two modes answer different questions
+    # (docs/timing.md), and a chart never mixes them
+    for m in modes:
+        one = len(modes) == 1
+        sub = cells[cells["timing_mode"] == m]
+        parts.append(_performance(sub, baseline, colors, sid if one else f"{sid}-{m}", m, one))
+        parts.append(_roofline(run, sub, colors, sid if one else f"{sid}-{m}", m, one))
+        nav.append((f"Performance ({m})", "#performance" if one else f"#performance-{m}"))
+        nav.append((f"Roofline ({m})", "#roofline" if one else f"#roofline-{m}"))
+    ratios = _ratios(cells)
+    if ratios:
+        parts.append(ratios)
+        nav.append(("Ratios", "#ratios"))
+    parts.append(_correctness(cells, sid))
+    nav.append(("Correctness", "#correctness"))
     prof = _profile(cells)
     if prof:
         parts.append(prof)
@@ -137,7 +151,40 @@ def _reasons(df: pd.DataFrame, with_status: bool = False) -> Raw:
     return table([*keys, "cells", "problems"], rows, numeric=["cells"])
 
 
-def _performance(cells: pd.DataFrame, baseline: str, colors: dict[str, str], sid: str) -> Raw:
+def _ratios(cells: pd.DataFrame) -> Raw | None:
+    """Each backend's ratio to the run's baseline backend with its 95% bootstrap interval, per problem and
+    timing mode (stored by the run when its suite names a ``[timing] baseline``)."""
+    have = cells[cells["ratio_to_baseline"].notna()]
+    if have.empty:
+        return None
+    rows = []
+    for r in sorted(have.to_dict("records"), key=lambda r: (r["timing_mode"], r["order"], r["backend"])):
+        x = r["ratio_to_baseline"]
+        rows.append([r["backend"], r["shape"], r["timing_mode"], int(r["rounds"]) if num(r.get("rounds")) else 1,
+                     f"{x['ratio']:.3f}", f"{x['lo']:.3f} – {x['hi']:.3f}", F.fmt(r["median_ms"])])
+    bases = ", ".join(sorted({str(x.get("baseline")) for x in have["ratio_to_baseline"]}))
+    return section(
+        "ratios",
+        f"Ratios to {bases}",
+        note("Median time ÷ the baseline backend's median time on the same problem in the same timing mode "
+             "(below 1: faster than the baseline), with a 95% percentile bootstrap interval over the two "
+             "cells' samples (resampled independently). With [timing] rounds > 1 the samples of every visit "
+             "of the rotation are pooled first."),
+        table(["backend", "problem", "mode", "visits", "ratio", "95% interval", "median ms"], rows,
+              numeric=["visits", "ratio", "median ms"]),
+    )
+
+
+def _mode_note(mode: str) -> str:
+    if mode == "sustained":
+        return ("Timing mode sustained: calls back to back under the power limiter, inputs rotated through "
+                "buffers larger than 2× L2, no flush and no hold (what do_bench and a training step see).")
+    return ("Timing mode isolated: L2 flushed and the GPU idle-held before every call, event tare taken off "
+            "(the kernel with power headroom, close to what Nsight Compute sees).")
+
+
+def _performance(cells: pd.DataFrame, baseline: str, colors: dict[str, str], sid: str, mode: str = "isolated",
+                 only: bool = True) -> Raw:
     excluded = cells[~cells["timed"]]
     ex_note = "Only passed, timed cells are drawn. " + (
         f"{len(excluded)} cell(s) are left out: "
@@ -146,7 +193,7 @@ def _performance(cells: pd.DataFrame, baseline: str, colors: dict[str, str], sid
         if len(excluded)
         else "No cell is left out."
     )
-    parts: list[str] = [note(ex_note)]
+    parts: list[str] = [note(_mode_note(mode)), note(ex_note)]
     fig = F.perf_panels(cells, colors)
     parts.append(figure(fig, f"perf-tflops-{sid}") if fig else empty("No passed, timed cell in this run."))
     base, why = pick_baseline(cells, baseline)
@@ -158,10 +205,11 @@ def _performance(cells: pd.DataFrame, baseline: str, colors: dict[str, str], sid
     parts.append(h3("Latency and its spread"))
     fig = F.latency_spread(cells, colors)
     parts.append(figure(fig, f"perf-latency-{sid}") if fig else empty("No passed, timed cell in this run."))
-    return section("performance", "Performance", *parts)
+    return section("performance" if only else f"performance-{mode}", f"Performance ({mode} timing)", *parts)
 
 
-def _roofline(run: dict[str, Any], cells: pd.DataFrame, colors: dict[str, str], sid: str) -> Raw:
+def _roofline(run: dict[str, Any], cells: pd.DataFrame, colors: dict[str, str], sid: str, mode: str = "isolated",
+              only: bool = True) -> Raw:
     pt, pg = num(run.get("peak_tflops")), num(run.get("peak_gbs"))
     fig = F.roofline(cells, pt, pg, colors)
     txt = (
@@ -171,8 +219,8 @@ def _roofline(run: dict[str, Any], cells: pd.DataFrame, colors: dict[str, str], 
         "latency not hidden."
     )
     return section(
-        "roofline",
-        "Roofline",
+        "roofline" if only else f"roofline-{mode}",
+        f"Roofline ({mode} timing)",
         note(txt),
         figure(fig, f"roofline-{sid}") if fig else empty("No passed, timed cell in this run."),
     )
@@ -294,6 +342,13 @@ def _metric(v: Any) -> str:
 
 
 # -- compare page -----------------------------------------------------------------------------
+def _mode_labelled(cells: pd.DataFrame) -> pd.DataFrame:
+    """Cells of a timing mode other than isolated get it in their backend label, so a chart or table
+    of two runs never puts the two modes of a cell in one place."""
+    return cells.assign(backend=[b if m == "isolated" else f"{b} · {m}"
+                                 for b, m in zip(cells["backend"], cells["timing_mode"], strict=True)])
+
+
 def compare_frame(ds: Dataset, a: str, b: str) -> pd.DataFrame:
     """Cells passed and timed in both runs, with the time ratio and whether it exceeds the noise."""
     cols = [
@@ -307,11 +362,13 @@ def compare_frame(ds: Dataset, a: str, b: str) -> pd.DataFrame:
         "max_abs_err",
         "p10_ms",
         "p90_ms",
+        "timing_mode",
+        "ratio_to_baseline",
     ]
-    ca = ds.cells(a)
-    cb = ds.cells(b)
+    ca = _mode_labelled(ds.cells(a))
+    cb = _mode_labelled(ds.cells(b))
     j = ca[ca["timed"]][cols].merge(
-        cb[cb["timed"]][cols], on=["backend", "problem_key"], suffixes=("_a", "_b")
+        cb[cb["timed"]][cols], on=["backend", "problem_key", "timing_mode"], suffixes=("_a", "_b")
     )
     if j.empty:
         return j.assign(
@@ -342,6 +399,24 @@ def compare_frame(ds: Dataset, a: str, b: str) -> pd.DataFrame:
     return j
 
 
+def _compare_ratios(j: pd.DataFrame, a: str, b: str) -> list[str]:
+    """The ratios to the baseline in both runs, with their intervals, and how far each moved."""
+    if j.empty or "ratio_to_baseline_a" not in j:
+        return []
+    both = j[j["ratio_to_baseline_a"].notna() & j["ratio_to_baseline_b"].notna()]
+    rows = []
+    for r in sorted(both.to_dict("records"), key=lambda r: (r["backend"], r["order"])):
+        x, y = r["ratio_to_baseline_a"], r["ratio_to_baseline_b"]
+        if x.get("baseline") != y.get("baseline") or r["backend"].split(" · ")[0] == x.get("baseline"):
+            continue
+        rows.append([r["backend"], r["shape"], f"{x['ratio']:.3f} [{x['lo']:.3f}, {x['hi']:.3f}]",
+                     f"{y['ratio']:.3f} [{y['lo']:.3f}, {y['hi']:.3f}]", f"{y['ratio'] / x['ratio'] - 1:+.2%}"])
+    if not rows:
+        return []
+    return [h3("Ratios to the baseline in both runs (95% bootstrap intervals)"),
+            table(["backend", "problem", f"before ({a})", f"after ({b})", "moved"], rows, numeric=["moved"])]
+
+
 def compare_page(ds: Dataset, a: str, b: str) -> str:
     j = compare_frame(ds, a, b)
     ra, rb = ds.run(a), ds.run(b)
@@ -359,7 +434,7 @@ def compare_page(ds: Dataset, a: str, b: str) -> str:
         ]
         for r in recs
     ]
-    ca, cb = ds.cells(a), ds.cells(b)
+    ca, cb = _mode_labelled(ds.cells(a)), _mode_labelled(ds.cells(b))
     st = ca[["backend", "problem_key", "shape", "category"]].merge(
         cb[["backend", "problem_key", "category"]],
         on=["backend", "problem_key"],
@@ -411,6 +486,7 @@ def compare_page(ds: Dataset, a: str, b: str) -> str:
             rows,
             numeric=["before ms", "after ms", "ratio", "noise"],
         ),
+        *_compare_ratios(j, a, b),
         h3("Cells whose status changed"),
         table(["backend", "problem", f"before ({a})", f"after ({b})"], st_rows),
         h3("Environment differences"),

@@ -13,7 +13,7 @@ from harness.report.figures import palette
 if TYPE_CHECKING:
     from harness.audit import AuditReport
 
-DEFAULT_OUT = Path("dashboards")
+DEFAULT_OUT = Path("results/local/dashboards")  # ignored by git; the committed dashboards/: nox -s dashboards
 
 
 def _write(path: Path, text: str) -> Path:

@@ -1,0 +1,160 @@
+"""cuDNN's fused attention through cuDNN's own Python graph API (``nvidia-cudnn-frontend``, ``import
+cudnn``), not through PyTorch: beside ``sdpa-cudnn`` it shows whether PyTorch's path to the same library
+leaves speed on the table.
+
+``prepare`` builds the SDPA graph once per problem and input strides (validate, heuristics A then
+fallback, support check, plan build; untimed) and allocates its workspace; the timed callable allocates
+O and executes the plan. The graph reads q/k/v in place through their strides (bshd and bhsd alike).
+Causal masks are bottom-right aligned (``diagonal_alignment=BOTTOM_RIGHT`` with right bound 0), as
+flashcore's problems; GQA is K/V with fewer heads. A problem cuDNN refuses (no engine for it on this
+GPU and cuDNN version) is recorded as skipped with cuDNN's message.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+import torch
+
+from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable
+from harness.backends.registry import register
+from harness.problem import Problem
+
+_UID_Q, _UID_K, _UID_V, _UID_O = 1, 2, 3, 4
+_handles: dict[int, Any] = {}
+
+
+def _import_cudnn() -> Any:
+    """The frontend module, with the cuDNN library torch ships already loaded: the frontend looks for
+    libcudnn in site-packages or by soname, and torch's own copy is the one loaded first this way."""
+    torch.backends.cudnn.version()  # loads torch's libcudnn
+    import cudnn
+
+    return cudnn
+
+
+def cudnn_frontend_description() -> str:
+    """The frontend's version and the cuDNN library it runs, for ``flashcore env`` and the run's
+    environment."""
+    try:
+        cudnn = _import_cudnn()
+    except Exception as exc:  # missing, or a broken install raising anything at import
+        return f"none (cudnn frontend not importable: {type(exc).__name__}: {str(exc)[:120]})"
+    try:
+        backend = f", cuDNN {cudnn.backend_version()}"
+    except Exception:  # noqa: BLE001 - no cuDNN library loaded (e.g. a CPU-only machine)
+        backend = ", no cuDNN library loaded"
+    return f"nvidia-cudnn-frontend {getattr(cudnn, '__version__', '?')}{backend}"
+
+
+#: (problem key, q/k/v strides) -> (built graph, its workspace): the harness prepares many input buffers
+#: of one problem (one per timing slot, more in sustained mode); one graph and workspace serve them all,
+#: since executions on one stream run in order. Only the latest problem's graph is kept.
+_GRAPHS: dict[tuple[Any, ...], tuple[Any, torch.Tensor]] = {}
+
+
+def _handle(cudnn: Any, device: torch.device) -> Any:
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    if idx not in _handles:
+        with torch.cuda.device(idx):
+            _handles[idx] = cudnn.create_handle()
+    return _handles[idx]
+
+
+def _bhsd_dims_strides(t: torch.Tensor) -> tuple[list[int], list[int]]:
+    """cuDNN's [b, h, s, d] view of a harness [b, s, h, d] tensor, whatever its memory layout."""
+    b, s, h, d = t.shape
+    return [b, h, s, d], [t.stride(0), t.stride(2), t.stride(1), t.stride(3)]
+
+
+class CudnnFrontend(Backend):
+    name: ClassVar[str] = "cudnn-frontend"
+    description: ClassVar[str] = "cuDNN SDPA through cuDNN's own graph API (nvidia-cudnn-frontend), not PyTorch"
+    head_dims: ClassVar[tuple[int, ...]] = (64, 128)
+
+    def unavailable(self) -> str | None:
+        why = cuda_unavailable()
+        if why:
+            return why
+        try:
+            cudnn = _import_cudnn()
+        except Exception as exc:  # ImportError, or a broken install raising anything at import
+            return (f"cudnn frontend not importable ({type(exc).__name__}: {str(exc)[:160]}); "
+                    "pip install nvidia-cudnn-frontend")
+        try:
+            cudnn.backend_version()
+        except Exception as exc:  # noqa: BLE001 - frontend present, no libcudnn it can use
+            return f"the cudnn frontend found no cuDNN library ({type(exc).__name__}: {str(exc)[:160]})"
+        cap = torch.cuda.get_device_capability()
+        if cap < (8, 0):
+            return f"cudnn-frontend's fused attention needs compute capability (8, 0), this GPU is {cap}"
+        return None
+
+    def unsupported(self, problem: Problem) -> str | None:
+        if problem.dtype not in ("float16", "bfloat16"):
+            return f"{self.name} needs float16 or bfloat16, got {problem.dtype}"
+        if problem.head_dim not in self.head_dims:
+            return f"head_dim={problem.head_dim} not supported by {self.name}: allowed {self.head_dims}"
+        return None
+
+    def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
+        cudnn = _import_cudnn()
+        handle = _handle(cudnn, q.device)
+        out_shape = (problem.batch, problem.seqlen_q, problem.heads_q, problem.head_dim)
+        g, workspace = self._graph(cudnn, handle, problem, q, k, v)
+        uids = (_UID_Q, _UID_K, _UID_V, _UID_O)
+        # the frontend's fast path (1.32): buffers by uid, metadata cached; older frontends take a dict
+        by_uid = "tensor_uids" in inspect.signature(g.execute).parameters
+
+        def run() -> torch.Tensor:
+            stream = torch.cuda.current_stream().cuda_stream
+            if cudnn.get_stream(handle) != stream:  # a few µs per set: only when the stream changed
+                cudnn.set_stream(handle=handle, stream=stream)
+            o = torch.empty(out_shape, dtype=q.dtype, device=q.device)
+            if by_uid:
+                g.execute([q, k, v, o], workspace, handle=handle, tensor_uids=uids)
+            else:
+                g.execute(dict(zip(uids, (q, k, v, o))), workspace, handle=handle)
+            return o
+
+        return run
+
+    def _graph(self, cudnn: Any, handle: Any, problem: Problem, q: torch.Tensor, k: torch.Tensor,
+               v: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        key = (problem.key(), str(q.device), q.stride(), k.stride(), v.stride())
+        if key in _GRAPHS:
+            return _GRAPHS[key]
+        _GRAPHS.clear()
+        io = {torch.float16: cudnn.data_type.HALF, torch.bfloat16: cudnn.data_type.BFLOAT16}[q.dtype]
+        out_shape = (problem.batch, problem.seqlen_q, problem.heads_q, problem.head_dim)
+        o_like = torch.empty(out_shape, dtype=q.dtype, device=q.device)  # strides of every O run returns
+        try:
+            cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream().cuda_stream)
+            g = cudnn.pygraph(handle=handle, io_data_type=io, intermediate_data_type=cudnn.data_type.FLOAT,
+                              compute_data_type=cudnn.data_type.FLOAT)
+            tq, tk, tv = (g.tensor(name=n, dim=_bhsd_dims_strides(t)[0], stride=_bhsd_dims_strides(t)[1],
+                                   data_type=io, uid=uid)
+                          for n, t, uid in (("q", q, _UID_Q), ("k", k, _UID_K), ("v", v, _UID_V)))
+            # forward only: no softmax statistics
+            kwargs: dict[str, Any] = {"attn_scale": problem.softmax_scale, "generate_stats": False}
+            if problem.causal:
+                kwargs["diagonal_alignment"] = cudnn.diagonal_alignment.BOTTOM_RIGHT
+                kwargs["diagonal_band_right_bound"] = 0
+            to, _stats = g.sdpa(name="sdpa_fwd", q=tq, k=tk, v=tv, **kwargs)
+            dims, strides = _bhsd_dims_strides(o_like)
+            to.set_uid(_UID_O).set_output(True).set_dim(dims).set_stride(strides).set_data_type(io)
+            g.validate()
+            g.build_operation_graph()
+            g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+            g.check_support()
+            g.build_plans()
+            workspace = torch.empty(max(int(g.get_workspace_size()), 1), dtype=torch.uint8, device=q.device)
+        except Exception as exc:  # cudnn raises its own error types for a graph it cannot run
+            if "out of memory" in str(exc).lower():
+                raise
+            raise Unsupported(f"cuDNN refused the SDPA graph: {type(exc).__name__}: {str(exc)[:300]}") from None
+        _GRAPHS[key] = (g, workspace)
+        return g, workspace
+
+
+register(CudnnFrontend)
