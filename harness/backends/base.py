@@ -55,6 +55,15 @@ class Backend(abc.ABC):
         """Return the callable to validate and time."""
 
 
+def half_precision_unsupported(name: str, problem: Problem, head_dims: tuple[int, ...]) -> str | None:
+    """The common refusal of the fused 16-bit kernels: float16/bfloat16 only, and a fixed set of head dims."""
+    if problem.dtype not in ("float16", "bfloat16"):
+        return f"{name} needs float16 or bfloat16, got {problem.dtype}"
+    if problem.head_dim not in head_dims:
+        return f"head_dim={problem.head_dim} not supported by {name}: allowed {head_dims}"
+    return None
+
+
 def cuda_unavailable() -> str | None:
     """Common availability check for GPU backends."""
     try:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable
+from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable, half_precision_unsupported
 from harness.backends.registry import register
 from harness.problem import Problem
 
@@ -91,11 +91,7 @@ class CudnnFrontend(Backend):
         return None
 
     def unsupported(self, problem: Problem) -> str | None:
-        if problem.dtype not in ("float16", "bfloat16"):
-            return f"{self.name} needs float16 or bfloat16, got {problem.dtype}"
-        if problem.head_dim not in self.head_dims:
-            return f"head_dim={problem.head_dim} not supported by {self.name}: allowed {self.head_dims}"
-        return None
+        return half_precision_unsupported(self.name, problem, self.head_dims)
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         cudnn = _import_cudnn()

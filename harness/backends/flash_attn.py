@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from harness.backends.base import Backend, RunFn, cuda_unavailable
+from harness.backends.base import Backend, RunFn, cuda_unavailable, half_precision_unsupported
 from harness.backends.registry import register
 from harness.problem import Problem
 
@@ -54,11 +54,7 @@ class _FlashAttn(Backend):
         return None
 
     def unsupported(self, problem: Problem) -> str | None:
-        if problem.dtype not in ("float16", "bfloat16"):
-            return f"{self.name} needs float16 or bfloat16, got {problem.dtype}"
-        if problem.head_dim not in self.head_dims:
-            return f"head_dim={problem.head_dim} not supported by {self.name}: allowed {self.head_dims}"
-        return None
+        return half_precision_unsupported(self.name, problem, self.head_dims)
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         fn = self._func()

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable
+from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable, half_precision_unsupported
 from harness.backends.registry import register
 from harness.problem import Problem
 
@@ -111,10 +111,9 @@ class _FlashInfer(Backend):
         return None
 
     def unsupported(self, problem: Problem) -> str | None:
-        if problem.dtype not in _TORCH_DTYPES:
-            return f"{self.name} needs float16 or bfloat16, got {problem.dtype}"
-        if problem.head_dim not in self.head_dims:
-            return f"head_dim={problem.head_dim} not supported by {self.name}: allowed {self.head_dims}"
+        why = half_precision_unsupported(self.name, problem, self.head_dims)
+        if why:
+            return why
         if problem.heads_q % problem.heads_kv:
             return f"{self.name} needs heads_q a multiple of heads_kv, got {problem.heads_q} and {problem.heads_kv}"
         return None
