@@ -293,6 +293,8 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
                 del again
             del first
     raw["extra"]["per_distribution"] = per_dist
+    # what the backend did untimed in prepare (e.g. a JIT compile and its seconds), for the cell's record
+    raw["extra"].update(getattr(backend, "cell_extra", dict)())
     if weak:
         raw["extra"]["weak_distributions"] = weak
     if not sets:

@@ -365,3 +365,26 @@ def test_environment_names_every_peer_build() -> None:
     assert all(isinstance(v, str) and v for v in builds.values())
     for pkg in ("fa3-fwd", "flashinfer-python", "apache-tvm-ffi", "nvidia-cudnn-frontend"):
         assert pkg in envinfo.PACKAGES
+
+
+def test_a_backends_untimed_observations_land_in_its_cell_record() -> None:
+    """What a backend reports of its untimed work (FlashInfer: the module it compiled and how long that
+    took) is stored in the cell's extra, so compile time is reported and never timed."""
+    from harness.backends import registry
+    from harness.backends.naive import Naive
+    from harness.measure import ProblemCache, measure_cell
+    from harness.problem import Problem
+    from harness.suite import Checks, Timing
+
+    class CompilingNaive(Naive):
+        name = "naive-compiling"
+
+        def cell_extra(self) -> dict[str, object]:
+            return {"compile_s": 12.5}
+
+    registry.register(CompilingNaive)
+    p = Problem(batch=1, heads_q=2, seqlen_q=16, head_dim=64, dtype="float32")
+    raw = measure_cell("naive-compiling", p, Checks(trials=1, determinism_runs=0), Timing(max_samples=3, min_samples=1),
+                       "cpu", ProblemCache(), None)
+    assert raw["status"] == "ok", raw["reason"]
+    assert raw["extra"]["compile_s"] == 12.5

@@ -50,6 +50,10 @@ class Backend(abc.ABC):
         """None if this problem can run, else a one-line reason naming what is allowed."""
         return None
 
+    def cell_extra(self) -> dict[str, object]:
+        """Observations of the untimed work so far (e.g. compile time), stored in each cell's ``extra``."""
+        return {}
+
     @abc.abstractmethod
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         """Return the callable to validate and time."""
