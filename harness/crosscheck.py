@@ -152,6 +152,11 @@ def dobench_main(argv: list[str]) -> int:
             else:
                 q, k, v = make_inputs(problem, 1234, "normal", "cuda")
                 fn = backend.prepare(problem, q, k, v)
+                for rep in c.get("longer_reps_ms") or []:
+                    # do_bench with a longer stretch of calls: does its median move towards the sustained mode's
+                    # power-limited state?
+                    out.setdefault("longer", {})[str(rep)] = float(
+                        triton.testing.do_bench(fn, warmup=max(25, rep // 4), rep=rep, return_mode="median"))
                 try:
                     times = triton.testing.do_bench(fn, return_mode="all")
                     # what return_mode="median" returns: torch.median, the lower middle value
@@ -180,12 +185,15 @@ def parse_dobench(output: str) -> dict[tuple[str, str], dict[str, Any]]:
     return found
 
 
-def run_dobench(plan: list[Any], timeout_s: float) -> dict[tuple[str, str], dict[str, Any]]:
-    """do_bench of every cell; a child that dies is replaced and goes on from the cell after the one it
-    died on (that one is reported as the crash)."""
+def run_dobench(plan: list[Any], timeout_s: float, longer_reps_ms: list[int] | None = None
+                ) -> dict[tuple[str, str], dict[str, Any]]:
+    """do_bench of every cell (and, with ``longer_reps_ms``, again with those longer stretches of calls); a
+    child that dies is replaced and goes on from the cell after the one it died on (that one is reported as
+    the crash)."""
     from harness.profiling import proc
 
-    cells = [{"backend": c.backend, "problem_key": c.problem.key(), "problem": c.problem.as_dict()} for c in plan]
+    cells = [{"backend": c.backend, "problem_key": c.problem.key(), "problem": c.problem.as_dict(),
+              "longer_reps_ms": list(longer_reps_ms or [])} for c in plan]
     found: dict[tuple[str, str], dict[str, Any]] = {}
     stalled = 0
     while cells:
@@ -223,6 +231,8 @@ def crosscheck(
     min_ms: float = typer.Option(SUSTAINED_MIN_MS, "--min-ms", help="sustained/do_bench judged on cells this long"),
     out_dir: Path = typer.Option(Path("results/local/crosscheck"), "--out-dir", help="ncu output per cell"),
     cell_timeout: float = typer.Option(900.0, "--cell-timeout", help="seconds allowed per ncu run"),
+    dobench_longer: str = typer.Option("", "--dobench-longer", help="also do_bench with these rep= values (ms), "
+                                       "comma-separated, e.g. 2000: kept beside the default's 100 ms"),
 ) -> None:
     """One run timing the chosen cells with flashcore (both modes), triton's do_bench and Nsight Compute,
     and how well they agree per cell."""
@@ -241,6 +251,12 @@ def crosscheck(
         raise fail(f"--within {within!r}: must be a fraction in (0, 1), e.g. 0.02 for 2%")
     if ncu_calls < 1:
         raise fail(f"--ncu-calls {ncu_calls}: must be at least 1")
+    try:
+        longer = [int(x) for x in dobench_longer.split(",") if x.strip()]
+    except ValueError:
+        longer = [-1]
+    if any(not 100 < x <= 60_000 for x in longer):
+        raise fail(f"--dobench-longer {dobench_longer!r}: allowed whole milliseconds from 101 to 60000, comma-separated")
     from harness.backends import registry
 
     try:
@@ -275,7 +291,7 @@ def crosscheck(
         fc = {(r.backend, r.problem_key, r.timing_mode): r for r in store.iter_results(timing_id)}
         cells = list({(c.backend, c.problem.key()): c for c in plan}.values())
         console.print(f"crosscheck: do_bench of {len(cells)} cells")
-        db_times = run_dobench(cells, timeout_s=max(600.0, 30.0 * len(cells)))
+        db_times = run_dobench(cells, timeout_s=max(600.0, 30.0 * len(cells) * (1 + len(longer))), longer_reps_ms=longer)
         from harness import envinfo
 
         env = envinfo.collect()
@@ -296,6 +312,8 @@ def crosscheck(
                      if r is not None and r.status != "ok"]
             if d.get("error"):
                 notes.append(f"do_bench: {d['error'][:80]}")
+            for rep, ms in (d.get("longer") or {}).items():
+                notes.append(f"do_bench rep={rep}ms: {ms:.4g} ms")
             if prof.status != "ok":
                 notes.append(f"ncu: {prof.status} {prof.reason[:80]}")
             row = CrossRow(c.backend, key, iso.median_ms if iso and iso.status == "ok" else None,
@@ -306,6 +324,7 @@ def crosscheck(
             extra = {"crosscheck": {**asdict(row), "sustained_vs_dobench": row.sustained_vs_dobench,
                                     "isolated_vs_ncu": row.isolated_vs_ncu, "isolated_vs_dobench": row.isolated_vs_dobench,
                                     "dobench_calls": d.get("calls"), "ncu_calls": ncu_calls,
+                                    "dobench_longer_median_ms": d.get("longer") or {},
                                     "ncu_clock_control": "none", "flashcore_run": timing_id,
                                     "ncu_command": shlex.join(prof.command)}}
             store.add_result(Result.for_problem(rid, f"{SUITE_PREFIX}{suite_name}", c.backend, c.problem,

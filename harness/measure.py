@@ -160,12 +160,23 @@ def _time_sustained(raw: dict[str, Any], backend: Any, backend_name: str, proble
         torch.cuda.synchronize()
         whole.append(time.perf_counter() - t0)
     per = _visit_fraction(timing)
+    enqueue_med_ms = sorted(enqueue)[len(enqueue) // 2] * 1e3
+    gpu_ms = _gated_call_ms(call, n_sets, enqueue_med_ms)
+    plan = sustained.gate_plan(enqueue_med_ms, gpu_ms)
     held = throttle_ns()
     t0 = time.perf_counter()
-    st = sustained.time_sustained(call, n_sets, duration_s=timing.sustained_s * per,
-                                  warmup_s=timing.sustained_warmup_s, min_samples=timing.min_samples,
-                                  time_cap_s=timing.sustained_warmup_s + timing.time_cap_s * per,
-                                  est_call_ms=min(whole) * 1e3, new_event=sustained.cuda_event)
+    common = dict(duration_s=timing.sustained_s * per, warmup_s=timing.sustained_warmup_s,
+                  min_samples=timing.min_samples, time_cap_s=timing.sustained_warmup_s + timing.time_cap_s * per,
+                  new_event=sustained.cuda_event)
+    if plan is None:
+        st = sustained.time_sustained(call, n_sets, est_call_ms=min(whole) * 1e3, **common)
+    else:  # the host cannot keep up: batches behind a gate, so the events see GPU time only
+        from harness.timing import sm_clock
+
+        batch, gate_ms = plan
+        st = sustained.time_gated(call, n_sets, batch=batch, gate_ms=gate_ms,
+                                  gate=lambda ms: sm_clock.spin(sm_clock.cycles_for(ms)), **common)
+        raw["extra"].update(sustained_gated=True, sustained_gate_ms=round(gate_ms, 4), sustained_batch=batch)
     raw["extra"]["throttled_ms"] = throttled_ms(held, throttle_ns())
     raw["extra"]["timing_s"] = round(time.perf_counter() - t0, 3)
     worst = torch.zeros((), dtype=torch.float64, device=device)
@@ -178,20 +189,39 @@ def _time_sustained(raw: dict[str, Any], backend: Any, backend_name: str, proble
     synced, wall = sustained.synced_calls(call, st.calls, 5)
     ratio = float(worst)
     enqueue_ms = sorted(enqueue)[len(enqueue) // 2] * 1e3
-    method = f"sustained-events+rotate{n_sets}" + ("" if covered else "-l2-not-covered")
+    method = (f"sustained-events+rotate{n_sets}" + ("" if covered else "-l2-not-covered")
+              + (f"+gated{plan[0]}" if plan else ""))
     raw.update(samples_ms=st.samples_ms, timing_method=method, stop_reason=st.stop_reason, synced_ms=synced,
                wall_ms=wall, enqueue_ms=enqueue_ms, tare_ms=0.0, timed_outputs_ok=bool(ratio <= 1.0))
-    med = median(st.samples_ms) if st.samples_ms else None
     raw["extra"].update(
         clocks_after=clocks(), timed_worst_err_over_tol=ratio, sustained_sets=n_sets,
         sustained_set_bytes=set_bytes, l2_bytes=l2, sustained_covers_l2=covered,
         sustained_warmup_calls=st.warmup_calls, sustained_calls=st.calls, sustained_window_ms=st.window_ms,
         sustained_batch_mean_ms=st.batch_mean_ms, sustained_lead=st.lead,
-        # the host could not enqueue a call in the GPU time of one: the per-call events then hold launch gaps
-        sustained_host_bound=bool(med is not None and enqueue_ms > med))
+        # the host could not enqueue a call in the GPU time of one (so the cell was timed gated)
+        sustained_host_bound=plan is not None, sustained_probe_ms=round(gpu_ms, 6),
+        sustained_enqueue_ms=round(enqueue_med_ms, 6))
     if not ratio <= 1.0:
         raise Verdict("rejected", f"timed calls returned wrong outputs (worst error {ratio:.3g}× the tolerance) "
                                   "although untimed calls were right: results cached or skipped across calls")
+
+
+def _gated_call_ms(call: Any, n_sets: int, enqueue_ms: float, n: int = 6) -> float:
+    """One call's GPU time, back to back behind a hold long enough for the host to enqueue all ``n`` first
+    (the first call is left out: it meets the hold's end)."""
+    from harness.timing import sm_clock
+
+    torch.cuda.synchronize()
+    sm_clock.spin(sm_clock.cycles_for(min(1.0 + 2.0 * n * enqueue_ms, 50.0)))
+    events = []
+    for i in range(n):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        call(i % n_sets)
+        e.record()
+        events.append((s, e))
+    torch.cuda.synchronize()
+    return median(s.elapsed_time(e) for s, e in events[1:])
 
 
 def measure_cell(backend_name: str, problem: Problem, checks: Checks, timing: Timing, device: str,

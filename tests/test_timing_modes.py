@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.timing.sustained import lead_for, rotation_sets, time_sustained
+from harness.timing.sustained import gate_plan, lead_for, rotation_sets, time_gated, time_sustained
 
 
 # -- a simulated stream: work runs in order, each op starts when the GPU is free and the host has enqueued it
@@ -128,6 +128,49 @@ def test_a_host_slower_than_the_gpu_shows_in_the_batch_mean_not_in_per_call_even
     # measurement flags such a cell as host-bound)
     assert median(st.samples_ms) == pytest.approx(0.4, rel=1e-6)
     assert st.batch_mean_ms == pytest.approx(0.6, rel=1e-2)  # three ops per call at the host's pace
+
+
+def test_a_host_slower_than_the_gpu_is_timed_gated_and_the_events_then_see_gpu_time_only():
+    # the same host-bound call as above: behind a gate that covers the batch's enqueue, the calls of a batch
+    # run back to back and every per-call event reads the call's 0.1 ms of GPU time
+    gpu = FakeGPU(lambda i: 0.1, enqueue_ms=0.2)
+    plan = gate_plan(enqueue_ms=0.2 * 3, gpu_call_ms=0.1)  # a call and its two events, at the host's pace
+    assert plan is not None
+    batch, gate_ms = plan
+    assert batch == 50 and gate_ms == pytest.approx(1.5 * 50 * 0.6 + 0.05)
+    gates: list[float] = []
+
+    def gate(ms: float) -> None:
+        gates.append(ms)
+        gpu._run(ms * 1e-3)
+
+    st = time_gated(gpu.call(3), 3, duration_s=0.015, warmup_s=0.005, min_samples=10, time_cap_s=5.0,
+                    batch=batch, gate_ms=gate_ms, gate=gate, new_event=gpu.event, host_clock=gpu.clock)
+    assert st.stop_reason == "window 0.015s"
+    assert all(x == pytest.approx(0.1) for x in st.samples_ms)
+    assert st.calls == len(gates) * batch  # whole batches, each behind its gate
+    assert st.window_ms == pytest.approx(sum(st.samples_ms)) and st.window_ms >= 15.0
+    # the warm-up is GPU time from the first call, gates included: the calls of the first batch (whose gate
+    # ends 45 ms in) are set aside
+    assert st.warmup_calls == batch
+
+
+def test_a_gate_too_short_for_the_batch_shows_as_launch_gaps():
+    # the check the gate plan's margin exists for: a gate shorter than the batch's enqueue lets the queue
+    # drain and the events read the host's pace again
+    gpu = FakeGPU(lambda i: 0.1, enqueue_ms=0.2)
+    st = time_gated(gpu.call(3), 3, duration_s=0.01, warmup_s=0.0, min_samples=10, time_cap_s=5.0, batch=50,
+                    gate_ms=1.0, gate=lambda ms: gpu._run(ms * 1e-3), new_event=gpu.event, host_clock=gpu.clock)
+    from statistics import median
+
+    assert median(st.samples_ms) > 0.3
+
+
+def test_a_gpu_bound_call_is_not_gated():
+    assert gate_plan(enqueue_ms=0.05, gpu_call_ms=1.0) is None
+    assert gate_plan(enqueue_ms=0.5, gpu_call_ms=0.1) == (50, pytest.approx(1.5 * 50 * 0.5 + 0.05))
+    assert gate_plan(enqueue_ms=1.0, gpu_call_ms=0.01)[0] == 256  # batches capped
+    assert gate_plan(enqueue_ms=1.0, gpu_call_ms=0.01)[1] == 50.0  # and the gate
 
 
 def test_long_calls_stop_at_the_time_cap_with_a_floor_of_samples():
@@ -488,6 +531,20 @@ def test_crosscheck_without_gpu_triton_or_ncu_is_one_line(tmp_path):
     assert res.exit_code == 2
     err = (res.stderr if hasattr(res, "stderr") else res.output).strip()
     assert err.count("\n") == 0 and err.startswith("flashcore: error: crosscheck: needs an NVIDIA GPU")
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("value", ["abc", "50", "100", "70000", "2000,x"])
+def test_crosscheck_refuses_a_bad_longer_do_bench_stretch_in_one_line(tmp_path, value):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    res = CliRunner().invoke(app, ["crosscheck", "--suite", "fa-paper", "--dobench-longer", value,
+                                   "--db", str(tmp_path / "x.db")])
+    assert res.exit_code == 2
+    err = (res.stderr if hasattr(res, "stderr") else res.output).strip()
+    assert err.count("\n") == 0 and "--dobench-longer" in err and "from 101 to 60000" in err
     assert not (tmp_path / "x.db").exists()
 
 

@@ -20,6 +20,13 @@ The estimator is the median of the per-call event times, the statistic do_bench 
 its call count, the "events around batches" estimator, is kept beside it (``batch_mean_ms``): it is a mean
 and counts the gaps between calls, which do_bench's per-call events do not.
 
+A host slower than the GPU (a kernel of tens of µs behind a Python wrapper of more) drains the queue: each
+start event then runs as soon as the host records it and waits for the host to enqueue the call, so the
+per-call events hold the host's time, not the GPU's (on the H200 up to 2.7x the isolated time). Such a cell
+is timed *gated* (``time_gated``): the stream is held by a spin while the host enqueues a batch of calls,
+which then run back to back; the events of the batch see GPU time only. The GPU idles during the spin, as it
+idled between the calls anyway: such a kernel cannot load the GPU back to back from Python.
+
 The event source is injected (``new_event``, ``host_clock``) so the loop's logic runs on the CPU in tests.
 """
 from __future__ import annotations
@@ -133,6 +140,67 @@ def time_sustained(call: Callable[[int], Any], n_sets: int, *, duration_s: float
     samples = [starts[j].elapsed_time(ends[j]) for j in range(first_timed, len(starts))]
     window_ms = starts[first_timed].elapsed_time(ends[-1]) if samples else 0.0
     return SustainedRaw(samples, stop, first_timed, len(starts), window_ms, lead, last_out)
+
+
+def time_gated(call: Callable[[int], Any], n_sets: int, *, duration_s: float, warmup_s: float,
+               min_samples: int, time_cap_s: float, batch: int, gate_ms: float, gate: Callable[[float], None],
+               new_event: Callable[[], Event], host_clock: Callable[[], float] = time.perf_counter,
+               floor_samples: int = 3, max_calls: int = MAX_CALLS) -> SustainedRaw:
+    """The loop for a host slower than the GPU: ``gate(gate_ms)`` holds the idle stream while the host
+    enqueues ``batch`` calls (``gate_ms`` must cover their enqueue), which then run back to back. The window
+    is the GPU time of the timed calls (the gates left out); the warm-up is GPU time from the first call,
+    gates included. Stopping as in ``time_sustained``."""
+    starts: list[Event] = []
+    ends: list[Event] = []
+    last_out: dict[int, Any] = {}
+    first_timed: int | None = None
+    busy_ms = 0.0  # GPU time of the completed timed calls
+    counted = 0  # how many of them are in busy_ms
+    t0 = host_clock()
+    stop = ""
+    i = 0
+    while True:
+        if ends:
+            ends[-1].synchronize()  # the batch is done, the stream idle: the next gate starts from nothing
+            if first_timed is None:
+                first_timed = next((j for j in range(len(starts))
+                                    if starts[0].elapsed_time(starts[j]) * 1e-3 >= warmup_s), None)
+                counted = first_timed or 0
+            if first_timed is not None:
+                busy_ms += sum(starts[j].elapsed_time(ends[j]) for j in range(counted, len(ends)))
+                counted = len(ends)
+                timed_done = len(ends) - first_timed
+                if busy_ms * 1e-3 >= duration_s and timed_done >= min_samples:
+                    stop = f"window {duration_s:g}s"
+                elif host_clock() - t0 >= time_cap_s and timed_done >= min(floor_samples, min_samples):
+                    stop = f"time cap {time_cap_s:g}s"
+            if not stop and i >= max_calls:
+                stop = f"{max_calls} calls"
+            if stop:
+                break
+        gate(gate_ms)
+        for _ in range(batch):
+            s, e = new_event(), new_event()
+            s.record()
+            last_out[i % n_sets] = call(i)
+            e.record()
+            starts.append(s)
+            ends.append(e)
+            i += 1
+    first = first_timed if first_timed is not None else len(starts)
+    samples = [starts[j].elapsed_time(ends[j]) for j in range(first, len(starts))]
+    return SustainedRaw(samples, stop, first, len(starts), sum(samples), batch, last_out)
+
+
+def gate_plan(enqueue_ms: float, gpu_call_ms: float, lead_ms: float = LEAD_MS, margin: float = 1.5,
+              host_bound_at: float = 0.8) -> tuple[int, float] | None:
+    """``(batch, gate_ms)`` when the host cannot keep the GPU busy (it needs more than ``host_bound_at`` of a
+    call's GPU time to enqueue one), else None: batches of about ``lead_ms`` of GPU work, behind a gate of
+    ``margin`` × their enqueue time (at most 50 ms)."""
+    if gpu_call_ms <= 0 or enqueue_ms <= host_bound_at * gpu_call_ms:
+        return None
+    batch = max(8, min(MAX_LEAD, math.ceil(lead_ms / gpu_call_ms)))
+    return batch, min(margin * batch * enqueue_ms + 0.05, 50.0)
 
 
 def cuda_event() -> Event:
