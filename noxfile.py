@@ -31,7 +31,7 @@ TORCH_SPEC = os.environ.get("FLASHCORE_TORCH_SPEC", "torch==2.13.0")
 FLASHCORE = ("-c", "import sys; from harness.cli import app; sys.argv[0] = 'flashcore'; app()")
 
 # The regression gate (README, "How the thresholds were chosen"):
-#   THRESHOLD: harness/regress.py fails a cell whose median is more than this much slower AND whose
+#   THRESHOLD: harness/analysis/regress.py fails a cell whose median is more than this much slower AND whose
 #              raw rounds differ with Mann-Whitney p < ALPHA;
 #   BACKSTOP:  pytest-benchmark's own --benchmark-compare-fail on the median, with no significance test,
 #              set far above any run-to-run shift measured on the unchanged tree, so noise cannot trip it.
@@ -242,7 +242,7 @@ def bench(session: nox.Session) -> None:
 def regress(session: nox.Session) -> None:
     """Re-time the benchmark cells and gate them against the newest baseline (slowdown/missing cell fails)."""
     _bench_device(session)
-    out = _run_py(session, "-m", "harness.regress", "--print-baseline", silent=True)
+    out = _run_py(session, "-m", "harness.analysis.regress", "--print-baseline", silent=True)
     baseline = Path(str(out).strip().splitlines()[-1])
     storage = baseline.parents[1]
     current, verdict = storage / "regress-latest.json", storage / "regress-latest-verdict.json"
@@ -257,7 +257,7 @@ def regress(session: nox.Session) -> None:
     if not current.exists() or current.stat().st_size == 0:
         session.error(f"the benchmarks wrote no results to {current}: see the pytest output above")
     try:
-        _run_py(session, "-m", "harness.regress", "--baseline", str(baseline), "--current", str(current),
+        _run_py(session, "-m", "harness.analysis.regress", "--baseline", str(baseline), "--current", str(current),
                 "--threshold", str(THRESHOLD), "--alpha", str(ALPHA), "--report", str(verdict))
     except CommandFailed:
         session.error(f"regression gate FAILED against {baseline} (table above; verdicts in {verdict})")
@@ -278,3 +278,82 @@ def sanitize(session: nox.Session) -> None:
     """flashcore validate: compute-sanitizer memcheck/racecheck/synccheck/initcheck on the project kernels."""
     _require_gpu(session)
     _flashcore(session, "validate", *session.posargs)
+
+
+# -- GPU evidence in stages, each fitting one call on an offline GPU machine ----------------------------
+EVIDENCE_STAGES = ("setup", "gpu-tests", "peers", "fa-paper", "crosscheck", "rounds")
+EVIDENCE_BACKENDS = "sdpa-cudnn,fa4,fa3,flashcore-bleeding-edge"
+
+
+def _evidence_step(session: nox.Session, *args: str, timed: bool = False) -> None:
+    """Run one step of the procedure and print its exit code; a failing step does not stop the stage."""
+    import time
+
+    t0 = time.monotonic()
+    session.log(f"+ {' '.join(args)}")
+    code = session.run(*args, external=True, success_codes=range(256))
+    session.log(f"exit code {0 if code is True else code}")
+    if timed:
+        session.log(f"wall {time.monotonic() - t0:.0f} s: {' '.join(args)}")
+
+
+@nox.session(python=False, tags=["gpu"], default=False)
+def evidence(session: nox.Session) -> None:
+    """GPU evidence by stage (nox -s evidence -- STAGE): setup, gpu-tests, peers, fa-paper, crosscheck, rounds.
+
+    For an offline GPU machine with the optional backends staged in /opt (the peers: flashcore wheelhouse).
+    Databases go to $DB (default $GPU_DIR/flashcore.db, GPU_DIR default results/gpu), logs and a consistent
+    copy of the database to $OUT (default /tmp/out); runs are named $TAG-<stage> (TAG default gpu)."""
+    if not session.posargs or session.posargs[0] not in EVIDENCE_STAGES:
+        session.error(f"name a stage: nox -s evidence -- STAGE, STAGE one of {', '.join(EVIDENCE_STAGES)}")
+    stage = session.posargs[0]
+    _require_gpu(session)
+    env = os.environ
+    out, gpu = env.get("OUT", "/tmp/out"), env.get("GPU_DIR", "results/gpu")
+    db, tag = env.get("DB", f"{gpu}/flashcore.db"), env.get("TAG", "gpu")
+    backends, logs = env.get("BACKENDS", EVIDENCE_BACKENDS), "/tmp/fclogs"
+    Path(out).mkdir(parents=True, exist_ok=True)
+    Path(gpu).mkdir(parents=True, exist_ok=True)
+    session.run("bash", "scripts/device_setup.sh", external=True)
+    # what sourcing device_setup.sh exports, and where the staged backends are found
+    paths = [p for p in ("/opt/fa4site", "/opt/fa4site/nvidia_cutlass_dsl/dsl_packages", "/opt/peers")
+             if Path(p).is_dir()]
+    session.env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
+    session.env.update(PYTHONUNBUFFERED="1", FLASHINFER_WORKSPACE_BASE="/opt/flashinfer-ws",
+                       FLASHINFER_CUDA_ARCH_LIST="9.0a", MAX_JOBS=str(os.cpu_count() or 1))
+    py = _python(session)
+    fc = (py, *FLASHCORE)
+    if stage == "setup":
+        _evidence_step(session, "nvidia-smi",
+                       "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit", "--format=csv")
+        _evidence_step(session, py, "-c", "from harness.tools.build import load_ops; load_ops(verbose=True)")
+        _evidence_step(session, *fc, "env")
+    elif stage == "gpu-tests":
+        _evidence_step(session, py, "-m", "pytest", "-q", "-m", "gpu", "tests/test_harness_gpu.py",
+                       "tests/test_timing_modes.py", "tests/test_kernels_gpu.py", timed=True)
+    elif stage == "peers":  # the peer backends: correctness and determinism rows, every distribution
+        peers = "fa3,flashinfer-fa3,flashinfer-fa2,cudnn-frontend"
+        for suite in ("correctness", "determinism"):
+            _evidence_step(session, *fc, "run", "--suite", suite, "--backends", peers, "--db", db,
+                           "--run-id", f"{tag}-{suite}-peers", "--log-dir", logs, timed=True)
+    elif stage == "fa-paper":  # every available backend, both timing modes, correctness included
+        _evidence_step(session, *fc, "run", "--suite", "fa-paper", "--db", db, "--run-id", f"{tag}-fa-paper",
+                       "--log-dir", logs, timed=True)
+        _evidence_step(session, *fc, "audit", CLAIMS, "--db", db, "--out", f"{out}/audit")
+    elif stage == "crosscheck":  # flashcore's two modes against do_bench and ncu (FILTER narrows the cells)
+        _evidence_step(session, *fc, "crosscheck", "--suite", "fa-paper", "--filter",
+                       env.get("FILTER", "seqlen_q>=1024"), "--backends", backends, "--db", db,
+                       "--run-id", f"{tag}-crosscheck", timed=True)
+    elif stage == "rounds":  # two back-to-back runs with interleaved rounds: the ratio agreement
+        for r in ("a", "b"):
+            _evidence_step(session, *fc, "run", "--suite", "fa-paper", "--rounds", env.get("ROUNDS", "3"),
+                           "--modes", env.get("MODES", "isolated"), "--backends", backends,
+                           "--filter", env.get("FILTER", "seqlen_q>=2048"), "--db", db,
+                           "--run-id", f"{tag}-rounds-{r}", "--log-dir", logs, timed=True)
+        _evidence_step(session, *fc, "compare", f"{tag}-rounds-a", f"{tag}-rounds-b", "--db", db)
+    _evidence_step(session, *fc, "db", "copy", db, f"{out}/")
+    if Path(logs).is_dir():
+        import tarfile
+
+        with tarfile.open(f"{out}/logs-{stage}.tgz", "w:gz") as tar:
+            tar.add(logs, arcname="fclogs")

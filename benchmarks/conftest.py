@@ -1,4 +1,4 @@
-"""pytest-benchmark setup for the regression gate (see harness/regress.py and README, "The regression gate").
+"""pytest-benchmark setup for the regression gate (see harness/analysis/regress.py and README, "The regression gate").
 
 * Storage is keyed by GPU model and driver: unless ``--benchmark-storage`` is given, results go to
   ``results/benchmarks/<gpu-model>-<driver>/<machine id>/`` (pytest-benchmark's own machine id only
@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from harness import regress
+from harness.analysis import regress
 
 DEFAULT_STORAGE = "file://./.benchmarks"  # pytest-benchmark's default
 _cells: list[str] = []
@@ -39,15 +39,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     import torch
 
-    from harness import envinfo
-
+    from harness.measure import environment
     smi = regress.nvidia_smi_gpu()
     info: dict = {
         "gpu": "none (CPU)",
         "driver": smi[1] if smi else None,
         "cuda": torch.version.cuda,
         "torch": torch.__version__,
-        "packages": envinfo.versions(),
+        "packages": environment.versions(),
         "storage_slug": regress.machine_slug(),
     }  # the commit is in the JSON's commit_info; machine_info must stay equal between runs of one machine
     if torch.cuda.is_available():

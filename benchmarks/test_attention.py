@@ -2,7 +2,7 @@
 
 What is timed, and how:
   * the backend's prepared call (``registry.get(name).prepare(problem, q, k, v)``, inputs from
-    ``harness.inputs.make_inputs``), back to back on the same inputs with warm L2: this is a regression
+    ``harness.measure.inputs.make_inputs``), back to back on the same inputs with warm L2: this is a regression
     signal, not the harness's cold-cache measurement (``flashcore run`` is that);
   * one round = ``iterations`` calls between two reads of ``cuda_sync_timer`` (synchronize, then the host
     clock), with ``iterations`` chosen so that a round lasts at least ``FLASHCORE_BENCH_ROUND_MS`` (2 ms)
@@ -11,12 +11,12 @@ What is timed, and how:
     the same loop (events cannot be gated by pytest-benchmark, so they ride along for the record).
 
 A backend that is not registered, unavailable here, or refuses the problem is SKIPPED with the reason;
-the gate (harness/regress.py) fails when a cell measured in the baseline is missing now.
+the gate (harness/analysis/regress.py) fails when a cell measured in the baseline is missing now.
 
 Environment: FLASHCORE_BENCH_BACKENDS (comma list), FLASHCORE_BENCH_SHAPES (fa-paper shapes as
 seqlen:head_dim:full|causal, default 1024:64:full,2048:128:causal,4096:128:full), FLASHCORE_BENCH_ROUNDS
 (30), FLASHCORE_BENCH_ROUND_MS (2.0), FLASHCORE_BENCH_DEVICE=cpu (a tiny CPU set for exercising the
-pipeline only), FLASHCORE_SLOWDOWN (test hook, see harness/regress.py).
+pipeline only), FLASHCORE_SLOWDOWN (test hook, see harness/analysis/regress.py).
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from harness.problem import Problem
-from harness.regress import Slowed, cuda_sync_timer, parse_slowdown
+from harness.analysis.regress import Slowed, cuda_sync_timer, parse_slowdown
+from harness.spec.problem import Problem
 
 GPU_BACKENDS = ("sdpa-flash", "sdpa-cudnn", "flex", "fa4", "flashcore-phase4x", "flashcore-bleeding-edge")
 CPU_BACKENDS = ("sdpa-math", "naive")
@@ -102,7 +102,7 @@ def _prepare(backend: str, problem: Problem) -> Callable[[], Any]:
 
     from harness.backends import registry
     from harness.backends.base import Unsupported
-    from harness.inputs import make_inputs
+    from harness.measure.inputs import make_inputs
 
     if DEVICE == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA GPU visible to torch (FLASHCORE_BENCH_DEVICE=cpu runs a tiny CPU set)")
@@ -144,7 +144,7 @@ def test_attention(benchmark, backend: str, problem: Problem) -> None:
     benchmark.group = problem.key()
     benchmark.extra_info.update(backend=backend, problem_key=problem.key(), problem=problem.as_dict(),
                                 flops=problem.flops(), device=DEVICE, slowdown=factor,
-                                timer="harness.regress.cuda_sync_timer", l2="warm (no flush)")
+                                timer="harness.analysis.regress.cuda_sync_timer", l2="warm (no flush)")
     benchmark.pedantic(target, rounds=ROUNDS, iterations=iters, warmup_rounds=1)
     if benchmark.stats is None:  # --benchmark-disable
         return

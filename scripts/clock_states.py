@@ -3,7 +3,7 @@
     python scripts/clock_states.py [--backend cudnn|flash] [--shape B,H,S,D] [--visits 12] [--json FILE]
 
 A cell's median can sit still within one visit (samples agreeing to 0.05%) and move by 2% at the next,
-while NVML reports 1980 MHz throughout and the hold-based probe (``harness.timing.sm_clock``) at times
+while NVML reports 1980 MHz throughout and the hold-based probe (``harness.measure.timing.sm_clock``) at times
 reads more than 1980. Either the SMs really ran faster than NVML's maximum, or the GPU's own timer (that
 events read) drifted. This script times each visit's kernel by CUDA events, as the harness does, and
 then a spin of a fixed cycle count twice: by events, and by the host's clock around a synchronize (a
@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from harness.envinfo import NvmlPoller
-from harness.timing import sm_clock
-from harness.timing.l2 import L2Flusher
+from harness.measure.environment import NvmlPoller
+from harness.measure.timing import sm_clock
+from harness.measure.timing.l2 import L2Flusher
 
 GAPS_S = (0.0, 0.3, 1.0, 3.0)
 

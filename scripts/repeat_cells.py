@@ -20,12 +20,12 @@ from statistics import median
 
 import torch
 
-from harness.envinfo import NvmlPoller, NvmlSample
-from harness.measure import ProblemCache, measure_cell
-from harness.plan import make_plan
-from harness.stats import summarize
-from harness.suite import load_suite
-from harness.timing.l2 import L2Flusher
+from harness.analysis.stats import summarize
+from harness.measure.cell import ProblemCache, measure_cell
+from harness.measure.environment import NvmlPoller, NvmlSample
+from harness.measure.timing.l2 import L2Flusher
+from harness.run.plan import make_plan
+from harness.spec.suite import load_suite
 
 
 def poll_summary(samples: list[NvmlSample]) -> dict[str, object]:

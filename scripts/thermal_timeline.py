@@ -20,12 +20,12 @@ from statistics import median, pstdev
 import torch
 
 from harness.backends import registry
-from harness.envinfo import NvmlPoller
-from harness.inputs import make_inputs
-from harness.plan import make_plan
-from harness.suite import load_suite
-from harness.timing import sm_clock
-from harness.timing.l2 import L2Flusher
+from harness.measure.environment import NvmlPoller
+from harness.measure.inputs import make_inputs
+from harness.measure.timing import sm_clock
+from harness.measure.timing.l2 import L2Flusher
+from harness.run.plan import make_plan
+from harness.spec.suite import load_suite
 
 SPIN_CYCLES = 2_000_000  # ~1 ms at 1.98 GHz
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.audit import ClaimsError, audit, parse_claims
-from harness.audit.claims import load_claims
-from harness.audit.formulas import FormulaError, evaluate, occupancy, traffic
-from harness.problem import Problem
-from harness.result import Result
-from harness.store import RunInfo, Store
+from harness.analysis.audit import ClaimsError, audit, parse_claims
+from harness.analysis.audit.formulas import FormulaError, evaluate, occupancy, traffic
+from harness.records.result import Result
+from harness.spec.claims import load_claims
+from harness.spec.problem import Problem
+from harness.store.database import RunInfo, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "suites" / "claims" / "seeds.toml"
@@ -185,7 +185,7 @@ def test_consistency_arithmetic() -> None:
             ]
         }
     )
-    from harness.audit.check import Measurements, check
+    from harness.analysis.audit.check import Measurements, check
 
     v = {c.id: check(c, Measurements.empty("test")) for c in claims}
     # 0.192 ms at B2·H8·S512·D64 (1.074 GFLOP) is 5.59 TFLOPS; 52.3 is 9.35× that
@@ -421,8 +421,8 @@ def test_seed_claims_against_synthetic_db(tmp_path: Path) -> None:
 def _app():
     import typer
 
-    from harness.report.cli import audit as audit_cmd
-    from harness.report.cli import report
+    from harness.cli.report import audit as audit_cmd
+    from harness.cli.report import report
 
     app = typer.Typer()
     app.command()(report)

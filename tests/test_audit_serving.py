@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.audit import ClaimsError, audit, parse_claims
-from harness.audit.claims import load_claims
-from harness.problem import Problem
-from harness.result import Result
-from harness.store import RunInfo, Store
+from harness.analysis.audit import ClaimsError, audit, parse_claims
+from harness.records.result import Result
+from harness.spec.claims import load_claims
+from harness.spec.problem import Problem
+from harness.store.database import RunInfo, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "suites" / "claims" / "seeds.toml"

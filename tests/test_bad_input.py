@@ -1,7 +1,7 @@
 """Malformed suites and command lines, generated (hypothesis): every one ends in a clean exit (0, or 2 with
 exactly one line ``flashcore: error: ...``), no traceback, and the results database is untouched.
 
-Nothing is measured here: ``harness.runner.run_suite`` is replaced by a stub that only records that a
+Nothing is measured here: ``harness.run.supervisor.run_suite`` is replaced by a stub that only records that a
 suite passed validation (the rare generated suite that is valid), so the test stays fast.
 """
 from __future__ import annotations
@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.problem import Problem
-from harness.result import Result
-from harness.store import RunInfo, Store, now
+from harness.records.result import Result
+from harness.spec.problem import Problem
+from harness.store.database import RunInfo, Store, now
 
 RUN_ID = "prefilled-1"
 SETTINGS = {"deadline": None, "database": None,
@@ -54,7 +54,7 @@ def world(tmp_path_factory):
 
     old = os.getcwd()
     os.chdir(root)  # `export` without --out writes under the working directory
-    with mock.patch("harness.runner.run_suite", stub):
+    with mock.patch("harness.run.supervisor.run_suite", stub):
         yield {"root": root, "db": db, "digest": _digest(db), "rows": _rows(db), "calls": calls}
     os.chdir(old)
 

@@ -1,5 +1,5 @@
 """The kernel build pipeline (CPU only): every kernel compiles for sm_90a, the resource and SASS report
-parses, and each kernel's machine code matches what the table in harness/build/kernels.py claims.
+parses, and each kernel's machine code matches what the table in harness/tools/build/kernels.py claims.
 Parsers are also tested on canned ptxas and cuobjdump text."""
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from harness.build import BuildReport, build_all, check_claims, toolchain
-from harness.build import kernels as ktable
-from harness.build.compile import short_name
-from harness.build.ptxas import parse_ptxas
-from harness.build.report import FunctionReport
-from harness.build.sass import opcode, parse_sass
+from harness.tools.build import BuildReport, build_all, check_claims, toolchain
+from harness.tools.build import kernels as ktable
+from harness.tools.build.compile import short_name
+from harness.tools.build.ptxas import parse_ptxas
+from harness.tools.build.report import FunctionReport
+from harness.tools.build.sass import opcode, parse_sass
 
 H100_MAX_DYNAMIC_SMEM = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin on H100
 
@@ -143,7 +143,7 @@ def test_check_claims_reports_spills_missing_and_forbidden_instructions(report):
 
 
 def test_check_claims_reports_forbidden_diagnostics_and_failed_compiles():
-    from harness.build.report import DiagnosticReport, kernel_report_from_spec
+    from harness.tools.build.report import DiagnosticReport, kernel_report_from_spec
 
     be = kernel_report_from_spec(ktable.by_name("bleeding_edge"))
     be.present, be.compiled = True, True
@@ -317,7 +317,7 @@ def _path_without_nvdisasm() -> str:
 def tiny_build(monkeypatch, tmp_path):
     """build_all over one tiny kernel, a fresh cache, no nvdisasm on PATH, and a cuobjdump that behaves as
     the real one does: it disassembles through nvdisasm, found on PATH or in NVDISASM_PATH only."""
-    from harness.build import compile as bc
+    from harness.tools.build import compile as bc
 
     src = tmp_path / "k.cu"
     src.write_text(TINY_KERNEL)
@@ -382,7 +382,7 @@ def test_a_cached_report_without_sass_is_not_reused(tiny_build, monkeypatch):
 
 
 def test_a_failing_cuobjdump_error_is_one_capped_line(tmp_path, monkeypatch):
-    from harness.build.sass import MAX_ERROR_CHARS, SassError, disassemble
+    from harness.tools.build.sass import MAX_ERROR_CHARS, SassError, disassemble
 
     fake = _script(tmp_path / "cuobjdump", "echo 'some preamble' >&2\n"
                    "printf 'cuobjdump fatal   : %05000d\\n  more\\n' 0 >&2\nexit 1\n")
@@ -428,7 +428,7 @@ def test_the_default_report_is_ignored_by_git_and_the_committed_one_is_not():
     import shutil
     import subprocess
 
-    from harness.build import compile as bc
+    from harness.tools.build import compile as bc
 
     if shutil.which("git") is None or not (ktable.REPO_ROOT / ".git").exists():
         pytest.skip("not a git checkout")
@@ -446,8 +446,8 @@ def test_the_default_report_is_ignored_by_git_and_the_committed_one_is_not():
 def test_flashcore_build_writes_the_default_report_not_the_committed_one(tiny_build, monkeypatch):
     from typer.testing import CliRunner
 
-    from harness.build import compile as bc
     from harness.cli import app
+    from harness.tools.build import compile as bc
 
     _install_nvdisasm(monkeypatch, tiny_build)
     default = tiny_build / "local" / "report.json"
@@ -463,7 +463,7 @@ def test_flashcore_build_writes_the_default_report_not_the_committed_one(tiny_bu
 
 @needs_nvcc
 def test_a_kernel_that_does_not_compile_is_reported_not_raised(monkeypatch, tmp_path):
-    from harness.build import compile as bc
+    from harness.tools.build import compile as bc
 
     src = tmp_path / "broken.cu"
     src.write_text("__global__ void k(float* x) { x[0] = undeclared; }\n")
@@ -478,7 +478,7 @@ def test_a_kernel_that_does_not_compile_is_reported_not_raised(monkeypatch, tmp_
 def test_backends_name_what_they_do_not_support():
     pytest.importorskip("torch")
     from harness.backends import flashcore_ops
-    from harness.problem import Problem
+    from harness.spec.problem import Problem
 
     b = flashcore_ops.FlashcorePhase4X()
     assert b.custom_kernel and b.name == "flashcore-phase4x"

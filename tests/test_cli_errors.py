@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness import cli as cli_module
 from harness.backends import registry
-from harness.cli import MAX_ERROR_CHARS, app
-from harness.store import Store, StoreError
+from harness.cli import app
+from harness.cli.errors import MAX_ERROR_CHARS, one_line
+from harness.store.database import Store, StoreError
 
 ROOT = Path(__file__).resolve().parents[1]
 cli = CliRunner()
@@ -74,8 +74,8 @@ def test_a_long_error_is_capped_and_keeps_its_start(tmp_path):
 
 
 def test_the_one_line_helper_leaves_a_short_error_alone():
-    assert cli_module._one_line("a\n  b\tc") == "a b c"
-    assert cli_module._one_line("x" * MAX_ERROR_CHARS) == "x" * MAX_ERROR_CHARS
+    assert one_line("a\n  b\tc") == "a b c"
+    assert one_line("x" * MAX_ERROR_CHARS) == "x" * MAX_ERROR_CHARS
 
 
 def _without_plotly(tmp_path: Path) -> dict[str, str]:
@@ -89,7 +89,7 @@ def _without_plotly(tmp_path: Path) -> dict[str, str]:
 
 def test_importing_the_cli_imports_no_plotly_and_no_dashboard_module():
     code = ("import sys, harness.cli; bad = sorted(m for m in sys.modules if m.split('.')[0] == 'plotly' "
-            "or m.startswith(('harness.report', 'harness.audit', 'harness.profiling'))); print(bad); "
+            "or m.startswith(('harness.views.dashboards', 'harness.analysis.audit', 'harness.tools.profiling'))); print(bad); "
             "sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -41,8 +41,8 @@ def test_report_and_audit_write_into_an_ignored_folder_by_default(tmp_path, monk
 
 
 def test_the_report_modules_default_folder_is_the_commands():
-    from harness.report import DEFAULT_OUT
-    from harness.report.cli import DEFAULT_OUT as CLI_OUT
+    from harness.cli.report import DEFAULT_OUT as CLI_OUT
+    from harness.views.dashboards import DEFAULT_OUT
 
     assert DEFAULT_OUT == CLI_OUT == Path("results/local/dashboards")
 

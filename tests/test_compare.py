@@ -1,11 +1,11 @@
 """Comparing two runs: a moved median is set beside the move of the effective SM clock."""
 from typer.testing import CliRunner
 
+from harness.analysis.compare import CellDiff
 from harness.cli import app
-from harness.compare import CellDiff
-from harness.problem import Problem
-from harness.result import Result
-from harness.store import RunInfo, Store
+from harness.records.result import Result
+from harness.spec.problem import Problem
+from harness.store.database import RunInfo, Store
 
 
 def diff(a_ms: float, b_ms: float, a_mhz: float | None, b_mhz: float | None) -> CellDiff:
@@ -48,7 +48,7 @@ def test_compare_counts_the_cells_outside_the_bound_that_moved_with_the_clock(tm
 
 
 def test_a_suspect_reading_scales_the_time_but_is_never_taken_for_the_clock():
-    from harness.compare import _clock, _reading
+    from harness.analysis.compare import _clock, _reading
 
     stored = {"sm_mhz_suspect": 2030.0, "sm_mhz_error": "read 2030 MHz, above the GPU's maximum 1980 MHz",
               "clocks_before": {"sm_max_mhz": 1980}}

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from harness import attention_math
-from harness import correctness as C
-from harness.inputs import make_inputs
-from harness.problem import Problem
+from harness.measure import correctness as C
+from harness.measure.inputs import make_inputs
+from harness.spec import attention_math
+from harness.spec.problem import Problem
 
 P = Problem(batch=1, heads_q=2, seqlen_q=64, head_dim=64, dtype="float16")
 

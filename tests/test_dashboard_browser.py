@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.audit import audit
-from harness.report import render, write_audit
+from harness.analysis.audit import audit
+from harness.views.dashboards import render, write_audit
 
 CHROMIUM = os.environ.get("FLASHCORE_CHROMIUM", "/usr/bin/chromium")
 ARGS = [

@@ -1,11 +1,12 @@
-"""The database scripts used to bring device runs home: a consistent copy, and a merge of runs."""
+"""The database commands used to bring device runs home: a consistent copy (flashcore db copy), and a
+merge of runs (flashcore db merge)."""
 import sqlite3
 import subprocess
 import sys
 
-from harness.problem import Problem
-from harness.result import Result
-from harness.store import RunInfo, Store
+from harness.records.result import Result
+from harness.spec.problem import Problem
+from harness.store.database import RunInfo, Store
 
 P = Problem(batch=1, heads_q=2, seqlen_q=16, head_dim=64)
 
@@ -21,8 +22,11 @@ def count(db, table):
     return sqlite3.connect(db).execute(f"select count(*) from {table}").fetchone()[0]
 
 
+FLASHCORE = [sys.executable, "-c", "from harness.cli import main; main()"]
+
+
 def merge(*args):
-    return subprocess.run([sys.executable, "scripts/db_merge.py", *map(str, args)], capture_output=True, text=True)
+    return subprocess.run([*FLASHCORE, "db", "merge", *map(str, args)], capture_output=True, text=True)
 
 
 def test_merge_adds_the_runs_the_destination_lacks_with_their_rows_and_is_idempotent(tmp_path):
@@ -53,7 +57,7 @@ def test_copy_keeps_rows_still_in_the_write_ahead_log(tmp_path):
     keep.execute("pragma journal_mode=wal")
     keep.execute("insert into runs (run_id, suite, created_at) values ('late', 's', 'z')")
     keep.commit()
-    res = subprocess.run([sys.executable, "scripts/db_copy.py", str(db), str(tmp_path / "copy.db")],
+    res = subprocess.run([*FLASHCORE, "db", "copy", str(db), str(tmp_path / "copy.db")],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert {r[0] for r in sqlite3.connect(tmp_path / "copy.db").execute("select run_id from runs")} == {"r", "late"}
@@ -63,7 +67,7 @@ def test_copying_a_database_into_its_own_folder_leaves_it_whole(tmp_path):
     db = tmp_path / "fa.db"
     make(db, "r")
     # (before the guard, this unlinked the source and then hung or left an empty file)
-    res = subprocess.run([sys.executable, "scripts/db_copy.py", str(db), str(tmp_path)], capture_output=True,
+    res = subprocess.run([*FLASHCORE, "db", "copy", str(db), str(tmp_path)], capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 0 and "is the source itself" in res.stderr
     assert {r[0] for r in sqlite3.connect(db).execute("select run_id from runs")} == {"r"}

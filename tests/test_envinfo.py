@@ -1,7 +1,7 @@
 """Environment facts recorded with every measurement: NVML's throttle counters (faked here: no GPU in CI)."""
 from types import SimpleNamespace
 
-from harness import envinfo
+from harness.measure import environment
 
 
 class FakeNvml:
@@ -19,15 +19,15 @@ class FakeNvml:
 
 def test_power_throttling_during_a_measurement_is_the_difference_of_the_counters(monkeypatch):
     nv = FakeNvml()
-    monkeypatch.setattr(envinfo, "_nvml", lambda: nv)
-    before = envinfo.throttle_ns()
+    monkeypatch.setattr(environment, "_nvml", lambda: nv)
+    before = environment.throttle_ns()
     nv.ns[0] += 12_500_000  # 12.5 ms held below clocks by the power limit
-    assert envinfo.throttled_ms(before, envinfo.throttle_ns()) == {"power": 12.5, "thermal": 0.0}
+    assert environment.throttled_ms(before, environment.throttle_ns()) == {"power": 12.5, "thermal": 0.0}
 
 
 def test_without_nvml_nothing_is_claimed(monkeypatch):
-    monkeypatch.setattr(envinfo, "_nvml", lambda: None)
-    assert envinfo.throttle_ns() is None and envinfo.throttled_ms(None, None) is None
+    monkeypatch.setattr(environment, "_nvml", lambda: None)
+    assert environment.throttle_ns() is None and environment.throttled_ms(None, None) is None
 
 
 def test_the_nvml_poller_reads_clock_reasons_temperature_and_power_until_the_block_ends(monkeypatch):
@@ -41,8 +41,8 @@ def test_the_nvml_poller_reads_clock_reasons_temperature_and_power_until_the_blo
         nvmlDeviceGetTemperature=lambda h, which: 71,
         nvmlDeviceGetPowerUsage=lambda h: 690_000,  # mW
     )
-    monkeypatch.setattr(envinfo, "_nvml", lambda: fake)
-    with envinfo.NvmlPoller(0.001) as poll:
+    monkeypatch.setattr(environment, "_nvml", lambda: fake)
+    with environment.NvmlPoller(0.001) as poll:
         time.sleep(0.05)
     n = len(poll.samples)
     assert n >= 2 and poll.samples[0].t <= poll.samples[-1].t
@@ -53,10 +53,10 @@ def test_the_nvml_poller_reads_clock_reasons_temperature_and_power_until_the_blo
 
 
 def test_the_nvml_poller_reads_nothing_without_nvml_or_with_a_zero_period(monkeypatch):
-    monkeypatch.setattr(envinfo, "_nvml", lambda: None)
-    with envinfo.NvmlPoller(0.001) as poll:
+    monkeypatch.setattr(environment, "_nvml", lambda: None)
+    with environment.NvmlPoller(0.001) as poll:
         pass
     assert poll.samples == []
-    with envinfo.NvmlPoller(0.0) as poll:
+    with environment.NvmlPoller(0.0) as poll:
         pass
     assert poll.samples == []

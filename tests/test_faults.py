@@ -18,7 +18,7 @@ import torch
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.store import Store
+from harness.store.database import Store
 from harness.testing import FAULTS, TOOLS, registered
 
 cli = CliRunner()
@@ -118,7 +118,7 @@ def test_show_prints_each_failed_cell_with_its_reason(fault_run):
 
 
 def test_sticky_and_oom_classification():
-    from harness.worker import is_oom, is_sticky_cuda_error
+    from harness.run.worker import is_oom, is_sticky_cuda_error
 
     for msg in ("CUDA error: an illegal memory access was encountered", "CUDA error: misaligned address",
                 "CUDA error: unspecified launch failure", "CUDA error: device-side assert triggered",

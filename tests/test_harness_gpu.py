@@ -7,7 +7,7 @@ pytestmark = pytest.mark.gpu
 def test_l2_flush_buffer_is_at_least_twice_the_l2():
     import torch
 
-    from harness.timing.l2 import L2Flusher
+    from harness.measure.timing.l2 import L2Flusher
 
     f = L2Flusher()
     assert f.bytes >= 2 * torch.cuda.get_device_properties(0).L2_cache_size
@@ -16,7 +16,7 @@ def test_l2_flush_buffer_is_at_least_twice_the_l2():
 def test_both_l2_flush_modes_run_and_the_read_mode_never_writes_its_buffer():
     import torch
 
-    from harness.timing.l2 import L2Flusher
+    from harness.measure.timing.l2 import L2Flusher
 
     f = L2Flusher()
     f.buf[:4] = 0
@@ -29,18 +29,17 @@ def test_both_l2_flush_modes_run_and_the_read_mode_never_writes_its_buffer():
 
 
 def test_measured_peaks_are_physically_plausible_for_a_hopper_gpu():
-    from harness import peak
-
+    from harness.measure import peak
     p = peak.measure(n=4096, copy_bytes=1 << 30, reps=5)
     assert 200 < p.matmul_tflops < 1000  # dense bf16: ~790 on an H100 SXM
     assert 1000 < p.copy_gbs < 5000
 
 
 def test_a_library_backend_passes_correctness_and_gets_timed(tmp_path):
-    from harness.measure import ProblemCache, measure_cell
-    from harness.problem import Problem
-    from harness.suite import Checks, Timing
-    from harness.timing.l2 import L2Flusher
+    from harness.measure.cell import ProblemCache, measure_cell
+    from harness.measure.timing.l2 import L2Flusher
+    from harness.spec.problem import Problem
+    from harness.spec.suite import Checks, Timing
 
     p = Problem(batch=2, heads_q=8, seqlen_q=1024, head_dim=128, causal=True)
     raw = measure_cell("sdpa-flash", p, Checks(distributions=("normal", "large_logits")), Timing(time_cap_s=0.3),
@@ -57,10 +56,10 @@ def test_each_sample_records_the_sm_clock_and_cooling_idles_the_gpu_as_long_as_t
 
     import torch
 
-    from harness.measure import ProblemCache, measure_cell
-    from harness.problem import Problem
-    from harness.suite import Checks, Timing
-    from harness.timing.l2 import L2Flusher
+    from harness.measure.cell import ProblemCache, measure_cell
+    from harness.measure.timing.l2 import L2Flusher
+    from harness.spec.problem import Problem
+    from harness.spec.suite import Checks, Timing
 
     top_mhz = torch.cuda.get_device_properties(0).clock_rate / 1e3
     p = Problem(batch=4, heads_q=16, seqlen_q=2048, head_dim=128)
@@ -80,10 +79,10 @@ def test_each_sample_records_the_sm_clock_and_cooling_idles_the_gpu_as_long_as_t
 def test_the_kernel_clock_sums_the_calls_kernels_and_leaves_out_the_event_overhead():
     from statistics import median
 
-    from harness.measure import ProblemCache, measure_cell
-    from harness.problem import Problem
-    from harness.suite import Checks, Timing
-    from harness.timing.l2 import L2Flusher
+    from harness.measure.cell import ProblemCache, measure_cell
+    from harness.measure.timing.l2 import L2Flusher
+    from harness.spec.problem import Problem
+    from harness.spec.suite import Checks, Timing
 
     p = Problem(batch=4, heads_q=16, seqlen_q=2048, head_dim=128)
     raw = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.3, kernel_clock_calls=8), "cuda",
@@ -102,9 +101,9 @@ def test_a_wrong_kernel_is_failed_even_though_it_is_fast():
 
     from harness.backends import registry
     from harness.backends.base import Backend
-    from harness.measure import ProblemCache, measure_cell
-    from harness.problem import Problem
-    from harness.suite import Checks, Timing
+    from harness.measure.cell import ProblemCache, measure_cell
+    from harness.spec.problem import Problem
+    from harness.spec.suite import Checks, Timing
 
     @registry.register
     class Wrong(Backend):  # right shape, wrong numbers: softmax without the scale
@@ -124,10 +123,10 @@ def test_a_wrong_kernel_is_failed_even_though_it_is_fast():
 
 
 def test_cuda_graph_mode_times_replays_and_checks_their_outputs():
-    from harness.measure import ProblemCache, measure_cell
-    from harness.problem import Problem
-    from harness.suite import Checks, Timing
-    from harness.timing.l2 import L2Flusher
+    from harness.measure.cell import ProblemCache, measure_cell
+    from harness.measure.timing.l2 import L2Flusher
+    from harness.spec.problem import Problem
+    from harness.spec.suite import Checks, Timing
 
     p = Problem(batch=1, heads_q=4, seqlen_q=128, head_dim=64)
     raw = measure_cell("sdpa-flash", p, Checks(), Timing(mode="graph", time_cap_s=0.2), "cuda", ProblemCache(),

@@ -1,7 +1,7 @@
 """The kernel clock: kernels are assigned to the call whose host range launched them, and summed."""
 from pytest import approx
 
-from harness.timing.kernel_clock import MARK, per_call
+from harness.measure.timing.kernel_clock import MARK, per_call
 
 
 def annotation(i, ts, dur):

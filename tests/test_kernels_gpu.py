@@ -27,7 +27,7 @@ def ops():
         pytest.skip("needs a CUDA GPU")
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("kernels are built for sm_90a (Hopper)")
-    from harness.build import load_ops
+    from harness.tools.build import load_ops
 
     load_ops()
     return {name: getattr(torch.ops.flashcore, name) for name in OPS}
@@ -310,8 +310,8 @@ def test_the_checked_run_writes_into_the_poisoned_buffers(op):
 
 
 def test_bleeding_edge_op_exists_exactly_when_its_source_does():
-    from harness.build import kernels as ktable
-    from harness.build import loaded_ops
+    from harness.tools.build import kernels as ktable
+    from harness.tools.build import loaded_ops
 
     built = "bleeding_edge" in loaded_ops()  # FLASHCORE_KERNELS may leave it out
     assert built <= ktable.by_name("bleeding_edge").exists()
@@ -324,7 +324,7 @@ def test_bleeding_edge_op_exists_exactly_when_its_source_does():
 @pytest.mark.parametrize("layout", ["bshd", "bhsd"])
 def test_backend_runs_the_op_for_both_layouts(cls_name, op, layout):
     from harness.backends import flashcore_ops
-    from harness.problem import Problem
+    from harness.spec.problem import Problem
 
     backend = getattr(flashcore_ops, cls_name)()
     assert backend.custom_kernel and backend.unavailable() is None

@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from harness.nvtx_ranges import DOMAIN, range_name
-from harness.problem import Problem
-from harness.profiling import compare, ncu
-from harness.profiling.proc import ProcResult
+from harness.measure.nvtx_ranges import DOMAIN, range_name
+from harness.spec.problem import Problem
+from harness.tools.profiling import compare, ncu
+from harness.tools.profiling.proc import ProcResult
 
 PROBLEM = Problem(batch=8, heads_q=16, seqlen_q=2048, head_dim=128, dtype="bfloat16")
 
@@ -115,7 +115,7 @@ def test_the_command_selects_exactly_the_calls_of_one_cell():
     cmd = ncu.build_command("/opt/ncu", "sdpa-flash", PROBLEM, calls=4)
     key = PROBLEM.key()
     nvtx = cmd[cmd.index("--nvtx-include") + 1]
-    # the range harness.measure and the profile target open around each call, in the flashcore domain,
+    # the range harness.measure.cell and the profile target open around each call, in the flashcore domain,
     # as a push/pop range (trailing slash)
     assert DOMAIN == "flashcore" and nvtx == f"flashcore@{range_name('sdpa-flash', key)}/" == f"flashcore@sdpa-flash:{key}/"
     assert "--nvtx" in cmd and cmd[cmd.index("--clock-control") + 1] == "none"
@@ -123,7 +123,7 @@ def test_the_command_selects_exactly_the_calls_of_one_cell():
     assert cmd[cmd.index("--target-processes") + 1] == "all"
     assert cmd[cmd.index("--metrics") + 1].split(",") == list(ncu.METRICS)
     target = cmd[cmd.index("-m") + 1:]
-    assert target[:2] == ["harness.profile_target", "sdpa-flash"]
+    assert target[:2] == ["harness.tools.profile_target", "sdpa-flash"]
     assert Problem.from_dict(json.loads(target[2])) == PROBLEM
     assert target[target.index("--calls") + 1] == "4"
     with pytest.raises(ValueError, match="clock control"):
@@ -192,7 +192,7 @@ def test_cells_that_cannot_be_profiled_say_why(result, status, reason):
 
 
 def test_the_comparison_row_puts_ncu_time_beside_the_harness_median():
-    from harness.result import Result
+    from harness.records.result import Result
 
     run, _ = _runner(ProcResult(0, RAW))
     prof = ncu.profile_cell("ncu", "naive", PROBLEM, calls=2, runner=run)
@@ -207,7 +207,7 @@ def test_the_comparison_row_puts_ncu_time_beside_the_harness_median():
 def test_the_profile_target_skips_cleanly_where_the_backend_cannot_run():
     # the protocol profile_cell relies on: one SKIP line and exit status 3 (here: no GPU, or no such shape)
     problem = json.dumps(Problem(batch=1, heads_q=2, seqlen_q=16, head_dim=64, dtype="float16").as_dict())
-    res = subprocess.run([sys.executable, "-m", "harness.profile_target", "sdpa-flash", problem],
+    res = subprocess.run([sys.executable, "-m", "harness.tools.profile_target", "sdpa-flash", problem],
                          capture_output=True, text=True, timeout=300, check=False)
     try:
         import torch
@@ -220,7 +220,7 @@ def test_the_profile_target_skips_cleanly_where_the_backend_cannot_run():
     else:
         assert res.returncode == 3, res.stdout + res.stderr
         assert "PROFILE_TARGET SKIP no CUDA GPU visible to torch" in res.stdout
-    bad = subprocess.run([sys.executable, "-m", "harness.profile_target", "sdpa-flash", '{"batch": 0}'],
+    bad = subprocess.run([sys.executable, "-m", "harness.tools.profile_target", "sdpa-flash", '{"batch": 0}'],
                          capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode == 1 and "PROFILE_TARGET ERROR bad problem" in bad.stdout
 
@@ -244,7 +244,7 @@ def test_agreement_counts_cells_of_at_least_the_threshold_and_names_the_worst():
 
 
 def test_a_call_that_also_runs_a_memset_is_marked_as_running_work_ncu_does_not_time():
-    from harness.result import Result
+    from harness.records.result import Result
 
     run, _ = _runner(ProcResult(0, RAW))
     prof = ncu.profile_cell("ncu", "naive", PROBLEM, calls=2, runner=run)
@@ -258,8 +258,8 @@ def test_a_call_that_also_runs_a_memset_is_marked_as_running_work_ncu_does_not_t
 
 
 def test_saved_ncu_outputs_of_several_folders_are_compared_later_folders_winning(tmp_path):
-    from harness.result import Result
-    from harness.store import RunInfo, Store
+    from harness.records.result import Result
+    from harness.store.database import RunInfo, Store
 
     db = tmp_path / "r.db"
     with Store(db) as st:
@@ -271,7 +271,7 @@ def test_saved_ncu_outputs_of_several_folders_are_compared_later_folders_winning
     name = f"naive__{PROBLEM.key()}.ncu.txt"
     (first / name).write_text(RAW)  # 2 calls: 0.45 ms a call
     (second / name).write_text(RAW)  # read as 1 call: 0.9 ms
-    script = [sys.executable, "scripts/ncu_saved_vs_harness.py", "--db", str(db), "--timing", "t"]
+    script = [sys.executable, "-c", "from harness.cli import main; main()", "diagnose", "ncu-saved", "--db", str(db), "--timing", "t"]
     res = subprocess.run([*script, str(first), "--calls", "2"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "1 of 1 cells of >= 20 us within 2%" in res.stdout

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = {"tests", "lint", "build", "smoke", "report", "dashboards"}
-GPU = {"correctness", "determinism", "sweep", "fa-paper", "bench", "regress", "profile", "sanitize"}
+GPU = {"correctness", "determinism", "sweep", "fa-paper", "bench", "regress", "profile", "sanitize", "evidence"}
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("nox") is None, reason="nox is not installed")
 

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import torch
 
-from harness import attention_math, envinfo
 from harness.backends import cudnn_frontend, flash_attn, flashinfer, registry
 from harness.backends.base import Unsupported
-from harness.problem import Problem
+from harness.measure import environment
+from harness.spec import attention_math
+from harness.spec.problem import Problem
 
 NEW = ("fa3", "flashinfer-fa3", "flashinfer-fa2", "cudnn-frontend")
 
@@ -69,7 +70,7 @@ def test_fa3_uses_the_forward_wheel_when_the_full_build_is_missing(no_fa3, monke
     assert b.unsupported(bf16) is None
     b.prepare(bf16, *_inputs(bf16))()
     assert calls == [("fa3_fwd_interface", bf16.softmax_scale, True)]
-    assert envinfo.peer_builds()["fa3"].startswith("fa3_fwd_interface")
+    assert environment.peer_builds()["fa3"].startswith("fa3_fwd_interface")
 
 
 def test_fa3_prefers_the_full_build_and_allows_fp16_there(no_fa3, monkeypatch) -> None:
@@ -360,11 +361,11 @@ def test_cudnn_description_and_environment(fake_cudnn, monkeypatch) -> None:
 
 
 def test_environment_names_every_peer_build() -> None:
-    builds = envinfo.peer_builds()
+    builds = environment.peer_builds()
     assert set(builds) == {"fa3", "flashinfer", "cudnn_frontend"}
     assert all(isinstance(v, str) and v for v in builds.values())
     for pkg in ("fa3-fwd", "flashinfer-python", "apache-tvm-ffi", "nvidia-cudnn-frontend"):
-        assert pkg in envinfo.PACKAGES
+        assert pkg in environment.PACKAGES
 
 
 def test_a_backends_untimed_observations_land_in_its_cell_record() -> None:
@@ -372,9 +373,9 @@ def test_a_backends_untimed_observations_land_in_its_cell_record() -> None:
     took) is stored in the cell's extra, so compile time is reported and never timed."""
     from harness.backends import registry
     from harness.backends.naive import Naive
-    from harness.measure import ProblemCache, measure_cell
-    from harness.problem import Problem
-    from harness.suite import Checks, Timing
+    from harness.measure.cell import ProblemCache, measure_cell
+    from harness.spec.problem import Problem
+    from harness.spec.suite import Checks, Timing
 
     class CompilingNaive(Naive):
         name = "naive-compiling"

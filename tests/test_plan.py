@@ -1,8 +1,8 @@
 """Plans and filters."""
 import pytest
 
-from harness.plan import FilterError, make_plan, parse_filter
-from harness.suite import load_suite
+from harness.run.plan import FilterError, make_plan, parse_filter
+from harness.spec.suite import load_suite
 
 
 def test_plan_is_problem_major_and_covers_every_backend():

@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 
-from harness.problem import Problem, ProblemError
+from harness.spec.problem import Problem, ProblemError
 
 
 def brute_force_pairs(sq: int, sk: int, causal: bool) -> int:

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.plan import FilterError, make_plan, parse_filter
-from harness.problem import Problem, ProblemError
-from harness.suite import SuiteError, load_suite
+from harness.run.plan import FilterError, make_plan, parse_filter
+from harness.spec.problem import Problem, ProblemError
+from harness.spec.suite import SuiteError, load_suite
 
 HEAD = '[suite]\nname = "x"\nbackends = ["reference"]\n[[grid]]\nbatch = 1\nheads_q = 2\nseqlen_q = 16\n'
 

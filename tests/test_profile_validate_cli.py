@@ -9,7 +9,8 @@ import pytest
 from test_ncu_parse import RAW
 from typer.testing import CliRunner
 
-from harness.profiling import cli
+from harness.cli import app
+from harness.cli import profile as cli
 
 runner = CliRunner()
 
@@ -37,7 +38,7 @@ def canned_ncu(tmp_path, monkeypatch):
 
 
 def profile_smoke(tmp_path, *args):
-    return runner.invoke(cli.app, ["profile", "--suite", "smoke", "--backends", "naive", "--filter",
+    return runner.invoke(app, ["profile", "--suite", "smoke", "--backends", "naive", "--filter",
                                    "seqlen_q=16,dtype=float16,causal=false", "--db", str(tmp_path / "r.db"),
                                    "--out-dir", str(tmp_path / "out"), *args])
 
@@ -76,7 +77,7 @@ def test_profile_records_a_cell_ncu_could_not_profile_and_exits_1(tmp_path, monk
         """)
     monkeypatch.setenv("FLASHCORE_NCU", ncu)
     db = tmp_path / "r.db"
-    res = runner.invoke(cli.app, ["profile", "--suite", "smoke", "--backends", "naive", "--filter",
+    res = runner.invoke(app, ["profile", "--suite", "smoke", "--backends", "naive", "--filter",
                                   "seqlen_q=16,dtype=float16,causal=false", "--db", str(db), "--timing", "none",
                                   "--out-dir", str(tmp_path / "out")])
     assert res.exit_code == 1, res.output
@@ -89,7 +90,7 @@ SANITIZER = """
     # the target must run without PyTorch's caching allocator, or memcheck cannot see a tensor's bounds
     assert os.environ.get("PYTORCH_NO_CUDA_MEMORY_CACHING") == "1"
     tool = sys.argv[sys.argv.index("--tool") + 1]
-    backends = sys.argv[sys.argv.index("harness.sanitize_target") + 1].split(",")
+    backends = sys.argv[sys.argv.index("harness.tools.sanitize_target") + 1].split(",")
     print("========= COMPUTE-SANITIZER")
     bad = tool == "racecheck" and "flashcore-phase4x" in backends
     for b in backends:
@@ -112,7 +113,7 @@ SANITIZER = """
 def test_validate_pins_a_race_on_its_backend_and_passes_the_others(tmp_path, monkeypatch, no_gpu_check):
     monkeypatch.setenv("FLASHCORE_COMPUTE_SANITIZER", fake_tool(tmp_path / "compute-sanitizer", SANITIZER))
     db = tmp_path / "r.db"
-    res = runner.invoke(cli.app, ["validate", "--backends", "flashcore-phase4,flashcore-phase4x",
+    res = runner.invoke(app, ["validate", "--backends", "flashcore-phase4,flashcore-phase4x",
                                   "--tools", "memcheck,racecheck", "--db", str(db),
                                   "--out-dir", str(tmp_path / "logs")])
     assert res.exit_code == 1, res.output
@@ -146,6 +147,6 @@ def test_the_full_metric_set_profiles_three_calls_unless_told(tmp_path, canned_n
 
 
 def test_an_unknown_metric_set_is_one_line_naming_the_allowed_sets(tmp_path, no_gpu_check):
-    res = runner.invoke(cli.app, ["profile", "--suite", "smoke", "--db", str(tmp_path / "r.db"),
+    res = runner.invoke(app, ["profile", "--suite", "smoke", "--db", str(tmp_path / "r.db"),
                                   "--metric-set", "most"])
     assert res.exit_code == 2 and "--metric-set 'most': allowed full, time" in res.output

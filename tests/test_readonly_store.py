@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.problem import Problem
-from harness.result import Result
-from harness.store import SCHEMA_VERSION, RunInfo, Store, StoreError, now
+from harness.records.result import Result
+from harness.spec.problem import Problem
+from harness.store.database import SCHEMA_VERSION, RunInfo, Store, StoreError, now
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted((ROOT / "results" / "h100").glob("*.db"))

@@ -1,4 +1,4 @@
-"""The regression gate (harness/regress.py) over pytest-benchmark JSON, and the slowdown test hook."""
+"""The regression gate (harness/analysis/regress.py) over pytest-benchmark JSON, and the slowdown test hook."""
 import json
 import os
 import random
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import regress
+from harness.analysis import regress
 
 MACHINE = {"gpu": "NVIDIA H100 80GB HBM3", "driver": "570.124.06", "torch": "2.11.0"}
 CELL = "benchmarks/test_attention.py::test_attention[{}]"

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.problem import Problem
-from harness.report import ReportError, render
-from harness.report.data import load
-from harness.report.pages import compare_frame
-from harness.result import Result
-from harness.stats import summarize
-from harness.store import RunInfo, Store
+from harness.analysis.stats import summarize
+from harness.records.result import Result
+from harness.spec.problem import Problem
+from harness.store.database import RunInfo, Store
+from harness.views.dashboards import ReportError, render
+from harness.views.dashboards.data import load
+from harness.views.dashboards.pages import compare_frame
 
 ENV = {
     "gpu": "NVIDIA H100 80GB HBM3",
@@ -366,7 +366,7 @@ def test_cli_report_errors_are_one_line(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from harness.report.cli import audit, report
+    from harness.cli.report import audit, report
 
     app = typer.Typer()
     app.command()(report)
@@ -387,7 +387,7 @@ def test_cli_report_writes_pages(db: Path, tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from harness.report.cli import audit, report
+    from harness.cli.report import audit, report
 
     app = typer.Typer()
     app.command()(report)
@@ -415,7 +415,7 @@ def test_output_is_deterministic(db: Path, tmp_path: Path) -> None:
 def test_the_default_comparison_skips_profile_runs_which_have_no_medians(db: Path, tmp_path: Path) -> None:
     import shutil
 
-    from harness.report.data import compare_pair
+    from harness.views.dashboards.data import compare_pair
 
     copy = tmp_path / "with-profiles.db"
     shutil.copy(db, copy)

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.store import STALE_S, Heartbeat, RunInfo, Store, StoreError, now
+from harness.store.database import STALE_S, Heartbeat, RunInfo, Store, StoreError, now
 from harness.testing import FAULTS, TOOLS, registered
 from harness.testing.faulty import MIN_SEQLEN_ENV
 

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from harness.profiling import sanitizer
-from harness.sanitize_target import make_problems
+from harness.tools.profiling import sanitizer
+from harness.tools.sanitize_target import make_problems
 
 P4X, BE = "flashcore-phase4x", "flashcore-bleeding-edge"
 K1 = "b1-hq2-hkv2-sq1-sk1-d64-float16-full-bshd"
@@ -148,7 +148,7 @@ def test_the_command():
     assert cmd[:3] == ["/cuda/bin/compute-sanitizer", "--tool", "racecheck"]
     assert cmd[cmd.index("--error-exitcode") + 1] == str(sanitizer.ERROR_EXITCODE)
     assert cmd[cmd.index("--target-processes") + 1] == "all"
-    assert cmd[cmd.index("-m") + 1:] == ["harness.sanitize_target", f"{P4X},{BE}", "--seqlens", "1,17"]
+    assert cmd[cmd.index("-m") + 1:] == ["harness.tools.sanitize_target", f"{P4X},{BE}", "--seqlens", "1,17"]
     with pytest.raises(ValueError, match="allowed memcheck"):
         sanitizer.build_command("cs", "leakcheck", [P4X])
 
@@ -164,7 +164,7 @@ def test_the_default_problem_set():
 
 
 def test_the_target_reports_an_unavailable_backend_and_checks_nothing():
-    res = subprocess.run([sys.executable, "-m", "harness.sanitize_target", "warp-drive", "--seqlens", "17"],
+    res = subprocess.run([sys.executable, "-m", "harness.tools.sanitize_target", "warp-drive", "--seqlens", "17"],
                          capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     parsed = sanitizer.parse(res.stdout + "========= ERROR SUMMARY: 0 errors\n")

@@ -1,7 +1,7 @@
 """The SM clock read from a hold of known cycles (the arithmetic; the GPU side is in test_harness_gpu)."""
 import pytest
 
-from harness.timing.sm_clock import Calibration, effective_mhz
+from harness.measure.timing.sm_clock import Calibration, effective_mhz
 
 
 def test_a_hold_of_known_cycles_gives_the_clock_once_the_event_offset_is_taken_off():
@@ -18,7 +18,7 @@ def test_a_hold_no_longer_than_the_offset_gives_no_clock_rather_than_a_wild_one(
 
 
 def test_readings_above_the_gpus_maximum_clock_are_refused_as_a_probe_error(monkeypatch):
-    from harness.timing import sm_clock
+    from harness.measure.timing import sm_clock
 
     monkeypatch.setattr(sm_clock, "nominal_hz", lambda: 1.98e9)
     assert sm_clock.implausible([1975.0, 1979.0, 1981.0]) is None  # within the probe's resolution

@@ -3,8 +3,8 @@ import random
 
 import pytest
 
-from harness.stats import mann_whitney_u, percentile, summarize
-from harness.timing.stopping import NoiseBelow, NoiseStable, Sampling
+from harness.analysis.stats import mann_whitney_u, percentile, summarize
+from harness.measure.timing.stopping import NoiseBelow, NoiseStable, Sampling
 
 
 def test_percentiles_match_numpy_linear_interpolation():

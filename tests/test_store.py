@@ -3,10 +3,10 @@ import sqlite3
 
 import pytest
 
-from harness.export import EXPORT_COLUMNS, ExportError, export
-from harness.problem import Problem
-from harness.result import Result
-from harness.store import RunInfo, Store, StoreError, now
+from harness.records.result import Result
+from harness.spec.problem import Problem
+from harness.store.database import RunInfo, Store, StoreError, now
+from harness.views.export import EXPORT_COLUMNS, ExportError, export
 
 P = Problem(batch=1, heads_q=2, seqlen_q=16, head_dim=64)
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.suite import SuiteError, load_suite
+from harness.spec.suite import SuiteError, load_suite
 
 SUITES = sorted(p.stem for p in (Path(__file__).parent.parent / "suites").glob("*.toml"))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.timing.sustained import gate_plan, lead_for, rotation_sets, time_gated, time_sustained
+from harness.measure.timing.sustained import gate_plan, lead_for, rotation_sets, time_gated, time_sustained
 
 
 # -- a simulated stream: work runs in order, each op starts when the GPU is free and the host has enqueued it
@@ -223,7 +223,7 @@ def _suite(tmp_path: Path, timing: str = "", name: str = "s.toml") -> Path:
     ("baseline = 'fa4'\n", r"\[timing\] baseline = 'fa4': not one of the suite's backends naive, sdpa-math"),
 ])
 def test_bad_timing_mode_keys_are_one_line_errors(tmp_path, timing, match):
-    from harness.suite import SuiteError, load_suite
+    from harness.spec.suite import SuiteError, load_suite
 
     with pytest.raises(SuiteError, match=match) as e:
         load_suite(str(_suite(tmp_path, timing)))
@@ -231,8 +231,8 @@ def test_bad_timing_mode_keys_are_one_line_errors(tmp_path, timing, match):
 
 
 def test_default_is_isolated_only_and_the_plan_rotates_backends_within_problem_and_mode(tmp_path):
-    from harness.plan import make_plan
-    from harness.suite import load_suite
+    from harness.run.plan import make_plan
+    from harness.spec.suite import load_suite
 
     s = load_suite(str(_suite(tmp_path)))
     assert s.timing.modes == ("isolated",) and s.timing.rounds == 1 and not s.timing.baseline
@@ -249,7 +249,7 @@ def test_default_is_isolated_only_and_the_plan_rotates_backends_within_problem_a
 
 
 def test_fa_paper_reports_both_modes_against_sdpa_cudnn():
-    from harness.suite import load_suite
+    from harness.spec.suite import load_suite
 
     t = load_suite("fa-paper").timing
     assert t.modes == ("isolated", "sustained") and t.baseline == "sdpa-cudnn"
@@ -258,14 +258,14 @@ def test_fa_paper_reports_both_modes_against_sdpa_cudnn():
 
 # -- store ----------------------------------------------------------------------------------------
 def _result(backend="naive", mode="isolated", samples=(1.0, 1.1, 0.9), status="ok", tare=0.0, run="r"):
-    from harness.problem import Problem
-    from harness.result import Result
+    from harness.records.result import Result
+    from harness.spec.problem import Problem
 
     p = Problem(batch=1, heads_q=2, seqlen_q=16, head_dim=64)
     r = Result.for_problem(run, "t", backend, p, status, timing_mode=mode, rounds=1,
                            extra={"samples_ms": list(samples), "event_tare_ms": tare,
                                   "round_sizes": [len(samples)], "round_tares_ms": [tare]})
-    from harness.stats import summarize
+    from harness.analysis.stats import summarize
 
     if samples and status == "ok":
         s = summarize([x - tare for x in samples])
@@ -275,7 +275,7 @@ def _result(backend="naive", mode="isolated", samples=(1.0, 1.1, 0.9), status="o
 
 
 def test_a_cell_has_a_row_per_mode_and_an_old_database_is_migrated_at_the_first_write(tmp_path):
-    from harness.store import RunInfo, Store
+    from harness.store.database import RunInfo, Store
 
     db = tmp_path / "old.db"
     with Store(db) as s:
@@ -309,8 +309,7 @@ def test_a_cell_has_a_row_per_mode_and_an_old_database_is_migrated_at_the_first_
 
 # -- pooling, ratios --------------------------------------------------------------------------------
 def test_pooled_visits_subtract_each_visits_own_tare():
-    from harness import verdict
-
+    from harness.analysis import verdict
     a = _result(samples=(1.5, 1.6, 1.4), tare=0.5)  # net 1.0, 1.1, 0.9
     b = _result(samples=(1.2, 1.3, 1.1), tare=0.2)  # net 1.0, 1.1, 0.9
     b.extra["cell_seconds"], a.extra["cell_seconds"] = 1.0, 2.0
@@ -323,8 +322,7 @@ def test_pooled_visits_subtract_each_visits_own_tare():
 
 
 def test_a_failed_later_visit_decides_the_row_and_keeps_the_earlier_samples():
-    from harness import verdict
-
+    from harness.analysis import verdict
     a = _result(samples=(1.0, 1.0, 1.0))
     b = _result(status="failed", samples=())
     p = verdict.pool(a, b)
@@ -335,8 +333,7 @@ def test_a_failed_later_visit_decides_the_row_and_keeps_the_earlier_samples():
 def test_ratio_to_baseline_interval_contains_the_true_ratio_and_the_baseline_is_exactly_one():
     import random
 
-    from harness import verdict
-
+    from harness.analysis import verdict
     rng = random.Random(3)
     base = _result("sdpa-math", samples=[rng.gauss(1.0, 0.01) for _ in range(400)])
     fast = _result("naive", samples=[rng.gauss(0.9, 0.01) for _ in range(400)])
@@ -350,7 +347,7 @@ def test_ratio_to_baseline_interval_contains_the_true_ratio_and_the_baseline_is_
 def test_ratio_ci_agrees_with_scipy_bootstrap():
     np = pytest.importorskip("numpy")
     stats = pytest.importorskip("scipy.stats")
-    from harness.stats import ratio_ci
+    from harness.analysis.stats import ratio_ci
 
     rng = np.random.default_rng(7)
     a, b = rng.normal(0.95, 0.02, 800), rng.normal(1.0, 0.02, 600)
@@ -364,8 +361,8 @@ def test_ratio_ci_agrees_with_scipy_bootstrap():
 
 
 def test_compare_matches_cells_by_mode_and_counts_ratio_agreement(tmp_path):
-    from harness.compare import diff_runs, ratio_agreement
-    from harness.store import RunInfo, Store
+    from harness.analysis.compare import diff_runs, ratio_agreement
+    from harness.store.database import RunInfo, Store
 
     with Store(tmp_path / "c.db") as s:
         for run, (iso, sus, ra, rb) in {"a": (1.0, 1.2, 0.900, 1.0), "b": (1.0, 1.3, 0.905, 1.0)}.items():
@@ -389,7 +386,7 @@ def test_compare_matches_cells_by_mode_and_counts_ratio_agreement(tmp_path):
 CRASHER = textwrap.dedent('''
     import os
     from pathlib import Path
-    from harness import attention_math
+    from harness.spec import attention_math
     from harness.backends.base import Backend
 
     class CrashOnSecondVisit(Backend):
@@ -409,10 +406,10 @@ CRASHER = textwrap.dedent('''
 
 def test_rounds_pool_visits_and_a_crash_in_round_two_loses_nothing_of_the_others(tmp_path, monkeypatch):
     from harness.backends import registry
-    from harness.plan import make_plan
-    from harness.runner import RunOptions, run_suite
-    from harness.store import Store
-    from harness.suite import load_suite
+    from harness.run.plan import make_plan
+    from harness.run.supervisor import RunOptions, run_suite
+    from harness.spec.suite import load_suite
+    from harness.store.database import Store
 
     (tmp_path / "roundcrash.py").write_text(CRASHER)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -449,10 +446,10 @@ def test_rounds_pool_visits_and_a_crash_in_round_two_loses_nothing_of_the_others
 
 
 def test_resume_runs_a_missing_mode_of_recorded_cells(tmp_path):
-    from harness.plan import make_plan
-    from harness.runner import RunOptions, run_suite
-    from harness.store import Store
-    from harness.suite import load_suite
+    from harness.run.plan import make_plan
+    from harness.run.supervisor import RunOptions, run_suite
+    from harness.spec.suite import load_suite
+    from harness.store.database import Store
 
     base = "[timing]\nmin_samples = 3\nmax_samples = 10\ntime_cap_s = 0.1\nmin_time_s = 0\nwarmup = 1\n"
     p = tmp_path / "m.toml"
@@ -474,8 +471,8 @@ def test_resume_runs_a_missing_mode_of_recorded_cells(tmp_path):
 def test_show_prints_the_mode_and_the_ratio_with_its_interval(tmp_path):
     from rich.console import Console
 
-    from harness import tables
-    from harness.store import RunInfo, Store
+    from harness.store.database import RunInfo, Store
+    from harness.views import tables
 
     with Store(tmp_path / "t.db") as s:
         s.create_run(RunInfo("r", "t", "2026-01-01T00:00:00+00:00"))
@@ -491,7 +488,7 @@ def test_show_prints_the_mode_and_the_ratio_with_its_interval(tmp_path):
 
 # -- cross-check ------------------------------------------------------------------------------------
 def test_crosscheck_agreement_from_canned_numbers():
-    from harness.crosscheck import CrossRow, agreement, agreement_lines
+    from harness.tools.crosscheck import CrossRow, agreement, agreement_lines
 
     rows = [
         CrossRow("fa4", "a", isolated_ms=0.200, sustained_ms=0.215, dobench_ms=0.216, ncu_ms=0.198),  # both agree
@@ -510,7 +507,7 @@ def test_crosscheck_agreement_from_canned_numbers():
 
 
 def test_crosscheck_parses_the_do_bench_child_output():
-    from harness.crosscheck import parse_dobench
+    from harness.tools.crosscheck import parse_dobench
 
     out = ('noise\nCROSSCHECK {"backend": "fa4", "problem_key": "k", "median_ms": 0.2, "mean_ms": 0.21}\n'
            "CROSSCHECK {broken\n")
@@ -522,7 +519,7 @@ def test_crosscheck_without_gpu_triton_or_ncu_is_one_line(tmp_path):
     from typer.testing import CliRunner
 
     from harness.cli import app
-    from harness.crosscheck import missing_tools
+    from harness.tools.crosscheck import missing_tools
 
     if torch.cuda.is_available() and not missing_tools():
         pytest.skip("this machine has everything a cross-check needs")
@@ -553,10 +550,10 @@ def test_crosscheck_refuses_a_bad_longer_do_bench_stretch_in_one_line(tmp_path, 
 def test_sustained_mode_on_a_gpu_rotates_past_the_l2_and_checks_its_outputs():
     from statistics import median
 
-    from harness.measure import ProblemCache, measure_cell
-    from harness.problem import Problem
-    from harness.suite import Checks, Timing
-    from harness.timing.sustained import l2_bytes
+    from harness.measure.cell import ProblemCache, measure_cell
+    from harness.measure.timing.sustained import l2_bytes
+    from harness.spec.problem import Problem
+    from harness.spec.suite import Checks, Timing
 
     p = Problem(batch=4, heads_q=16, seqlen_q=2048, head_dim=128)  # 48 MB of inputs per set
     raw = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.5), "cuda", ProblemCache(), None,
@@ -574,9 +571,9 @@ def test_sustained_mode_on_a_gpu_rotates_past_the_l2_and_checks_its_outputs():
 
 @pytest.mark.gpu
 def test_a_kernel_that_caches_across_calls_is_rejected_in_the_sustained_mode_too():
-    from harness.measure import ProblemCache, measure_cell
-    from harness.problem import Problem
-    from harness.suite import Checks, Timing
+    from harness.measure.cell import ProblemCache, measure_cell
+    from harness.spec.problem import Problem
+    from harness.spec.suite import Checks, Timing
     from harness.testing import EXPLOITS, registered
 
     p = Problem(batch=2, heads_q=8, seqlen_q=1024, head_dim=64)
@@ -589,10 +586,10 @@ def test_a_kernel_that_caches_across_calls_is_rejected_in_the_sustained_mode_too
 def test_a_do_bench_child_that_dies_is_replaced_and_the_cell_it_died_on_is_named(monkeypatch):
     import json as _json
 
-    from harness import crosscheck
-    from harness.plan import Cell
-    from harness.problem import Problem
-    from harness.profiling import proc
+    from harness.run.plan import Cell
+    from harness.spec.problem import Problem
+    from harness.tools import crosscheck
+    from harness.tools.profiling import proc
 
     cells = [Cell(b, Problem(batch=1, heads_q=2, seqlen_q=16, head_dim=64)) for b in ("a", "b", "c")]
     calls = []
@@ -615,10 +612,10 @@ def test_a_do_bench_child_that_dies_is_replaced_and_the_cell_it_died_on_is_named
 
 
 def test_a_do_bench_child_that_cannot_start_is_tried_twice_and_every_cell_names_why(monkeypatch):
-    from harness import crosscheck
-    from harness.plan import Cell
-    from harness.problem import Problem
-    from harness.profiling import proc
+    from harness.run.plan import Cell
+    from harness.spec.problem import Problem
+    from harness.tools import crosscheck
+    from harness.tools.profiling import proc
 
     cells = [Cell(b, Problem(batch=1, heads_q=2, seqlen_q=16, head_dim=64)) for b in ("a", "b", "c")]
     calls = []
@@ -635,8 +632,8 @@ def test_a_do_bench_child_that_cannot_start_is_tried_twice_and_every_cell_names_
 
 
 def test_the_dashboard_draws_each_mode_apart_and_lists_the_ratios(tmp_path):
-    from harness.report import render
-    from harness.store import RunInfo, Store
+    from harness.store.database import RunInfo, Store
+    from harness.views.dashboards import render
 
     with Store(tmp_path / "d.db") as s:
         for run, day in (("a", 1), ("b", 2)):

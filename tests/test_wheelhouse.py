@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import wheelhouse as wh
+from harness.tools import wheelhouse as wh
 
 
 def fake_pip(files: dict[str, bytes], calls: list[list[str]], fail: str = ""):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     import torch
 
-    from harness.problem import Problem
+    from harness.spec.problem import Problem
 
 RunFn = Callable[[], "torch.Tensor"]
 

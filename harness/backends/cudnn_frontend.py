@@ -18,7 +18,7 @@ import torch
 
 from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable, half_precision_unsupported
 from harness.backends.registry import register
-from harness.problem import Problem
+from harness.spec.problem import Problem
 
 _UID_Q, _UID_K, _UID_V, _UID_O = 1, 2, 3, 4
 _handles: dict[int, Any] = {}

@@ -13,7 +13,7 @@ import torch
 
 from harness.backends.base import Backend, RunFn, cuda_unavailable, half_precision_unsupported
 from harness.backends.registry import register
-from harness.problem import Problem
+from harness.spec.problem import Problem
 
 
 def _import_func(module: str) -> tuple[Callable[..., Any] | None, str]:

@@ -1,6 +1,6 @@
 """flashcore's own kernels as backends: ``flashcore-phase4``, ``flashcore-phase4x`` and
 ``flashcore-bleeding-edge``, each calling ``torch.ops.flashcore.<op>`` (JIT-built by
-``harness.build.load_ops`` at first use, cached by source hash)."""
+``harness.tools.build.load_ops`` at first use, cached by source hash)."""
 from __future__ import annotations
 
 from typing import ClassVar
@@ -9,12 +9,12 @@ import torch
 
 from harness.backends.base import Backend, RunFn, cuda_unavailable
 from harness.backends.registry import register
-from harness.problem import Problem
+from harness.spec.problem import Problem
 
 
 class _FlashcoreOp(Backend):
     custom_kernel = True
-    #: op name in torch.ops.flashcore and harness.build.kernels
+    #: op name in torch.ops.flashcore and harness.tools.build.kernels
     op: ClassVar[str] = ""
     head_dims: ClassVar[tuple[int, ...]] = (64, 128)
     dtypes: ClassVar[tuple[str, ...]] = ("float16", "bfloat16")
@@ -23,7 +23,7 @@ class _FlashcoreOp(Backend):
         why = cuda_unavailable()
         if why:
             return why
-        from harness.build import kernels, toolchain
+        from harness.tools.build import kernels, toolchain
 
         spec = kernels.by_name(self.op)
         if not spec.exists():
@@ -48,7 +48,7 @@ class _FlashcoreOp(Backend):
         return None
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
-        from harness.build import load_ops
+        from harness.tools.build import load_ops
 
         load_ops()
         # the kernels read contiguous bshd: convert a bhsd view once, untimed

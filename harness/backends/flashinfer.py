@@ -33,7 +33,7 @@ import torch
 
 from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable, half_precision_unsupported
 from harness.backends.registry import register
-from harness.problem import Problem
+from harness.spec.problem import Problem
 
 #: FlashInfer's recommended float workspace for the prefill wrappers (split-KV partial outputs)
 WORKSPACE_BYTES = 128 * 2**20

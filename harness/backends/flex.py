@@ -7,7 +7,7 @@ import torch
 
 from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable
 from harness.backends.registry import register
-from harness.problem import Problem
+from harness.spec.problem import Problem
 
 
 @functools.lru_cache(maxsize=1)

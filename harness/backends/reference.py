@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from harness import attention_math
 from harness.backends.base import Backend, RunFn
 from harness.backends.registry import register
-from harness.problem import Problem
+from harness.spec import attention_math
+from harness.spec.problem import Problem
 
 
 @register

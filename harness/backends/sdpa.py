@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable
 from harness.backends.registry import register
-from harness.problem import Problem
+from harness.spec.problem import Problem
 
 
 def _refusal(caught: list, exc: Exception) -> str:

@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import torch
 
-from harness import attention_math
 from harness.backends.base import Backend, RunFn
-from harness.problem import Problem
+from harness.spec import attention_math
+from harness.spec.problem import Problem
 
 MIN_SEQLEN_ENV = "FLASHCORE_FAULT_MIN_SEQLEN"
 DEFAULT_MIN_SEQLEN = 1024

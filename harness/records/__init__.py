@@ -1,0 +1,1 @@
+"""The records a run produces (one Result per backend, problem and timing mode)."""

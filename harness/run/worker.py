@@ -1,0 +1,133 @@
+"""The worker process: imports torch, owns the GPU context, and executes jobs sent by the supervisor.
+
+A worker is disposable. A sticky CUDA error (illegal address, launch failure, misaligned address)
+poisons the process, so the worker reports it and exits; the supervisor starts a fresh one. Output the
+measured code prints goes to the worker's log file, never into the supervisor's terminal.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import asdict
+from typing import Any
+
+_STICKY = ("illegal memory access", "illegal address", "launch failure", "misaligned address",
+           "unspecified launch failure", "an illegal instruction", "device-side assert",
+           "CUDA error: unknown error", "hardware stack error", "uncorrectable ECC")
+
+
+def is_sticky_cuda_error(exc: BaseException) -> bool:
+    """Sticky errors, and any other CUDA runtime error too: a fresh worker is cheap, a poisoned one is not."""
+    text = f"{type(exc).__name__}: {exc}"
+    return (type(exc).__name__ == "AcceleratorError" or "CUDA error:" in text
+            or any(s.lower() in text.lower() for s in _STICKY))
+
+
+def is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return (type(exc).__name__ in ("OutOfMemoryError", "MemoryError") or "out of memory" in text
+            or "can't allocate memory" in text)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the supervisor dies (kill -9 of the run leaves no orphan on the GPU)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before the prctl
+        os._exit(1)
+
+
+def _redirect_output(log_path: str) -> None:
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+
+
+def _handle(job: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+
+    from harness.measure import environment, peak
+    from harness.measure.cell import measure_cell
+    from harness.spec.problem import Problem
+    from harness.spec.suite import Checks, Timing
+
+    kind = job["kind"]
+    if kind == "env":
+        return {"env": environment.collect(), "device": state["device"]}
+    if kind == "peak":
+        return {"peak": asdict(peak.measure())} if state["device"] == "cuda" else {"peak": None}
+    if kind == "cell":
+        from harness.run import tamper
+        checks = Checks(**{**job["checks"], "distributions": tuple(job["checks"]["distributions"])})
+        # as the worker started (a patch made between cells, e.g. by a thread left running, counts too), plus
+        # what was imported since
+        before = {**tamper.snapshot(), **state.get("pristine", {})}
+        try:
+            raw = measure_cell(job["backend"], Problem.from_dict(job["problem"]), checks, Timing(**job["timing"]),
+                               state["device"], state["cache"], state["flusher"],
+                               timing_mode=job.get("timing_mode", "isolated"))
+        finally:
+            state["tampered"] = tamper.replaced(before)
+        if state["tampered"]:  # the measurement itself cannot be trusted, whatever it says
+            raw["extra"]["status_before_tamper_check"] = [raw["status"], raw.get("reason", "")]
+            raw["status"], raw["reason"] = "rejected", tamper.describe(state["tampered"])
+        return {"raw": raw}
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+def main(conn: Any, log_path: str) -> None:
+    _die_with_parent()
+    _redirect_output(log_path)
+    import faulthandler
+
+    faulthandler.enable()  # a native crash leaves the Python stack in the log, and so in the cell's error text
+    import torch
+
+    from harness.measure.cell import ProblemCache
+    from harness.measure.timing.l2 import L2Flusher
+    from harness.run import tamper
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    state = {"device": device, "cache": ProblemCache(), "flusher": L2Flusher() if device == "cuda" else None,
+             "pristine": tamper.snapshot()}
+    conn.send({"ready": True, "pid": os.getpid(), "device": device})
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        state["tampered"] = []
+        try:
+            reply = {"ok": True, **_handle(job, state)}
+        except BaseException as exc:  # noqa: BLE001 - everything is reported, nothing escapes
+            oom = is_oom(exc)
+            fatal = is_sticky_cuda_error(exc)
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()[:2000],
+                     "traceback": traceback.format_exc()[-4000:], "oom": oom, "fatal": fatal}
+            traceback.print_exc()
+        if reply.get("oom") and not reply.get("fatal"):  # after the except block: the exception's frames,
+            # which hold the tensors that ran out, are gone, so emptying the cache gives their memory back
+            state["cache"] = ProblemCache()
+            import gc
+
+            gc.collect()
+            if device == "cuda":
+                torch.cuda.empty_cache()
+        if state["tampered"]:
+            reply["restart"] = True  # a patched timer or check would carry over to the next cell
+        conn.send(reply)
+        if reply.get("restart") or (not reply["ok"] and reply["fatal"]):
+            sys.stderr.flush()
+            os._exit(3)  # the CUDA context (or the process) is unusable: the supervisor starts a fresh worker

@@ -1,0 +1,1 @@
+"""Showing results: terminal tables, CSV/Parquet export and the offline HTML dashboards."""

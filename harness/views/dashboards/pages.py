@@ -1,0 +1,579 @@
+"""The pages: one per run (overview, performance, roofline, correctness, profile), one per comparison,
+the audit page and the index that links them all."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.views.dashboards import figures as F
+from harness.views.dashboards.data import (
+    CATEGORIES,
+    STATUSES,
+    Dataset,
+    clock_summary,
+    env_rows,
+    modes_of,
+    num,
+    shapes_in_order,
+)
+from harness.views.dashboards.html import (
+    Raw,
+    chip,
+    empty,
+    esc,
+    figure,
+    h3,
+    kv_table,
+    link,
+    note,
+    page,
+    section,
+    table,
+)
+
+AUDIT_PAGE = "audit.html"
+INDEX_PAGE = "index.html"
+
+
+def slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_") or "run"
+
+
+def run_page_name(run_id: str) -> str:
+    return f"run-{slug(run_id)}.html"
+
+
+def compare_page_name(a: str, b: str) -> str:
+    return f"compare-{slug(a)}-vs-{slug(b)}.html"
+
+
+def pick_baseline(cells: pd.DataFrame, wanted: str) -> tuple[str | None, str]:
+    """The requested baseline if it has passed timings in this run, else the first backend that does."""
+    timed = sorted(cells.loc[cells["timed"], "backend"].unique())
+    if wanted in timed:
+        return wanted, ""
+    if not timed:
+        return None, ""
+    return timed[
+        0
+    ], f"the requested baseline {wanted} has no passed, timed cell in this run; using {timed[0]}"
+
+
+# -- run page ---------------------------------------------------------------------------------
+def run_page(
+    ds: Dataset, run_id: str, baseline: str, colors: dict[str, str], compares: list[tuple[str, str]]
+) -> str:
+    run = ds.run(run_id)
+    cells = ds.cells(run_id)
+    sid = slug(run_id)
+    modes = modes_of(cells)
+    parts = [_overview(run, cells)]
+    nav = [("Index", INDEX_PAGE), ("Overview", "#overview")]
+    # performance and roofline once per timing mode: the two modes answer different questions
+    # (docs/timing.md), and a chart never mixes them
+    for m in modes:
+        one = len(modes) == 1
+        sub = cells[cells["timing_mode"] == m]
+        parts.append(_performance(sub, baseline, colors, sid if one else f"{sid}-{m}", m, one))
+        parts.append(_roofline(run, sub, colors, sid if one else f"{sid}-{m}", m, one))
+        nav.append((f"Performance ({m})", "#performance" if one else f"#performance-{m}"))
+        nav.append((f"Roofline ({m})", "#roofline" if one else f"#roofline-{m}"))
+    ratios = _ratios(cells)
+    if ratios:
+        parts.append(ratios)
+        nav.append(("Ratios", "#ratios"))
+    parts.append(_correctness(cells, sid))
+    nav.append(("Correctness", "#correctness"))
+    prof = _profile(cells)
+    if prof:
+        parts.append(prof)
+        nav.append(("Profile", "#profile"))
+    for label, href in compares:
+        nav.append((label, href))
+    env = run.get("env") or {}
+    sub = (
+        f"suite {run.get('suite')} · {run.get('status')} · {run.get('created_at')} · "
+        f"{env.get('gpu', 'GPU not recorded')} · commit {run.get('git_commit') or 'not recorded'} · "
+        f"database {ds.db}"
+    )
+    return page(f"flashcore run {run_id}", sub, "".join(parts), nav)
+
+
+def _overview(run: dict[str, Any], cells: pd.DataFrame) -> Raw:
+    suites = sorted(set(cells["suite"].dropna()) | {run.get("suite") or ""} - {""})
+    counts = []
+    for b in sorted(cells["backend"].unique()):
+        sub = cells[cells["backend"] == b]
+        by = sub["status"].value_counts().to_dict()
+        passed = int((sub["category"] == "passed").sum())
+        counts.append([b, *[int(by.get(s, 0)) for s in STATUSES], passed, len(sub)])
+    tot = cells["status"].value_counts().to_dict()
+    counts.append(
+        [
+            Raw("<b>all</b>"),
+            *[int(tot.get(s, 0)) for s in STATUSES],
+            int((cells["category"] == "passed").sum()),
+            len(cells),
+        ]
+    )
+    skipped = _reasons(cells[cells["status"] == "skipped"])
+    bad = _reasons(cells[cells["status"].isin(["failed", "rejected"])], with_status=True)
+    return section(
+        "overview",
+        "Overview",
+        h3("Environment"),
+        kv_table(env_rows(run) + clock_summary(cells)),
+        h3("Suites run"),
+        note(", ".join(suites) or "none recorded"),
+        h3("Cells per status"),
+        note(
+            "ok = ran and was timed; passed = ok and within the correctness tolerance on every input "
+            "distribution. skipped, failed and rejected cells are never plotted as performance."
+        ),
+        table(["backend", *STATUSES, "passed", "total"], counts, numeric=[*STATUSES, "passed", "total"]),
+        h3("Skipped, and why"),
+        skipped,
+        h3("Failed or rejected, and why"),
+        bad,
+    )
+
+
+def _reasons(df: pd.DataFrame, with_status: bool = False) -> Raw:
+    if df.empty:
+        return empty("none")
+    rows = []
+    keys = ["backend", "status", "reason"] if with_status else ["backend", "reason"]
+    df = df.assign(
+        reason=df["reason"]
+        .fillna("")
+        .map(lambda s: s.strip().splitlines()[0] if s.strip() else "no reason recorded")
+    )
+    for key, grp in df.groupby(keys, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        shapes = shapes_in_order(grp)
+        shown = ", ".join(shapes[:4]) + (f" and {len(shapes) - 4} more" if len(shapes) > 4 else "")
+        cols = list(key)
+        if with_status:
+            cols[1] = chip(cols[1])
+        rows.append([*cols, len(grp), shown])
+    return table([*keys, "cells", "problems"], rows, numeric=["cells"])
+
+
+def _ratios(cells: pd.DataFrame) -> Raw | None:
+    """Each backend's ratio to the run's baseline backend with its 95% bootstrap interval, per problem and
+    timing mode (stored by the run when its suite names a ``[timing] baseline``)."""
+    have = cells[cells["ratio_to_baseline"].notna()]
+    if have.empty:
+        return None
+    rows = []
+    for r in sorted(have.to_dict("records"), key=lambda r: (r["timing_mode"], r["order"], r["backend"])):
+        x = r["ratio_to_baseline"]
+        rows.append([r["backend"], r["shape"], r["timing_mode"], int(r["rounds"]) if num(r.get("rounds")) else 1,
+                     f"{x['ratio']:.3f}", f"{x['lo']:.3f} – {x['hi']:.3f}", F.fmt(r["median_ms"])])
+    bases = ", ".join(sorted({str(x.get("baseline")) for x in have["ratio_to_baseline"]}))
+    return section(
+        "ratios",
+        f"Ratios to {bases}",
+        note("Median time ÷ the baseline backend's median time on the same problem in the same timing mode "
+             "(below 1: faster than the baseline), with a 95% percentile bootstrap interval over the two "
+             "cells' samples (resampled independently). With [timing] rounds > 1 the samples of every visit "
+             "of the rotation are pooled first."),
+        table(["backend", "problem", "mode", "visits", "ratio", "95% interval", "median ms"], rows,
+              numeric=["visits", "ratio", "median ms"]),
+    )
+
+
+def _mode_note(mode: str) -> str:
+    if mode == "sustained":
+        return ("Timing mode sustained: calls back to back under the power limiter, inputs rotated through "
+                "buffers larger than 2× L2, no flush and no hold (what do_bench and a training step see).")
+    return ("Timing mode isolated: L2 flushed and the GPU idle-held before every call, event tare taken off "
+            "(the kernel with power headroom, close to what Nsight Compute sees).")
+
+
+def _performance(cells: pd.DataFrame, baseline: str, colors: dict[str, str], sid: str, mode: str = "isolated",
+                 only: bool = True) -> Raw:
+    excluded = cells[~cells["timed"]]
+    ex_note = "Only passed, timed cells are drawn. " + (
+        f"{len(excluded)} cell(s) are left out: "
+        + ", ".join(f"{n} {c}" for c, n in excluded["category"].value_counts().sort_index().items())
+        + " (see Correctness)."
+        if len(excluded)
+        else "No cell is left out."
+    )
+    parts: list[str] = [note(_mode_note(mode)), note(ex_note)]
+    fig = F.perf_panels(cells, colors)
+    parts.append(figure(fig, f"perf-tflops-{sid}") if fig else empty("No passed, timed cell in this run."))
+    base, why = pick_baseline(cells, baseline)
+    parts.append(h3(f"Speedup over {base or baseline}"))
+    if why:
+        parts.append(note(why))
+    fig = F.speedup_heatmap(cells, base, colors) if base else None
+    parts.append(figure(fig, f"perf-speedup-{sid}") if fig else empty("No baseline with passed timings."))
+    parts.append(h3("Latency and its spread"))
+    fig = F.latency_spread(cells, colors)
+    parts.append(figure(fig, f"perf-latency-{sid}") if fig else empty("No passed, timed cell in this run."))
+    return section("performance" if only else f"performance-{mode}", f"Performance ({mode} timing)", *parts)
+
+
+def _roofline(run: dict[str, Any], cells: pd.DataFrame, colors: dict[str, str], sid: str, mode: str = "isolated",
+              only: bool = True) -> Raw:
+    pt, pg = num(run.get("peak_tflops")), num(run.get("peak_gbs"))
+    fig = F.roofline(cells, pt, pg, colors)
+    txt = (
+        "Roofs are this run's own measurements: the dense matmul rate (runs.peak_tflops) and the device copy "
+        "bandwidth (runs.peak_gbs), not datasheet numbers. Intensity uses the minimum traffic (Q, K, V read "
+        "and O written once), so a point's distance below the memory roof is traffic beyond that minimum or "
+        "latency not hidden."
+    )
+    return section(
+        "roofline" if only else f"roofline-{mode}",
+        f"Roofline ({mode} timing)",
+        note(txt),
+        figure(fig, f"roofline-{sid}") if fig else empty("No passed, timed cell in this run."),
+    )
+
+
+def _correctness(cells: pd.DataFrame, sid: str) -> Raw:
+    fig = F.correctness_matrix(cells)
+    legend = Raw(
+        '<p class="legend">'
+        + "".join(f"<span>{chip(F.CATEGORY_TEXT[c], c)} {esc(c)}</span>" for c in CATEGORIES)
+        + "</p>"
+    )
+    bad = cells[cells["category"].isin(["failed", "rejected", "unchecked"])]
+    rows = []
+    for r in sorted(bad.to_dict("records"), key=lambda r: (r["backend"], r["order"])):
+        rows.append(
+            [
+                r["backend"],
+                r["shape"],
+                chip(r["category"]),
+                F.fmt(r["max_abs_err"], ".3g"),
+                F.fmt(r["mean_abs_err"], ".3g"),
+                F.fmt(r["tolerance"], ".3g"),
+                f"{F.fmt(r['nan_count'], '.0f')}/{F.fmt(r['inf_count'], '.0f')}",
+                (r.get("reason") or "").strip().splitlines()[0][:300]
+                if (r.get("reason") or "").strip()
+                else "",
+            ]
+        )
+    return section(
+        "correctness",
+        "Correctness",
+        note(
+            "Each cell is checked against a float64 reference on several input distributions, with a "
+            "tolerance "
+            "scaled to PyTorch's own error; NaN/Inf and bit-exact repeatability are checked too."
+        ),
+        legend,
+        figure(fig, f"correctness-{sid}") if fig else empty("No cells in this run."),
+        h3("Cells that did not pass"),
+        table(
+            ["backend", "problem", "category", "max err", "mean err", "tolerance", "NaN/Inf", "reason"],
+            rows,
+            numeric=["max err", "mean err", "tolerance"],
+        ),
+    )
+
+
+#: the profile table's columns: short header -> ncu metric (all metrics stay in the database)
+PROFILE_COLUMNS = {
+    "SM %": "sm__throughput.avg.pct_of_peak_sustained_elapsed",
+    "tensor %": "sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active",
+    "DRAM %": "dram__throughput.avg.pct_of_peak_sustained_elapsed",
+    "DRAM B/s": "dram__bytes.sum.per_second",
+    "occupancy %": "sm__warps_active.avg.pct_of_peak_sustained_active",
+    "regs": "launch__registers_per_thread",
+    "smem B": "smem_per_block_bytes",
+}
+_KERNEL_CHARS = 48
+
+
+def _profile(cells: pd.DataFrame) -> Raw | None:
+    from harness.tools.profiling.compare import ratio as ncu_ratio
+    from harness.tools.profiling.ncu import TIME, stall_summary
+
+    rows: list[tuple[tuple[Any, ...], list[str]]] = []
+    present: set[str] = set()
+    for r in cells.to_dict("records"):
+        extra = r.get("extra") or {}
+        ncu = extra.get("ncu")
+        if not isinstance(ncu, dict) or not ncu:
+            continue
+        # either {metric: value} or {kernel: {metric: value}}
+        per_kernel = ncu if all(isinstance(v, dict) and "value" not in v for v in ncu.values()) else {"": ncu}
+        h = (extra.get("harness") or {}).get("median_ms") or (r["median_ms"] if r["timed"] else None)
+        call_ns = extra.get("ncu_call_ns")
+        ratio = ncu_ratio(call_ns / 1e6 if isinstance(call_ns, (int, float)) else None, h)
+        for kernel, metrics in sorted(per_kernel.items()):
+            present.update(col for col, m in PROFILE_COLUMNS.items() if m in metrics)
+            name = kernel or "—"
+            short = name if len(name) <= _KERNEL_CHARS else name[: _KERNEL_CHARS - 1] + "…"
+            stalls = stall_summary(metrics)
+            cols = [r["backend"], r["shape"], short, _metric(metrics.get("launches_per_call")),
+                    F.fmt(h) if h else "n/a", _metric(metrics.get(TIME)),
+                    format(ratio, ".3f") if ratio is not None else ""]
+            rows.append(((r["backend"], r["order"], name), cols + [metrics, stalls]))
+    if not rows:
+        return None
+    shown = [c for c in PROFILE_COLUMNS if c in present]
+    body = [cols[:7] + [_metric(cols[7].get(PROFILE_COLUMNS[c])) for c in shown] + [cols[8]]
+            for _, cols in sorted(rows, key=lambda x: x[0])]
+    legend = "; ".join(f"{c} = {PROFILE_COLUMNS[c]}" for c in shown)
+    return section(
+        "profile",
+        "Profile (Nsight Compute)",
+        note(
+            "Per-kernel Nsight Compute metrics stored with each cell, beside the harness's own median "
+            "(ncu replays kernels with its own clock control and cache flush). ncu/harness is the summed "
+            "kernel time of one call over the harness median. Units as stored (profile runs: ns, bytes, "
+            f"per second). Columns: {legend}; every collected metric is in the database."
+        ),
+        table(
+            ["backend", "problem", "kernel", "launches/call", "harness median ms", "gpu__time_duration",
+             "ncu/harness", *shown, "top stalls"],
+            body,
+            numeric=["launches/call", "harness median ms", "gpu__time_duration", "ncu/harness", *shown],
+        ),
+    )
+
+
+def _metric(v: Any) -> str:
+    if isinstance(v, dict) and "value" in v:
+        return f"{_metric(v['value'])} {v.get('unit', '')}".strip()
+    if num(v) is not None:
+        return format(float(v), ".4g")
+    if v is None:
+        return ""
+    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+# -- compare page -----------------------------------------------------------------------------
+def _mode_labelled(cells: pd.DataFrame) -> pd.DataFrame:
+    """Cells of a timing mode other than isolated get it in their backend label, so a chart or table
+    of two runs never puts the two modes of a cell in one place."""
+    return cells.assign(backend=[b if m == "isolated" else f"{b} · {m}"
+                                 for b, m in zip(cells["backend"], cells["timing_mode"], strict=True)])
+
+
+def compare_frame(ds: Dataset, a: str, b: str) -> pd.DataFrame:
+    """Cells passed and timed in both runs, with the time ratio and whether it exceeds the noise."""
+    cols = [
+        "backend",
+        "problem_key",
+        "shape",
+        "order",
+        "median_ms",
+        "rel_spread",
+        "tflops_eff",
+        "max_abs_err",
+        "p10_ms",
+        "p90_ms",
+        "timing_mode",
+        "ratio_to_baseline",
+    ]
+    ca = _mode_labelled(ds.cells(a))
+    cb = _mode_labelled(ds.cells(b))
+    j = ca[ca["timed"]][cols].merge(
+        cb[cb["timed"]][cols], on=["backend", "problem_key", "timing_mode"], suffixes=("_a", "_b")
+    )
+    if j.empty:
+        return j.assign(
+            shape=[],
+            order=[],
+            ratio=[],
+            noise=[],
+            significant=[],
+            spread_a=[],
+            spread_b=[],
+            tflops_a=[],
+            tflops_b=[],
+        )
+    j = j.rename(
+        columns={
+            "shape_a": "shape",
+            "order_a": "order",
+            "tflops_eff_a": "tflops_a",
+            "tflops_eff_b": "tflops_b",
+        }
+    )
+    j["spread_a"] = (j["p90_ms_a"] - j["p10_ms_a"]) / j["median_ms_a"]
+    j["spread_b"] = (j["p90_ms_b"] - j["p10_ms_b"]) / j["median_ms_b"]
+    j["ratio"] = j["median_ms_b"] / j["median_ms_a"]
+    # a change counts only beyond the two cells' combined relative p10–p90 spread
+    j["noise"] = j["spread_a"].fillna(0) + j["spread_b"].fillna(0)
+    j["significant"] = (j["ratio"] - 1).abs() > j["noise"]
+    return j
+
+
+def _compare_ratios(j: pd.DataFrame, a: str, b: str) -> list[str]:
+    """The ratios to the baseline in both runs, with their intervals, and how far each moved."""
+    if j.empty or "ratio_to_baseline_a" not in j:
+        return []
+    both = j[j["ratio_to_baseline_a"].notna() & j["ratio_to_baseline_b"].notna()]
+    rows = []
+    for r in sorted(both.to_dict("records"), key=lambda r: (r["backend"], r["order"])):
+        x, y = r["ratio_to_baseline_a"], r["ratio_to_baseline_b"]
+        if x.get("baseline") != y.get("baseline") or r["backend"].split(" · ")[0] == x.get("baseline"):
+            continue
+        rows.append([r["backend"], r["shape"], f"{x['ratio']:.3f} [{x['lo']:.3f}, {x['hi']:.3f}]",
+                     f"{y['ratio']:.3f} [{y['lo']:.3f}, {y['hi']:.3f}]", f"{y['ratio'] / x['ratio'] - 1:+.2%}"])
+    if not rows:
+        return []
+    return [h3("Ratios to the baseline in both runs (95% bootstrap intervals)"),
+            table(["backend", "problem", f"before ({a})", f"after ({b})", "moved"], rows, numeric=["moved"])]
+
+
+def compare_page(ds: Dataset, a: str, b: str) -> str:
+    j = compare_frame(ds, a, b)
+    ra, rb = ds.run(a), ds.run(b)
+    sig = j[j["significant"]]
+    recs = sorted(sig.to_dict("records"), key=lambda r: (-r["ratio"], r["backend"], r["order"]))
+    rows = [
+        [
+            r["backend"],
+            r["shape"],
+            F.fmt(r["median_ms_a"]),
+            F.fmt(r["median_ms_b"]),
+            f"{r['ratio']:.3f}×",
+            f"{r['noise']:.1%}",
+            chip("slower", "failed") if r["ratio"] > 1 else chip("faster", "passed"),
+        ]
+        for r in recs
+    ]
+    ca, cb = _mode_labelled(ds.cells(a)), _mode_labelled(ds.cells(b))
+    st = ca[["backend", "problem_key", "shape", "category"]].merge(
+        cb[["backend", "problem_key", "category"]],
+        on=["backend", "problem_key"],
+        how="outer",
+        suffixes=("_a", "_b"),
+    )
+    st = st[st["category_a"].fillna("absent") != st["category_b"].fillna("absent")]
+    st_rows = []
+    for r in st.to_dict("records"):
+        shape = (
+            r["shape"]
+            if isinstance(r["shape"], str)
+            else cb.loc[
+                (cb["backend"] == r["backend"]) & (cb["problem_key"] == r["problem_key"]), "shape"
+            ].iloc[0]
+        )
+        st_rows.append(
+            [
+                r["backend"],
+                shape,
+                chip(r["category_a"]) if isinstance(r["category_a"], str) else "absent",
+                chip(r["category_b"]) if isinstance(r["category_b"], str) else "absent",
+            ]
+        )
+    st_rows.sort(key=lambda x: (x[0], x[1]))
+    env_a, env_b = dict(env_rows(ra)), dict(env_rows(rb))
+    diff = [
+        [k, env_a.get(k, ""), env_b.get(k, "")]
+        for k in dict.fromkeys([*env_a, *env_b])
+        if env_a.get(k, "") != env_b.get(k, "") and k not in ("created at", "finished at", "argv")
+    ]
+    fig = F.compare_heatmap(j, a, b)
+    body = section(
+        "compare",
+        f"Compare {a} → {b}",
+        note(
+            f"before: {a} (suite {ra.get('suite')}, {ra.get('created_at')}, "
+            f"commit {ra.get('git_commit') or '—'}); after: {b} (suite {rb.get('suite')}, "
+            f"{rb.get('created_at')}, commit {rb.get('git_commit') or '—'}). Ratio = after median ÷ before "
+            "median over cells that passed and were timed in both runs. A change counts when |ratio − 1| "
+            "exceeds the combined relative spread (p90 − p10)/median of the two cells."
+        ),
+        figure(fig, f"compare-{slug(a)}-{slug(b)}")
+        if fig
+        else empty("No cell passed and was timed in both runs."),
+        h3(f"Changes beyond the noise ({len(sig)} of {len(j)} cells)"),
+        table(
+            ["backend", "problem", f"before ms ({a})", f"after ms ({b})", "ratio", "noise", ""],
+            rows,
+            numeric=["before ms", "after ms", "ratio", "noise"],
+        ),
+        *_compare_ratios(j, a, b),
+        h3("Cells whose status changed"),
+        table(["backend", "problem", f"before ({a})", f"after ({b})"], st_rows),
+        h3("Environment differences"),
+        table(["", f"before ({a})", f"after ({b})"], diff) if diff else empty("none recorded"),
+    )
+    nav = [("Index", INDEX_PAGE), (f"Run {a}", run_page_name(a)), (f"Run {b}", run_page_name(b))]
+    return page(f"flashcore compare {a} → {b}", f"database {ds.db}", body, nav)
+
+
+# -- index ------------------------------------------------------------------------------------
+def index_page(out_dir: Path, ds: Dataset | None, db_note: str) -> str:
+    parts: list[str] = []
+    if ds is not None:
+        rows = []
+        for run in reversed(ds.runs.to_dict("records")):
+            rid = run["run_id"]
+            cells = ds.cells(rid)
+            name = run_page_name(rid)
+            have = (out_dir / name).exists()
+            counts = cells["status"].value_counts().to_dict()
+            rows.append(
+                [
+                    link(name, rid) if have else rid,
+                    run.get("suite", ""),
+                    run.get("created_at", ""),
+                    (run.get("env") or {}).get("gpu", ""),
+                    run.get("git_commit") or "",
+                    *[int(counts.get(s, 0)) for s in STATUSES],
+                    Raw(
+                        " · ".join(
+                            f'<a href="{esc(name)}#{a}">{esc(a)}</a>'
+                            for a in ("overview", "performance", "roofline", "correctness")
+                        )
+                    )
+                    if have
+                    else "",
+                ]
+            )
+        parts.append(
+            section(
+                "runs",
+                "Runs",
+                table(
+                    ["run", "suite", "created", "GPU", "commit", *STATUSES, "sections"],
+                    rows,
+                    numeric=STATUSES,
+                ),
+            )
+        )
+    comps = sorted(p.name for p in out_dir.glob("compare-*.html"))
+    parts.append(
+        section(
+            "compare",
+            "Comparisons",
+            Raw(
+                "<ul>"
+                + "".join(
+                    f"<li>{link(c, c[len('compare-') : -len('.html')].replace('-vs-', ' → '))}</li>"
+                    for c in comps
+                )
+                + "</ul>"
+            )
+            if comps
+            else empty("none (needs two runs of one suite, or --compare A B)"),
+        )
+    )
+    audit = out_dir / AUDIT_PAGE
+    parts.append(
+        section(
+            "audit",
+            "Claims audit",
+            Raw(f"<p>{link(AUDIT_PAGE, 'claims audit')}</p>")
+            if audit.exists()
+            else empty("not run yet: flashcore audit suites/claims/seeds.toml"),
+        )
+    )
+    return page("flashcore dashboards", db_note, "".join(parts), plotly=False)

@@ -1,0 +1,70 @@
+"""The command line and the supervisor start without torch and plotly: each entry point is imported in a
+fresh interpreter and the modules it pulled in are checked. A control proves the probe sees an import."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "plotly")
+
+#: entry point -> (code run in a fresh interpreter, modules it must really have imported)
+ENTRY_POINTS = {
+    "import harness.cli": ("import harness.cli", ["harness.cli", "harness.cli.run", "harness.cli.report"]),
+    "build the app": ("import typer; from harness.cli import app; typer.main.get_command(app)",
+                      ["harness.cli", "harness.cli.errors"]),
+    "flashcore --help": (
+        "import sys; from harness.cli import app; sys.argv = ['flashcore', '--help']\n"
+        "try:\n    app()\nexcept SystemExit as e:\n    assert e.code == 0, e.code",
+        ["harness.cli"]),
+    "flashcore run --help": (
+        "import sys; from harness.cli import app; sys.argv = ['flashcore', 'run', '--help']\n"
+        "try:\n    app()\nexcept SystemExit as e:\n    assert e.code == 0, e.code",
+        ["harness.cli.run"]),
+    "the supervisor": ("import harness.run.supervisor", ["harness.run.supervisor", "harness.run.plan",
+                                                         "harness.spec.suite"]),
+    "the plan": ("import harness.run.plan", ["harness.run.plan"]),
+    "the suite": ("import harness.spec.suite", ["harness.spec.suite", "harness.spec.distributions"]),
+    "the backend registry": ("from harness.backends import registry",
+                             ["harness.backends.registry"]),
+}
+
+
+def imported_after(code: str) -> set[str]:
+    """The top-level and dotted names in sys.modules after ``code`` ran in a fresh interpreter."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    res = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return set(json.loads(res.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("name", list(ENTRY_POINTS))
+def test_an_entry_point_imports_neither_torch_nor_plotly(name):
+    code, expected = ENTRY_POINTS[name]
+    mods = imported_after(code)
+    missing = [m for m in expected if m not in mods]
+    assert not missing, f"{name}: the probe did not import {missing}: it tests nothing"
+    for heavy in HEAVY:
+        assert heavy not in mods, f"{name} imports {heavy}"
+
+
+def test_the_probe_sees_a_heavy_import():
+    # the control: a module that does need torch is seen to import it
+    assert "torch" in imported_after("import harness.measure.inputs")
+
+
+def test_flashcore_run_imports_no_plotly(tmp_path):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text('[suite]\nname = "tiny"\nbackends = ["reference"]\n[[grid]]\nbatch = 1\nheads_q = 1\n'
+                     'seqlen_q = 8\nhead_dim = 8\ndtype = "float32"\n[timing]\nmin_samples = 3\nmax_samples = 3\n'
+                     'time_cap_s = 0.05\nmin_time_s = 0\nwarmup = 1\n')
+    code = ("import sys; from harness.cli import app; "
+            f"sys.argv = ['flashcore', 'run', '--suite', {str(suite)!r}, '--db', {str(tmp_path / 'r.db')!r}]\n"
+            "try:\n    app()\nexcept SystemExit as e:\n    assert e.code == 0, e.code")
+    mods = imported_after(code)
+    assert "harness.run.supervisor" in mods
+    assert "plotly" not in mods
