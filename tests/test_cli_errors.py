@@ -111,3 +111,18 @@ def test_run_works_without_plotly_and_report_says_in_one_line_what_is_missing(tm
                          env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert res.stderr.startswith(f"{PREFIX}report is not available here: ") and "plotly" in res.stderr
+
+
+def test_audit_gives_its_verdicts_without_plotly_and_says_the_page_was_not_written(tmp_path):
+    """A GPU node without plotly still audits claims: the verdict table needs no plotly, only the HTML page."""
+    claims = tmp_path / "claims.toml"
+    claims.write_text('[[claim]]\nid = "c1"\nbackend = "sdpa-flash"\nproblem = { batch = 1, heads_q = 1, seqlen_q = 8, '
+                      'head_dim = 8, dtype = "float16", causal = false }\ntflops = 1\n'
+                      'source = { file = "x.txt", quote = "q" }\n')
+    env = _without_plotly(tmp_path)
+    flashcore = [sys.executable, "-c", "from harness.cli import main; main()"]
+    res = subprocess.run([*flashcore, "audit", str(claims), "--db", str(tmp_path / "none.db"), "--out",
+                          str(tmp_path / "a")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "c1" in res.stdout and "audit page not written" in res.stdout and "plotly" in res.stdout
+    assert not (tmp_path / "a").exists()
