@@ -38,5 +38,25 @@ def ncu_saved(
         console.print(line)
 
 
+#: the GPU diagnostics keep their own argparse options (``flashcore diagnose NAME --help`` prints them)
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def _passthrough(name: str, module: str, summary: str) -> None:
+    @diagnose_app.command(name, context_settings=_PASSTHROUGH, add_help_option=False, help=summary)
+    def command(ctx: typer.Context) -> None:
+        import importlib
+
+        importlib.import_module(f"harness.tools.diagnostics.{module}").main(list(ctx.args))
+
+
+_passthrough("repeat-cells", "repeat_cells",
+             "Time the same cells several times in one process, to split a median's run-to-run variation.")
+_passthrough("thermal-timeline", "thermal_timeline",
+             "One kernel's duration and the SM's effective clock over seconds of load after idle.")
+_passthrough("clock-states", "clock_states",
+             "Whether a kernel's time follows the SM clock between visits, timed by the host's clock.")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(diagnose_app, name="diagnose")

@@ -1,6 +1,6 @@
 """Does a kernel's time follow the SM clock between visits, by a clock the GPU does not keep?
 
-    python scripts/clock_states.py [--backend cudnn|flash] [--shape B,H,S,D] [--visits 12] [--json FILE]
+    flashcore diagnose clock-states [--backend cudnn|flash] [--shape B,H,S,D] [--visits 12] [--json FILE]
 
 A cell's median can sit still within one visit (samples agreeing to 0.05%) and move by 2% at the next,
 while NVML reports 1980 MHz throughout and the hold-based probe (``harness.measure.timing.sm_clock``) at times
@@ -59,15 +59,15 @@ def visit(call, flush: L2Flusher, samples: int, hold_cycles: int) -> tuple[list[
     return [s.elapsed_time(e) for _, s, e in pending], [h.elapsed_time(s) for h, s, _ in pending]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="flashcore diagnose clock-states", description=__doc__.splitlines()[0])
     ap.add_argument("--backend", choices=("cudnn", "flash"), default="cudnn")
     ap.add_argument("--shape", default="8,32,2048,64", help="B,H,S,D (bf16, not causal)")
     ap.add_argument("--visits", type=int, default=12)
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--spin-ms", type=float, default=50.0, help="the host-timed spin per visit")
     ap.add_argument("--json", default="")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     b, h, s, d = (int(x) for x in args.shape.split(","))
     q, k, v = (torch.randn(b, h, s, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     backend = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}[args.backend]

@@ -1,6 +1,6 @@
 """Time the same cells several times in one process, to split a median's run-to-run variation.
 
-    python scripts/repeat_cells.py --suite fa-paper --rounds 4 [--shift] [--poll-ms 2] \
+    flashcore diagnose repeat-cells --suite fa-paper --rounds 4 [--shift] [--poll-ms 2] \
         --cell flashcore-bleeding-edge:b8-hq32-hkv32-sq2048-sk2048-d64-bfloat16-full-bshd ...
 
 Each round measures every cell as ``flashcore run`` does (the worker's ``measure_cell``, same suite
@@ -55,8 +55,8 @@ def summarize_file(path: str, prefix: int) -> None:
         print(f"{tag:4s} {backend:24s} {problem:56s} n={len(ms)} range {max(ms) / min(ms) - 1:.2%}{clock}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="flashcore diagnose repeat-cells", description=__doc__.split("\n\n")[0])
     ap.add_argument("--suite", default="fa-paper")
     ap.add_argument("--cell", action="append", default=[], help="BACKEND:PROBLEM_KEY (repeatable)")
     ap.add_argument("--rounds", type=int, default=4)
@@ -69,7 +69,7 @@ def main() -> None:
                                                     "an earlier run wrote (no GPU)")
     ap.add_argument("--group-prefix", type=int, default=0, help="with --summarize: group by this many leading "
                                                                   "characters of the tag")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.summarize:
         summarize_file(args.summarize, args.group_prefix)
         return

@@ -1,6 +1,6 @@
 """How one kernel's duration and the SM's effective clock evolve over seconds of load after idle.
 
-    python scripts/thermal_timeline.py --suite fa-paper \
+    flashcore diagnose thermal-timeline --suite fa-paper \
         --cell flashcore-bleeding-edge:b8-hq32-hkv32-sq2048-sk2048-d64-bfloat16-full-bshd \
         --phases idle:8,load:8,idle:2,load:4 [--json FILE]
 
@@ -30,15 +30,15 @@ from harness.spec.suite import load_suite
 SPIN_CYCLES = 2_000_000  # ~1 ms at 1.98 GHz
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="flashcore diagnose thermal-timeline", description=__doc__.split("\n\n")[0])
     ap.add_argument("--suite", default="fa-paper")
     ap.add_argument("--cell", default="", help="BACKEND:PROBLEM_KEY")
     ap.add_argument("--phases", default="idle:8,load:8,idle:2,load:4")
     ap.add_argument("--bin-s", type=float, default=0.25)
     ap.add_argument("--json", default="")
     ap.add_argument("--from-json", default="", help="print the table of a JSON an earlier run wrote (no GPU)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.from_json:
         opener = gzip.open if args.from_json.endswith(".gz") else open
         with opener(args.from_json, "rt") as f:
