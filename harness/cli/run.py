@@ -23,27 +23,33 @@ def _with_flush(s, how: str):
     """The suite with its L2 flush set from ``--l2-flush`` (read, write or off)."""
     from dataclasses import replace
 
-    from harness.spec.suite import L2_FLUSH_MODES
+    from pydantic import ValidationError
+
+    from harness.spec.schema import Timing, choices
 
     if how == "off":
         return replace(s, timing=replace(s.timing, l2_flush=False))
-    if how not in L2_FLUSH_MODES:
-        raise fail(f"--l2-flush {how!r}: allowed {', '.join(L2_FLUSH_MODES)}, off")
-    return replace(s, timing=replace(s.timing, l2_flush=True, l2_flush_mode=how))
+    try:  # the mode is held to the suite key's choices by the model itself
+        return replace(s, timing=replace(s.timing, l2_flush=True, l2_flush_mode=how))
+    except ValidationError:
+        raise fail(f"--l2-flush {how!r}: allowed {', '.join(choices(Timing, 'l2_flush_mode'))}, off") from None
 
 
 def _with_timing(s, flag: str, key: str, value: float, allowed: str):
     """The suite with one ``[timing]`` key set from its command-line flag, held to the suite key's bounds
-    (``allowed`` says them, formatted with ``lo`` and ``hi``)."""
+    by the model (``allowed`` says them, formatted with ``lo`` and ``hi``)."""
     from dataclasses import replace
 
-    from harness.spec.suite import NUMBER_BOUNDS
+    from pydantic import ValidationError
 
-    lo, hi = NUMBER_BOUNDS[key]
-    if not lo <= value <= hi:
+    from harness.spec.schema import Timing, bounds
+
+    try:
+        return replace(s, timing=replace(s.timing, **{key: value}))
+    except ValidationError:
+        lo, hi = bounds(Timing, key)
         shown = f"{value:g}" if isinstance(value, float) else str(value)
-        raise fail(f"{flag} {shown}: allowed {allowed.format(lo=lo, hi=hi)}")
-    return replace(s, timing=replace(s.timing, **{key: value}))
+        raise fail(f"{flag} {shown}: allowed {allowed.format(lo=lo, hi=hi)}") from None
 
 
 def run(

@@ -27,71 +27,36 @@ try:
     import tomllib
 except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.spec.distributions import DISTRIBUTIONS
+from pydantic import ValidationError
+
 from harness.spec.problem import Problem, ProblemError, check_size
+from harness.spec.schema import (
+    GRID_KEYS,
+    L2_FLUSH_MODES,
+    MEASURE_MODES,
+    TIMING_MODES,
+    Checks,
+    SuiteFile,
+    SuiteTable,
+    Timing,
+    allowed,
+)
+
+__all__ = ["GRID_KEYS", "L2_FLUSH_MODES", "MEASURE_MODES", "TIMING_MODES", "Checks", "Suite", "SuiteError",
+           "Timing", "find_suite", "load_suite"]
 
 SUITE_DIRS = (Path.cwd() / "suites", Path(__file__).resolve().parents[2] / "suites")
-GRID_KEYS = ("batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim", "dtype", "causal",
-             "softmax_scale", "layout", "tokens", "hidden")
-TIMING_MODES = ("events", "graph")
-#: the two named timing modes a suite reports (harness.measure.timing.sustained says what each measures)
-MEASURE_MODES = ("isolated", "sustained")
-L2_FLUSH_MODES = ("read", "write")  # harness.measure.timing.l2.FLUSH_MODES, without importing torch here
-#: inclusive bounds of the numeric [checks]/[timing] keys (a value past them is a typo, or a run that
-#: would never end)
-NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
-    "trials": (1, 1000), "determinism_runs": (0, 1000), "seed": (0, 2**63 - 1), "warmup": (0, 100_000),
-    "min_samples": (1, 1_000_000), "max_samples": (1, 1_000_000), "time_cap_s": (1e-3, 86_400.0),
-    "cell_timeout_s": (1.0, 7 * 86_400.0), "max_noise": (1e-6, 0.999), "settle_s": (0.0, 60.0),
-    "min_time_s": (0.0, 86_400.0),
-    "kernel_clock_calls": (0, 10_000), "cool": (0.0, 100.0),
-    "sustained_s": (0.01, 60.0), "sustained_warmup_s": (0.0, 60.0), "rounds": (1, 100),
-}
 MAX_PROBLEMS = 100_000  # per suite, after the grids multiply out
 MAX_TENSOR_ELEMENTS = 1 << 36  # Q, K, V or O: 128 GiB in 16-bit, more than any GPU holds
+SECTIONS = {"suite": "[suite]", "grid": "[[grid]]", "checks": "[checks]", "timing": "[timing]"}
 
 
 class SuiteError(ValueError):
     """A malformed suite: the message is one line naming file, key, value and what is allowed."""
-
-
-@dataclass(frozen=True)
-class Checks:
-    correctness: bool = True
-    trials: int = 1  # fresh inputs per trial, per distribution
-    distributions: tuple[str, ...] = ("normal",)
-    determinism_runs: int = 3  # same inputs, compared bit for bit
-    require_deterministic: bool = True
-    calibrate: bool = True  # null-kernel calibration of the tolerance
-    seed: int = 1234
-
-
-@dataclass(frozen=True)
-class Timing:
-    enabled: bool = True
-    mode: str = "events"  # events | graph
-    warmup: int = 3
-    min_samples: int = 10
-    max_samples: int = 1000
-    max_noise: float = 0.01
-    time_cap_s: float = 1.0
-    min_time_s: float = 0.1  # the noise criteria wait for this much sampled time (see harness.measure.timing.stopping)
-    l2_flush: bool = True
-    l2_flush_mode: str = "read"  # read | write (see harness.measure.timing.l2)
-    settle_s: float = 0.2  # samples of the first settle_s seconds set aside (see harness.measure.timing.timer)
-    kernel_clock_calls: int = 0  # > 0: also sum the kernel time of this many calls (profiler, CUPTI)
-    cool: float = 0.0  # GPU idle before each call, in multiples of the call's time (see harness.measure.timing.timer)
-    cell_timeout_s: float = 600.0
-    # the named timing modes, each its own result row per cell (see harness.measure.timing.sustained, docs/timing.md)
-    modes: tuple[str, ...] = ("isolated",)
-    sustained_s: float = 0.15  # sustained: back-to-back calls timed for this long (GPU time) after the warm-up
-    sustained_warmup_s: float = 0.05  # sustained: back-to-back calls before the timed window, set aside
-    rounds: int = 1  # every backend of a problem visited this many times in rotation, samples pooled
-    baseline: str = ""  # the backend every other one is reported as a ratio to (bootstrap interval)
 
 
 @dataclass(frozen=True)
@@ -150,77 +115,8 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _typed(path: Path, section: str, cls: type, raw: Any) -> Any:
-    if raw is None:
-        return cls()
-    if not isinstance(raw, dict):
-        raise _err(path, f"[{section}]", raw, "must be a table")
-    defaults = cls()
-    kw: dict[str, Any] = {}
-    names = {f.name: f for f in fields(cls)}
-    for key, value in raw.items():
-        if key not in names:
-            raise _err(path, f"[{section}] {_k(key)}", value, f"unknown key; allowed {', '.join(names)}")
-        want = type(getattr(defaults, key))
-        where = f"[{section}] {key}"
-        if want is bool:
-            if not isinstance(value, bool):
-                raise _err(path, where, value, "must be true or false")
-        elif want is int:
-            lo, hi = NUMBER_BOUNDS.get(key, (0, 2**63 - 1))
-            if not _is_int(value) or not lo <= value <= hi:
-                raise _err(path, where, value, f"must be a non-negative integer from {lo:g} to {hi:g}")
-        elif want is float:
-            lo, hi = NUMBER_BOUNDS.get(key, (1e-300, 1e300))
-            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
-                    or not lo <= value <= hi):
-                raise _err(path, where, value, "must be a fraction in (0, 1)" if key == "max_noise"
-                           else f"must be a positive number from {lo:g} to {hi:g}")
-            value = float(value)
-        elif want is tuple:
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-                raise _err(path, where, value, "must be a non-empty list of strings")
-            if len(set(value)) != len(value):
-                raise _err(path, where, value, "lists a value twice")
-            value = tuple(value)
-        elif want is str and not isinstance(value, str):
-            raise _err(path, where, value, "must be a string")
-        kw[key] = value
-    obj = cls(**kw)
-    if isinstance(obj, Checks):
-        bad = [d for d in obj.distributions if d not in DISTRIBUTIONS]
-        if bad:
-            raise _err(path, "[checks] distributions", bad[0], f"allowed {', '.join(DISTRIBUTIONS)}")
-        if obj.trials < 1:
-            raise _err(path, "[checks] trials", obj.trials, "must be at least 1")
-    if isinstance(obj, Timing):
-        if obj.mode not in TIMING_MODES:
-            raise _err(path, "[timing] mode", obj.mode, f"allowed {', '.join(TIMING_MODES)}")
-        if obj.l2_flush_mode not in L2_FLUSH_MODES:
-            raise _err(path, "[timing] l2_flush_mode", obj.l2_flush_mode, f"allowed {', '.join(L2_FLUSH_MODES)}")
-        if obj.max_noise >= 1:
-            raise _err(path, "[timing] max_noise", obj.max_noise, "must be a fraction in (0, 1)")
-        if obj.min_samples < 1 or obj.max_samples < obj.min_samples:
-            raise _err(path, "[timing] max_samples", obj.max_samples, "need 1 <= min_samples <= max_samples")
-        bad_modes = [m for m in obj.modes if m not in MEASURE_MODES]
-        if bad_modes:
-            raise _err(path, "[timing] modes", bad_modes[0], f"allowed {', '.join(MEASURE_MODES)}")
-    return obj
-
-
-def _expand_grid(path: Path, i: int, grid: Any) -> list[Problem]:
+def _expand_grid(path: Path, i: int, axes: dict[str, list[Any]]) -> list[Problem]:
     where = f"[[grid]] #{i + 1}"
-    if not isinstance(grid, dict) or not grid:
-        raise _err(path, where, grid, "must be a non-empty table of problem keys")
-    for key in grid:
-        if key not in GRID_KEYS:
-            raise _err(path, f"{where} {_k(key)}", grid[key], f"unknown key; allowed {', '.join(GRID_KEYS)}")
-    axes = {k: (v if isinstance(v, list) else [v]) for k, v in grid.items()}
-    for k, v in axes.items():
-        if not v:
-            raise _err(path, f"{where} {k}", v, "empty list: give at least one value")
     n = math.prod(len(v) for v in axes.values())
     if n > MAX_PROBLEMS:
         raise _err(path, where, {k: f"{len(v)} values" for k, v in axes.items()},
@@ -262,6 +158,50 @@ def _expand_grid(path: Path, i: int, grid: Any) -> list[Problem]:
     return problems
 
 
+def _where(loc: tuple[Any, ...]) -> str:
+    """A validation error's location as the suite file spells it: ``[timing] cool``, ``[[grid]] #2 batch``."""
+    section, rest = str(loc[0]), list(loc[1:])
+    if section not in SECTIONS:
+        return _k(section)
+    head = SECTIONS[section]
+    if section == "grid" and rest and isinstance(rest[0], int):
+        head = f"{head} #{rest.pop(0) + 1}"
+    return f"{head} {_k(str(rest[0]))}" if rest else head
+
+
+def _error(path: Path, exc: ValidationError, raw: dict[str, Any]) -> SuiteError:
+    """The first of pydantic's errors as the one-line message: file, key, value, what is allowed."""
+    e = exc.errors(include_url=False)[0]
+    loc, kind = e["loc"], e["type"]
+    value = None if kind == "missing" else e.get("input")
+    section = str(loc[0])
+    if section not in SECTIONS:
+        return _err(path, _where(loc), value, f"unknown section; allowed {', '.join(SECTIONS)}")
+    table = {"suite": SuiteTable, "checks": Checks, "timing": Timing}.get(section)
+    rest = [x for x in loc[1:] if not isinstance(x, int)]
+    if kind == "cross_key":  # a rule between keys, named by the key it puts the blame on
+        return _err(path, f"{SECTIONS[section]} {e['ctx']['key']}", e["ctx"]["value"], e["msg"])
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        keys = GRID_KEYS if section == "grid" else tuple(table.__pydantic_fields__)
+        return _err(path, _where(loc), value, f"unknown key; allowed {', '.join(keys)}")
+    if section == "grid":
+        if len(loc) == 3:
+            return _err(path, _where(loc), value, "empty list: give at least one value")
+        if len(loc) == 2:
+            return _err(path, _where(loc), value, "must be a non-empty table of problem keys")
+        return _err(path, "[[grid]]", value, SuiteFile.model_fields["grid"].description)
+    if not rest:
+        return _err(path, SECTIONS[section], value, SuiteFile.model_fields[section].description or "must be a table")
+    if section == "suite" and rest[0] == "backends":
+        from harness.backends import registry
+
+        return _err(path, "[suite] backends", raw["suite"].get("backends"),
+                    f'must be "all" or a list from {", ".join(registry.names())}')
+    if section == "suite" and rest[0] == "name":
+        value = raw["suite"]["name"]
+    return _err(path, _where(loc[:2]), value, allowed(table, str(rest[0]), e))
+
+
 def load_suite(name_or_path: str) -> Suite:
     path = find_suite(name_or_path)
     try:
@@ -272,33 +212,24 @@ def load_suite(name_or_path: str) -> Suite:
         raise SuiteError(f"{path}: cannot read: {exc}") from None
     except RecursionError:
         raise SuiteError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
-    allowed_top = ("suite", "grid", "checks", "timing")
-    for key in raw:
-        if key not in allowed_top:
-            raise _err(path, _k(key), raw[key], f"unknown section; allowed {', '.join(allowed_top)}")
-    meta = raw.get("suite")
-    if not isinstance(meta, dict):
-        raise _err(path, "[suite]", meta, "missing: a [suite] table with name and backends is required")
-    for key in meta:
-        if key not in ("name", "description", "backends"):
-            raise _err(path, f"[suite] {_k(key)}", meta[key], "unknown key; allowed name, description, backends")
-    name = meta.get("name", path.stem)
-    if not isinstance(name, str) or not name.strip() or len(name) > 100 or not name.isprintable():
-        raise _err(path, "[suite] name", name, "must be a non-empty printable string of at most 100 characters")
-    if not isinstance(meta.get("description", ""), str):
-        raise _err(path, "[suite] description", meta["description"], "must be a string")
-    backends = meta.get("backends")
+    try:
+        spec = SuiteFile.model_validate(raw)
+    except ValidationError as exc:
+        raise _error(path, exc, raw) from None
+    return _build(path, spec)
+
+
+def _build(path: Path, spec: SuiteFile) -> Suite:
+    """The suite from its validated tables: the backends against the registry, the grids multiplied out."""
     from harness.backends import registry
 
+    meta = spec.suite
     known = registry.names()
-    if backends == "all":
-        backends = known
-    if not isinstance(backends, list) or not backends or not all(isinstance(b, str) for b in backends):
-        raise _err(path, "[suite] backends", backends, f'must be "all" or a list from {", ".join(known)}')
+    backends = known if meta.backends == "all" else meta.backends
     for b in backends:
         if b not in known:
             hint = ""
-            if isinstance(b, str) and b.startswith(("fault-", "exploit-", "control-", "test-")):
+            if b.startswith(("fault-", "exploit-", "control-", "test-")):
                 hint = ('; the test backends are registered only on request: FLASHCORE_BACKENDS='
                         '"$(python -m harness.testing all)"')
             broken = registry.load_errors()
@@ -308,18 +239,14 @@ def load_suite(name_or_path: str) -> Suite:
     if len(set(backends)) != len(backends):
         twice = next(b for b in backends if backends.count(b) > 1)
         raise _err(path, "[suite] backends", twice, "listed twice")
-    grids = raw.get("grid")
-    if not isinstance(grids, list) or not grids:
-        raise _err(path, "[[grid]]", grids, "missing: at least one [[grid]] table of problems is required")
     problems: dict[Problem, None] = {}  # ordered, and no quadratic membership test
-    for i, g in enumerate(grids):
-        for p in _expand_grid(path, i, g):
+    for i, g in enumerate(spec.grid):
+        for p in _expand_grid(path, i, g.axes()):
             problems[p] = None
             if len(problems) > MAX_PROBLEMS:
-                raise _err(path, "[[grid]]", f"{len(grids)} tables", f"more than {MAX_PROBLEMS} problems in all")
-    timing = _typed(path, "timing", Timing, raw.get("timing"))
+                raise _err(path, "[[grid]]", f"{len(spec.grid)} tables", f"more than {MAX_PROBLEMS} problems in all")
+    timing = spec.timing
     if timing.baseline and timing.baseline not in backends:
         raise _err(path, "[timing] baseline", timing.baseline, f"not one of the suite's backends {', '.join(backends)}")
-    return Suite(name=name, path=path, backends=tuple(backends), problems=tuple(problems),
-                 checks=_typed(path, "checks", Checks, raw.get("checks")), timing=timing,
-                 description=str(meta.get("description", "")))
+    return Suite(name=path.stem if meta.name is None else meta.name, path=path, backends=tuple(backends),
+                 problems=tuple(problems), checks=spec.checks, timing=timing, description=meta.description)
