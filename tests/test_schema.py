@@ -83,3 +83,15 @@ def test_run_overrides_are_held_to_the_model_bounds(tmp_path, args, shown):
     res = CliRunner().invoke(app, ["run", "--suite", "smoke", "--db", str(tmp_path / "x.db"), *args])
     assert res.exit_code == 2 and shown in res.output, res.output
     assert not (tmp_path / "x.db").exists()
+
+
+def test_claim_citations_are_models_that_refuse_blank_or_stray_keys():
+    import harness.analysis.audit  # noqa: F401 - the audit package imports the claims module in its order
+    from harness.spec.claims import MappingSource, Source
+
+    assert Source(file="doc.txt", quote="q").file == "doc.txt"
+    for bad in ({"file": " ", "quote": "q"}, {"file": "d", "quote": "q", "page": 3}, {"file": 1, "quote": "q"}):
+        with pytest.raises(ValidationError):
+            Source(**bad)
+    with pytest.raises(ValidationError):
+        MappingSource(url="u", quote="")

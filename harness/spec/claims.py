@@ -23,7 +23,10 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass as model
 
 from harness.analysis.audit.formulas import BYTE_UNITS, FLOP_UNITS, OCCUPANCY_QUANTITIES, TRAFFIC_QUANTITIES
 from harness.spec.problem import DTYPES, Problem, ProblemError
@@ -92,16 +95,25 @@ class Range:
         return f"{self.lo:g}" if self.single else f"{self.lo:g}–{self.hi:g}"
 
 
-@dataclass(frozen=True)
+#: a citation's parts: text with something in it besides spaces
+Cited = Annotated[str, StringConstraints(strict=True, pattern=r"\S")]
+_CITATION = ConfigDict(extra="forbid")
+
+
+@model(frozen=True, config=_CITATION)
 class Source:
-    file: str
-    quote: str
+    file: Cited
+    quote: Cited
 
 
-@dataclass(frozen=True)
+@model(frozen=True, config=_CITATION)
 class MappingSource:
-    url: str
-    quote: str
+    url: Cited
+    quote: Cited
+
+
+_SOURCE = TypeAdapter(Source)
+_MAPPING = TypeAdapter(Annotated[list[MappingSource], Field(min_length=1)])
 
 
 @dataclass(frozen=True)
@@ -250,13 +262,12 @@ def _measured_on(c: dict[str, Any], where: str) -> tuple[tuple[str, ...], tuple[
     if mapping is None:
         raise ClaimsError(f"{where}: key 'measured_on' needs 'mapping' = [{{url = \"...\", quote = \"...\"}}] "
                           "citing where the backends come from")
-    ok = isinstance(mapping, list) and mapping and all(
-        isinstance(m, dict) and set(m) == {"url", "quote"}
-        and all(isinstance(m[k], str) and m[k].strip() for k in ("url", "quote")) for m in mapping)
-    if not ok:
+    try:
+        cited = _MAPPING.validate_python(mapping, strict=False)
+    except ValidationError:
         raise ClaimsError(f"{where}: key 'mapping' = {mapping!r}: a non-empty list of "
-                          '{url = "...", quote = "..."} tables, each with both keys and nothing else')
-    return tuple(on), tuple(MappingSource(m["url"], m["quote"]) for m in mapping)
+                          '{url = "...", quote = "..."} tables, each with both keys and nothing else') from None
+    return tuple(on), tuple(cited)
 
 
 def _str(c: dict[str, Any], key: str, where: str, required: bool = False) -> str:
@@ -288,21 +299,17 @@ def _range(c: dict[str, Any], key: str, where: str) -> Range | None:
 
 
 def _source(v: Any, where: str) -> Source:
-    if (
-        not isinstance(v, dict)
-        or not isinstance(v.get("file"), str)
-        or not isinstance(v.get("quote"), str)
-        or not v["file"].strip()
-        or not v["quote"].strip()
-    ):
+    try:  # file and quote first, so a missing one is named before a stray key
+        source = _SOURCE.validate_python({k: v[k] for k in ("file", "quote") if k in v} if isinstance(v, dict) else v)
+    except ValidationError:
         raise ClaimsError(
             f'{where}: key \'source\' must be {{file = "...", quote = "..."}} '
             "naming the document and quoting the statement"
-        )
+        ) from None
     extra = sorted(set(v) - {"file", "quote"})
     if extra:
         raise ClaimsError(f"{where}: key 'source' has unknown key(s) {extra}: allowed file, quote")
-    return Source(v["file"], v["quote"])
+    return source
 
 
 def _problem(v: Any, where: str) -> Problem | None:
