@@ -15,9 +15,9 @@ A cell measured again in the same run (``flashcore run --retry-failed``) replace
 (so every reader sees the latest attempt), and the row it replaces is kept in ``superseded_results``
 with the time it was superseded (``flashcore export --superseded`` includes them).
 
-Schema 2 (this) adds the lease columns to ``runs`` and the ``superseded_results`` table; a schema-1
-database is migrated in place (``ALTER TABLE``, every row kept) when a writer opens it, and read as it is
-by a reader.
+The schema is versioned (``harness.store.schema``): a writer that opens an older database backs it up
+beside itself and migrates it in place (``harness.store.migrations``), every row kept; a reader reads it
+as it is, at the version it found (``Store.schema``), and never changes it.
 """
 from __future__ import annotations
 
@@ -34,43 +34,27 @@ from pathlib import Path
 from typing import Any
 
 from harness.records.result import Result
+from harness.store import migrations
+from harness.store.detail import drop_detail, write_detail
+from harness.store.errors import StoreError
+from harness.store.schema import (
+    LEASE_COLUMNS,
+    READABLE_SCHEMAS,
+    RESULTS_UNIQUE,
+    SCHEMA_VERSION,
+    found_version,
+    result_column_sql,
+)
+
+__all__ = ["DEFAULT_DB", "HEARTBEAT_S", "LEASE_COLUMNS", "READABLE_SCHEMAS", "SCHEMA_VERSION", "STALE_S",
+           "Heartbeat", "RunInfo", "Store", "StoreError", "now", "pid_alive"]
 
 DEFAULT_DB = Path("results/flashcore.db")
-SCHEMA_VERSION = 2
-#: schema versions this flashcore reads (a writer migrates the older ones to SCHEMA_VERSION)
-READABLE_SCHEMAS = (1, 2)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 #: a running supervisor renews its lease at least this often (seconds)
 HEARTBEAT_S = 20.0
 #: a lease not renewed for this long belongs to a dead run, on any host (seconds)
 STALE_S = 120.0
-#: columns schema 2 added to runs: the lease
-LEASE_COLUMNS = {"pid": "INTEGER", "host": "TEXT", "heartbeat_at": "TEXT"}
-
-_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT", bool: "INTEGER"}
-
-
-def _column_sql() -> str:
-    import typing
-
-    hints = typing.get_type_hints(Result)
-    cols = []
-    for name in Result.columns():
-        if name == "extra":
-            cols.append("extra TEXT")
-            continue
-        t = hints[name]
-        base = next((v for k, v in _TYPES.items() if k is t or k in getattr(t, "__args__", ())), "TEXT")
-        cols.append(f"{name} {base}")
-    return ", ".join(cols)
-
-
-#: a result row per cell and timing mode (rows written before timing_mode existed are isolated)
-_RESULTS_UNIQUE = "UNIQUE(run_id, backend, problem_key, timing_mode)"
-
-
-class StoreError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -188,6 +172,9 @@ class Store:
         self.path = Path(path)
         self.readonly = readonly
         self.conn: sqlite3.Connection | None = None
+        #: the copy a writer made before migrating, and the version it migrated from (None: no migration)
+        self.backup: Path | None = None
+        self.migrated_from: int | None = None
         exists = self.path.exists()
         if (readonly or not create) and not exists:
             raise StoreError(f"results database {self.path} does not exist: run `flashcore run` first or pass --db")
@@ -207,10 +194,13 @@ class Store:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.conn = sqlite3.connect(self.path, timeout=30)
                 self.conn.row_factory = sqlite3.Row
-                self.schema = self._check_schema(empty_ok=create)  # before WAL: a refused file stays as it was
+                found = self._check_schema(empty_ok=create)  # before WAL: a refused file stays as it was
+                if 0 < found < SCHEMA_VERSION:  # the copy before WAL too, so it is the file as it was
+                    self.backup = migrations.back_up(self.conn, self.path, found)
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
-                self._migrate()
+                if found < SCHEMA_VERSION:
+                    self.migrated_from = migrations.migrate(self.conn, self.path, found)
                 self.schema = SCHEMA_VERSION
         except sqlite3.OperationalError as exc:  # "unable to open database file", locked...: name the file
             self._close_quietly()
@@ -248,22 +238,14 @@ class Store:
         """The schema version of a flashcore database (StoreError for anything else); 0 for a SQLite file
         without tables when ``empty_ok``."""
         assert self.conn is not None
-        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not tables and empty_ok:
-            return 0
-        if not {"meta", "runs", "results"} <= tables:
-            shown = ", ".join(sorted(tables)[:5]) or "none"
-            raise StoreError(f"{self.path} is not a flashcore results database (its tables: {shown}); "
-                             "nothing was changed")
-        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        try:
-            version = int(row[0]) if row is not None else None
-        except (TypeError, ValueError):
-            version = None
-        if version not in READABLE_SCHEMAS:
-            raise StoreError(f"{self.path}: schema version {row[0] if row else 'missing'}, this flashcore reads "
-                             f"{', '.join(map(str, READABLE_SCHEMAS))}; nothing was changed")
-        return version
+        return found_version(self.conn, self.path, empty_ok=empty_ok)
+
+    def schema_text(self) -> str:
+        """The version found, for messages: and, for a reader of an older database, that it was not migrated."""
+        if self.schema == SCHEMA_VERSION:
+            return f"schema version {self.schema}"
+        return (f"schema version {self.schema} (read as it is; a writer migrates it to {SCHEMA_VERSION}, "
+                f"after a backup beside it)")
 
     def close(self) -> None:
         self._close_quietly()
@@ -273,40 +255,6 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _migrate(self) -> None:
-        """Create the tables, or bring a schema-1 database to this schema in place (one transaction)."""
-        assert self.conn is not None
-        if self.schema == SCHEMA_VERSION and self._has_superseded():
-            return  # nothing to do: opening a database for writing does not change it
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            lease = ", ".join(f"{k} {t}" for k, t in LEASE_COLUMNS.items())
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, suite TEXT, created_at TEXT, "
-                "git_commit TEXT, argv TEXT, env TEXT, peak_tflops REAL, peak_gbs REAL, status TEXT, "
-                f"finished_at TEXT, {lease})"
-            )
-            have = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
-            for col, typ in LEASE_COLUMNS.items():  # schema 1 -> 2
-                if col not in have:
-                    self.conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {typ}")
-            self.conn.execute(
-                f"CREATE TABLE IF NOT EXISTS results (id INTEGER PRIMARY KEY AUTOINCREMENT, {_column_sql()}, "
-                f"{_RESULTS_UNIQUE})"
-            )
-            self.conn.execute("CREATE INDEX IF NOT EXISTS results_run ON results(run_id)")
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS superseded_results (superseded_id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                f"superseded_at TEXT, result_id INTEGER, {_column_sql()})"
-            )
-            self.conn.execute("CREATE INDEX IF NOT EXISTS superseded_run ON superseded_results(run_id)")
-            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            self.conn.commit()
-        except BaseException:
-            self.conn.rollback()
-            raise
 
     # -- runs -------------------------------------------------------------------------------
     def create_run(self, run: RunInfo) -> None:
@@ -401,15 +349,15 @@ class Store:
             with self.conn:
                 if "timing_mode" in missing:  # rebuild under the new UNIQUE, every old row an isolated one
                     self.conn.execute("ALTER TABLE results RENAME TO results_before_modes")
-                    self.conn.execute(f"CREATE TABLE results (id INTEGER PRIMARY KEY AUTOINCREMENT, {_column_sql()}, "
-                                      f"{_RESULTS_UNIQUE})")
+                    self.conn.execute(f"CREATE TABLE results (id INTEGER PRIMARY KEY AUTOINCREMENT, {result_column_sql()}, "
+                                      f"{RESULTS_UNIQUE})")
                     cols = ", ".join(["id", *[c for c in have if c != "id" and c in Result.columns()]])
                     self.conn.execute(f"INSERT INTO results ({cols}) SELECT {cols} FROM results_before_modes")
                     self.conn.execute("UPDATE results SET timing_mode='isolated' WHERE timing_mode IS NULL")
                     self.conn.execute("DROP TABLE results_before_modes")
                     self.conn.execute("CREATE INDEX IF NOT EXISTS results_run ON results(run_id)")
                 else:
-                    types = dict(c.split(" ", 1) for c in _column_sql().split(", "))
+                    types = dict(c.split(" ", 1) for c in result_column_sql().split(", "))
                     for c in missing:
                         self.conn.execute(f"ALTER TABLE results ADD COLUMN {c} {types[c]}")
         self._upgraded = True
@@ -431,7 +379,14 @@ class Store:
                     "SELECT id FROM results WHERE run_id=? AND backend=? AND problem_key=? AND timing_mode=?",
                     (d["run_id"], d["backend"], d["problem_key"], d.get("timing_mode", "isolated"))).fetchone()
             if old is None:
-                self.conn.execute(f"INSERT OR REPLACE INTO results ({cols}) VALUES ({marks})", tuple(d.values()))
+                # a replaced row takes its detail rows with it (REPLACE's delete fires no trigger)
+                for (replaced,) in self.conn.execute(
+                        "SELECT id FROM results WHERE run_id=? AND backend=? AND problem_key=? AND timing_mode=?",
+                        (d["run_id"], d["backend"], d["problem_key"], d.get("timing_mode", "isolated"))).fetchall():
+                    drop_detail(self.conn, replaced)
+                cur = self.conn.execute(f"INSERT OR REPLACE INTO results ({cols}) VALUES ({marks})",
+                                        tuple(d.values()))
+                write_detail(self.conn, cur.lastrowid, result.extra)
                 return
             have = [c for c in self._result_columns() if c != "id"]
             kept = [c for c in have if c in {r[1] for r in self.conn.execute("PRAGMA table_info(superseded_results)")}]
@@ -439,6 +394,7 @@ class Store:
                               f"SELECT ?, id, {', '.join(kept)} FROM results WHERE id=?", (now(), old[0]))
             self.conn.execute(f"UPDATE results SET {', '.join(f'{k}=?' for k in d)} WHERE id=?",
                               (*d.values(), old[0]))
+            write_detail(self.conn, old[0], result.extra)
 
     def failed_cells(self, run_id: str) -> set[tuple[str, str]]:
         """The (backend, problem key) of every cell of the run whose latest result is ``failed``."""

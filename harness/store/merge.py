@@ -8,7 +8,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from harness.store.database import StoreError
+from harness.store.detail import fill_detail
+from harness.store.errors import StoreError
 
 
 def merge_runs(src: Path, dest: Path, only: list[str] | None = None) -> list[str]:
@@ -28,10 +29,14 @@ def merge_runs(src: Path, dest: Path, only: list[str] | None = None) -> list[str
         cols = [r[1] for r in d.execute("PRAGMA main.table_info(results)") if r[1] != "id"]
         src_cols = {r[1] for r in d.execute("PRAGMA src.table_info(results)")}
         shared = ", ".join(c for c in cols if c in src_cols)
+        # a destination with the samples and clocks tables gets the merged rows' too, from their extra
+        detail = d.execute("SELECT 1 FROM main.sqlite_master WHERE name='samples'").fetchone() is not None
         for rid in todo:
             d.execute("INSERT INTO main.runs SELECT * FROM src.runs WHERE run_id = ?", (rid,))
             d.execute(f"INSERT INTO main.results ({shared}) SELECT {shared} FROM src.results WHERE run_id = ? "
                       "ORDER BY id", (rid,))
+            if detail:
+                fill_detail(d, "WHERE run_id = ?", (rid,))
         d.commit()
         d.execute("DETACH DATABASE src")
     return todo

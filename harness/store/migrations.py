@@ -1,0 +1,80 @@
+"""Bringing an older results database to the current schema, in place.
+
+``MIGRATIONS[v]`` turns a database at version ``v - 1`` into one at ``v`` (version 1 is the first
+flashcore wrote; a new database is created at the current version directly). A writer that opens an
+older database first copies it beside itself as ``NAME.db.bak-vN`` (SQLite's backup API: a consistent
+copy, rows still in the write-ahead log included), then runs every migration it needs in one
+transaction, so a failure leaves the database as it was.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.store import schema
+from harness.store.detail import DETAIL_SQL, fill_detail
+
+
+def _add_lease_and_superseded(conn: sqlite3.Connection) -> None:
+    """1 -> 2: the lease columns of ``runs``; ``superseded_results`` for re-measured cells."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+    for col, typ in schema.LEASE_COLUMNS.items():
+        if col not in have:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {typ}")
+    for statement in schema.superseded_sql().split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _add_samples_and_clocks(conn: sqlite3.Connection) -> None:
+    """2 -> 3: the ``samples`` and ``clocks`` tables, filled from every result's ``extra``."""
+    for statement in DETAIL_SQL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    fill_detail(conn)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    2: _add_lease_and_superseded,
+    3: _add_samples_and_clocks,
+}
+assert sorted(MIGRATIONS) == list(range(2, schema.SCHEMA_VERSION + 1)), "a migration per version"
+
+
+def backup_path(path: Path, version: int) -> Path:
+    """Where the copy of ``path`` at ``version`` goes: beside it, never over an earlier copy."""
+    target = path.with_name(f"{path.name}.bak-v{version}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.bak-v{version}.{n}")
+        n += 1
+    return target
+
+
+def back_up(conn: sqlite3.Connection, path: Path, version: int) -> Path:
+    """Copy the database open on ``conn`` beside ``path``; the copy's path."""
+    target = backup_path(path, version)
+    with sqlite3.connect(target) as dest:
+        conn.backup(dest)
+    dest.close()
+    return target
+
+
+def migrate(conn: sqlite3.Connection, path: Path, found: int) -> int:
+    """Bring the database at ``found`` to the current version in one transaction; the version it was
+    at when the transaction began (another writer may have migrated it meanwhile)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        start = schema.found_version(conn, path, empty_ok=True)  # again, now that no one else can write
+        if start == 0:
+            schema.create_current(conn)
+        for version in range(max(start, 1) + 1, schema.SCHEMA_VERSION + 1):
+            MIGRATIONS[version](conn)
+        if start != schema.SCHEMA_VERSION:
+            schema.stamp(conn, schema.SCHEMA_VERSION)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return start
