@@ -30,7 +30,7 @@ CPU_VENV = "none" if HOST else "virtualenv"
 TORCH_SPEC = os.environ.get("FLASHCORE_TORCH_SPEC", "torch==2.13.0")
 FLASHCORE = ("-c", "import sys; from harness.cli import app; sys.argv[0] = 'flashcore'; app()")
 
-# The regression gate (README, "How the thresholds were chosen"):
+# The regression gate (docs/regression-gate.md, "How the thresholds were chosen"):
 #   THRESHOLD: harness/analysis/regress.py fails a cell whose median is more than this much slower AND whose
 #              raw rounds differ with Mann-Whitney p < ALPHA;
 #   BACKSTOP:  pytest-benchmark's own --benchmark-compare-fail on the median, with no significance test,

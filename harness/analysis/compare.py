@@ -1,5 +1,5 @@
-"""Two runs side by side: per-cell median ratio, whether the change exceeds the measured noise, and
-whether the SM clock (``harness.measure.timing.sm_clock``) moved with it. Cells are matched by backend, problem
+"""Two runs side by side: per-cell median ratio, whether the change is beyond noise (the rule of
+``harness.analysis.noise``, on the stored samples), and whether the SM clock (``harness.measure.timing.sm_clock``) moved with it. Cells are matched by backend, problem
 and timing mode (isolated or sustained). Where the runs hold ratios to a baseline backend (``[timing]
 baseline``), each cell's ratio in both runs with its bootstrap interval, and whether the two agree."""
 from __future__ import annotations
@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from harness.analysis.noise import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Change, Spread, judge
 from harness.measure.timing.clock_bound import above_max
+from harness.records.result import Result
 from harness.store.database import Store
 
 
@@ -27,6 +29,7 @@ class CellDiff:
     mode: str = "isolated"  # the timing mode both cells were measured in
     a_base: dict | None = None  # ratio to the baseline backend in run a: {"baseline", "ratio", "lo", "hi"}
     b_base: dict | None = None
+    change: Change | None = None  # the noise rule's judgement; ``diff_runs`` fills it from the samples
 
     @property
     def base_move(self) -> float | None:
@@ -58,8 +61,13 @@ class CellDiff:
         return self.ratio * self.b_read / self.a_read if self.a_read and self.b_read else None
 
     @property
+    def judged(self) -> Change:
+        """The noise rule's judgement; a diff built without one has only the combined spread to go by."""
+        return self.change or judge(Spread(self.a_ms, self.noise), Spread(self.b_ms, 0.0))
+
+    @property
     def beyond_noise(self) -> bool:
-        return abs(self.ratio - 1.0) > self.noise
+        return self.judged.beyond_noise
 
 
 def _clock(extra: dict) -> float | None:
@@ -100,7 +108,16 @@ def _base_ratios(results: list, baseline: str | None) -> dict[tuple[str, str, st
     return out
 
 
-def diff_runs(store: Store, run_a: str, run_b: str, baseline: str | None = None) -> list[CellDiff]:
+def timings(r: Result) -> list[float] | Spread:
+    """What the noise rule judges a row on: its samples less the event tare, or, for a row recorded
+    without samples, its median and spread."""
+    from harness.analysis.verdict import net_samples
+
+    return net_samples(r) or Spread(r.median_ms or 0.0, r.rel_spread)
+
+
+def diff_runs(store: Store, run_a: str, run_b: str, baseline: str | None = None, *,
+              threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA) -> list[CellDiff]:
     store.get_run(run_a), store.get_run(run_b)  # clear error for an unknown id
     rows_a, rows_b = list(store.iter_results(run_a)), list(store.iter_results(run_b))
     a = {(r.backend, r.problem_key, r.timing_mode): r for r in rows_a if r.status == "ok" and r.median_ms}
@@ -115,7 +132,8 @@ def diff_runs(store: Store, run_a: str, run_b: str, baseline: str | None = None)
                             (base.rel_spread or 0.0) + (r.rel_spread or 0.0),
                             base.timing_method or "", r.timing_method or "",
                             _clock(base.extra), _clock(r.extra), _reading(base.extra), _reading(r.extra),
-                            r.timing_mode, ra.get(k), rb.get(k)))
+                            r.timing_mode, ra.get(k), rb.get(k),
+                            judge(timings(base), timings(r), threshold=threshold, alpha=alpha)))
     return out
 
 

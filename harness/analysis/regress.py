@@ -9,7 +9,8 @@ it judges one statistic with no notion of noise. This checker closes both:
   the benchmark recorded a skip);
 * a cell counts as slower only if its median got worse by more than ``--threshold`` (relative) AND the
   Mann-Whitney U test on the raw per-round timings (``--benchmark-save-data`` / ``--benchmark-json`` keep
-  them) gives p < ``--alpha``: a median shift inside overlapping noise cannot fail the gate;
+  them) gives p < ``--alpha``: a median shift inside overlapping noise cannot fail the gate (the rule of
+  ``harness.analysis.noise``, which ``flashcore compare`` and the dashboards apply too);
 * baseline and current must come from the same GPU model and driver, and the baseline must not have been
   recorded with the slowdown test hook active.
 
@@ -41,18 +42,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from statistics import median
 from typing import Any
 
-from harness.analysis.stats import mann_whitney_u
+import numpy as np
+
+from harness.analysis.noise import DEFAULT_ALPHA, DEFAULT_THRESHOLD, judge
 
 STORAGE_ROOT = Path("results/benchmarks")
 SLUG_ENV = "FLASHCORE_BENCH_SLUG"
 SLOWDOWN_ENV = "FLASHCORE_SLOWDOWN"
 THRESHOLD_ENV = "FLASHCORE_REGRESS_THRESHOLD"
-#: relative median slowdown that counts (with significance); see README, "How the thresholds were chosen"
-DEFAULT_THRESHOLD = 0.05
-DEFAULT_ALPHA = 0.01
+# DEFAULT_THRESHOLD and DEFAULT_ALPHA come from harness.analysis.noise, the rule compare and the dashboards
+# share; how they were chosen: docs/regression-gate.md
 
 
 class RegressError(ValueError):
@@ -170,6 +171,7 @@ class CellVerdict:
     cur_ms: float | None = None
     ratio: float | None = None  # current median / baseline median
     p: float | None = None  # Mann-Whitney U, two-sided, on the raw per-round timings
+    verdict: str = ""  # the noise rule's (harness.analysis.noise): slower | faster | within noise
     n_base: int = 0
     n_cur: int = 0
 
@@ -270,23 +272,19 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], *, threshold: flo
                                            "(or --benchmark-json)")
             res.verdicts.append(v)
             continue
-        mb, mc = median(xs), median(ys)
-        v.base_ms, v.cur_ms, v.n_base, v.n_cur = mb * 1e3, mc * 1e3, len(xs), len(ys)
-        v.ratio = mc / mb if mb > 0 else math.inf
-        v.p = mann_whitney_u(xs, ys)
+        change = judge(xs, ys, threshold=threshold, alpha=alpha)
+        v.base_ms, v.cur_ms = float(np.median(xs)) * 1e3, float(np.median(ys)) * 1e3
+        v.n_base, v.n_cur = len(xs), len(ys)
+        v.ratio, v.p, v.verdict = change.ratio, change.p, change.verdict
         factor = float((c.get("extra_info") or {}).get("slowdown", 1.0))
         hook = f" [{SLOWDOWN_ENV} hook ×{factor:g} active]" if factor != 1.0 else ""
-        shift = f"{v.ratio - 1:+.1%}"
-        if v.ratio > 1 + threshold and v.p < alpha:
+        v.note = change.reason + hook
+        if change.verdict == "slower":
             v.status = "REGRESSED"
-            v.note = f"median {shift} > {threshold:.0%} and p={v.p:.2g} < {alpha:g}{hook}"
-        elif v.ratio > 1 + threshold:
-            v.status, v.note = "noise", f"median {shift} but p={v.p:.2g} >= {alpha:g}: not significant{hook}"
-        elif v.ratio < 1 - threshold and v.p < alpha:
-            v.status = "faster"
-            v.note = f"median {shift}, p={v.p:.2g}: consider re-recording the baseline{hook}"
-        else:
-            v.note = f"median {shift}{hook}"
+        elif change.verdict == "faster":
+            v.status, v.note = "faster", f"{change.reason}: consider re-recording the baseline{hook}"
+        elif v.ratio > 1 + threshold:  # slower by the median alone: noise, not a regression
+            v.status = "noise"
         res.verdicts.append(v)
     if not any(v.ratio is not None or v.status == "NO-DATA" for v in res.verdicts):
         res.problems.append("no cell was measured in both runs: nothing was compared")
@@ -327,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     default=float(os.environ.get(THRESHOLD_ENV, DEFAULT_THRESHOLD)),
                     help=f"relative median slowdown that counts (default {DEFAULT_THRESHOLD}, "
                          f"env {THRESHOLD_ENV})")
-    ap.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="significance level (default 0.01)")
+    ap.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA})")
     ap.add_argument("--allow-new", action="store_true", help="do not fail on cells absent from the baseline")
     ap.add_argument("--allow-machine-mismatch", action="store_true",
                     help="compare even if GPU model or driver differ")

@@ -51,8 +51,8 @@ def summarize(xs: Sequence[float]) -> Summary:
 def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> float:
     """Two-sided p-value of the Mann-Whitney U test (normal approximation with tie correction).
 
-    Used to keep timing noise from failing a regression gate: a slowdown counts only if the two
-    sample sets differ significantly, not just in their medians."""
+    The rule that decides whether a change is beyond noise uses scipy's (``harness.analysis.noise``,
+    exact for small samples); this approximation is kept for callers that need no scipy."""
     n1, n2 = len(a), len(b)
     if n1 == 0 or n2 == 0:
         raise ValueError("Mann-Whitney needs samples on both sides")
@@ -102,8 +102,9 @@ def ratio_ci(a: Sequence[float], b: Sequence[float], confidence: float = 0.95, n
              seed: int = 0, b_medians=None) -> tuple[float, float, float]:
     """median(a) / median(b) and its percentile bootstrap interval: the two sample sets resampled
     independently (they are not paired), ``n_resamples`` times; the method of
-    ``scipy.stats.bootstrap((a, b), ..., paired=False, method="percentile")``, in numpy only (scipy is not
-    a dependency). Seeds are fixed, so a stored interval is reproducible from the stored samples.
+    ``scipy.stats.bootstrap((a, b), ..., paired=False, method="percentile")``, written in numpy so that one
+    set of resampled baseline medians (``b_medians``) serves every backend's ratio. Seeds are fixed, so a
+    stored interval is reproducible from the stored samples.
     ``b_medians``: ``resampled_medians(b, n_resamples, seed + 1)`` computed once for many ``a``."""
     import numpy as np
 

@@ -1,4 +1,5 @@
-"""``flashcore compare``: two runs side by side, and which changes exceed the measured noise."""
+"""``flashcore compare``: two runs side by side, and which changes are beyond noise (the rule of
+``harness.analysis.noise``, shared with the dashboards and the regression gate)."""
 from __future__ import annotations
 
 import math
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from harness.analysis.noise import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from harness.cli.console import console
 from harness.cli.errors import fail, named, user_errors
 from harness.store.database import DEFAULT_DB
@@ -22,6 +24,10 @@ def compare(
         None, "--baseline",
         help="backend to report every other one as a ratio to, with a bootstrap interval (default: the ratios "
              "the runs stored, from the suite's [timing] baseline)"),
+    threshold: float = typer.Option(
+        DEFAULT_THRESHOLD, "--threshold", help="relative median move a change must exceed (with significance)"),
+    alpha: float = typer.Option(
+        DEFAULT_ALPHA, "--alpha", help="Mann-Whitney significance level a change must reach"),
 ) -> None:
     """Two runs side by side: per-cell median ratio and which changes exceed the measured noise."""
     from harness.analysis.compare import (
@@ -37,9 +43,12 @@ def compare(
         raise fail(f"--min-ms {min_ms!r}: must be a finite number >= 0")
     if not (math.isfinite(within) and 0 < within < 1):
         raise fail(f"--within {within!r}: must be a fraction in (0, 1), e.g. 0.01 for 1%")
+    for name, value in (("--threshold", threshold), ("--alpha", alpha)):
+        if not (math.isfinite(value) and 0 < value < 1):
+            raise fail(f"{name} {value!r}: must be a fraction in (0, 1)")
     try:
         store = Store(db, readonly=True)
-        diffs = diff_runs(store, run_a, run_b, baseline)
+        diffs = diff_runs(store, run_a, run_b, baseline, threshold=threshold, alpha=alpha)
     except user_errors() as exc:
         raise fail(named(exc, db)) from None
     if not diffs:
@@ -47,7 +56,9 @@ def compare(
     console.print(tables.diff_table(diffs))
     ok, n, worst = agreement(diffs, min_ms, within)
     console.print(f"{ok} of {n} cells of >= {min_ms:g} ms agree within {within:.1%} (worst {worst:.2%}); "
-                  f"{sum(d.beyond_noise for d in diffs)} of {len(diffs)} cells changed beyond their noise")
+                  f"{sum(d.beyond_noise for d in diffs)} of {len(diffs)} cells changed beyond their noise "
+                  f"(median moved more than {threshold:.0%} and Mann-Whitney p < {alpha:g}; rows without "
+                  "raw samples: beyond their p10–p90 spread)")
     n_off, followed, unclocked = clock_attribution(diffs, min_ms, within)
     if n_off > unclocked:
         console.print(f"of the {n_off} cells outside {within:.1%}, {followed} moved with the effective SM clock "

@@ -121,7 +121,7 @@ def diff_table(diffs) -> Table:
     clocks = any(d.clock_ratio is not None for d in diffs)
     bases = any(d.a_base or d.b_base for d in diffs)
     cols = [("backend", "left"), ("problem", "left"), ("mode", "left"), ("baseline ms", "right"), ("new ms", "right"),
-            ("ratio", "right"), ("noise", "right"), ("beyond noise", "center")]
+            ("ratio", "right"), ("noise", "right"), ("p", "right"), ("beyond noise", "center")]
     if clocks:  # the time ratio the two effective SM clocks predict
         cols.append(("clock ratio", "right"))
     if bases:  # each run's ratio to the baseline backend, 95% bootstrap interval, and its move
@@ -129,8 +129,10 @@ def diff_table(diffs) -> Table:
     for c, j in cols:
         t.add_column(c, justify=j)  # type: ignore[arg-type]
     for d in diffs:
+        change = d.judged  # harness.analysis.noise: the verdict the dashboards and the gate give too
         row = [d.backend, d.problem_key, d.mode, f"{d.a_ms:.4g}", f"{d.b_ms:.4g}", f"{d.ratio:.4f}", f"{d.noise:.2%}",
-               "[red]yes[/]" if d.beyond_noise else ""]
+               f"{change.p:.2g}" if change.p is not None else "",
+               f"[red]{change.verdict}[/]" if change.beyond_noise else ""]
         if clocks:
             row.append(f"{d.clock_ratio:.4f}" if d.clock_ratio is not None else "")
         if bases:

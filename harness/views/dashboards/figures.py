@@ -454,7 +454,7 @@ def _correctness_lines(r: dict[str, Any]) -> list[str]:
 
 # -- compare ----------------------------------------------------------------------------------
 def compare_heatmap(joined: pd.DataFrame, a: str, b: str) -> go.Figure | None:
-    """Per-cell time ratio after/before; bold where the change exceeds the combined measured noise."""
+    """Per-cell time ratio after/before; bold where the change is beyond noise (``harness.analysis.noise``)."""
     if joined.empty:
         return None
     shapes = shapes_in_order(joined)
@@ -483,8 +483,8 @@ def compare_heatmap(joined: pd.DataFrame, a: str, b: str) -> go.Figure | None:
                         f"after ({b}): {fmt(r['median_ms_b'])} ms, {tflops_text(r['tflops_b'])} TFLOPS, "
                         f"spread {fmt(r['spread_b'], '.1%')}",
                         f"time ratio after/before {r['ratio']:.3f} — "
-                        + ("<b>exceeds</b>" if r["significant"] else "within")
-                        + f" the noise {r['noise']:.1%}",
+                        + (f"<b>{r['verdict']}</b>" if r["significant"] else r["verdict"])
+                        + f": {r['reason']}",
                         f"max err after {fmt(r['max_abs_err_b'], '.3g')}, "
                         f"before {fmt(r['max_abs_err_a'], '.3g')}",
                     ]
@@ -501,7 +501,7 @@ def compare_heatmap(joined: pd.DataFrame, a: str, b: str) -> go.Figure | None:
     return _log_ratio_heatmap(
         z, shapes, backends, text, hov, colorscale="RdBu_r", lim=lim, ticks=ticks,
         ticktext=[f"{2.0**t:.3g}×" for t in ticks], bar_title="after ÷ before", height_base=160,
-        title="Time ratio after ÷ before (red = slower; bold = beyond the combined p10–p90 noise)",
+        title="Time ratio after ÷ before (red = slower; bold = beyond noise: median move and Mann-Whitney)",
     )
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
 
+from harness.analysis.noise import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Side, Spread, judge
 from harness.views.dashboards import figures as F
 from harness.views.dashboards.data import (
     CATEGORIES,
@@ -362,8 +364,18 @@ def _mode_labelled(cells: pd.DataFrame) -> pd.DataFrame:
                                  for b, m in zip(cells["backend"], cells["timing_mode"], strict=True)])
 
 
-def compare_frame(ds: Dataset, a: str, b: str) -> pd.DataFrame:
-    """Cells passed and timed in both runs, with the time ratio and whether it exceeds the noise."""
+def _timings(extra: Any, median_ms: Any, p10_ms: Any, p90_ms: Any) -> Side:
+    """What the noise rule judges a stored row on: its samples less the event tare, else its spread."""
+    from harness.analysis.verdict import net_samples
+
+    samples = net_samples(SimpleNamespace(extra=extra)) if isinstance(extra, dict) else []  # it reads only extra
+    return samples or Spread.of_percentiles(num(median_ms) or 0.0, num(p10_ms), num(p90_ms))
+
+
+def compare_frame(ds: Dataset, a: str, b: str, *, threshold: float = DEFAULT_THRESHOLD,
+                  alpha: float = DEFAULT_ALPHA) -> pd.DataFrame:
+    """Cells passed and timed in both runs, with the time ratio and whether it is beyond noise (the
+    rule of ``harness.analysis.noise``, as ``flashcore compare`` and the regression gate apply it)."""
     cols = [
         "backend",
         "problem_key",
@@ -377,6 +389,7 @@ def compare_frame(ds: Dataset, a: str, b: str) -> pd.DataFrame:
         "p90_ms",
         "timing_mode",
         "ratio_to_baseline",
+        "extra",
     ]
     ca = _mode_labelled(ds.cells(a))
     cb = _mode_labelled(ds.cells(b))
@@ -390,6 +403,9 @@ def compare_frame(ds: Dataset, a: str, b: str) -> pd.DataFrame:
             ratio=[],
             noise=[],
             significant=[],
+            verdict=[],
+            reason=[],
+            p=[],
             spread_a=[],
             spread_b=[],
             tflops_a=[],
@@ -406,10 +422,18 @@ def compare_frame(ds: Dataset, a: str, b: str) -> pd.DataFrame:
     j["spread_a"] = (j["p90_ms_a"] - j["p10_ms_a"]) / j["median_ms_a"]
     j["spread_b"] = (j["p90_ms_b"] - j["p10_ms_b"]) / j["median_ms_b"]
     j["ratio"] = j["median_ms_b"] / j["median_ms_a"]
-    # a change counts only beyond the two cells' combined relative p10–p90 spread
-    j["noise"] = j["spread_a"].fillna(0) + j["spread_b"].fillna(0)
-    j["significant"] = (j["ratio"] - 1).abs() > j["noise"]
-    return j
+    j["noise"] = j["spread_a"].fillna(0) + j["spread_b"].fillna(0)  # shown beside the verdict
+    changes = [
+        judge(_timings(r["extra_a"], r["median_ms_a"], r["p10_ms_a"], r["p90_ms_a"]),
+              _timings(r["extra_b"], r["median_ms_b"], r["p10_ms_b"], r["p90_ms_b"]),
+              threshold=threshold, alpha=alpha)
+        for r in j.to_dict("records")
+    ]
+    j["verdict"] = [c.verdict for c in changes]
+    j["reason"] = [c.reason for c in changes]
+    j["p"] = [c.p for c in changes]
+    j["significant"] = [c.beyond_noise for c in changes]
+    return j.drop(columns=["extra_a", "extra_b"])
 
 
 def _compare_ratios(j: pd.DataFrame, a: str, b: str) -> list[str]:
@@ -443,7 +467,8 @@ def compare_page(ds: Dataset, a: str, b: str) -> str:
             F.fmt(r["median_ms_b"]),
             f"{r['ratio']:.3f}×",
             f"{r['noise']:.1%}",
-            chip("slower", "failed") if r["ratio"] > 1 else chip("faster", "passed"),
+            F.fmt(r["p"], ".2g"),
+            chip("slower", "failed") if r["verdict"] == "slower" else chip("faster", "passed"),
         ]
         for r in recs
     ]
@@ -487,17 +512,19 @@ def compare_page(ds: Dataset, a: str, b: str) -> str:
             f"before: {a} (suite {ra.get('suite')}, {ra.get('created_at')}, "
             f"commit {ra.get('git_commit') or '—'}); after: {b} (suite {rb.get('suite')}, "
             f"{rb.get('created_at')}, commit {rb.get('git_commit') or '—'}). Ratio = after median ÷ before "
-            "median over cells that passed and were timed in both runs. A change counts when |ratio − 1| "
-            "exceeds the combined relative spread (p90 − p10)/median of the two cells."
+            "median over cells that passed and were timed in both runs. A change counts when the median moved "
+            f"by more than {DEFAULT_THRESHOLD:.0%} and the Mann-Whitney U test on the two cells' samples gives "
+            f"p < {DEFAULT_ALPHA:g}; for cells recorded without samples, when it moved by more than "
+            f"{DEFAULT_THRESHOLD:.0%} and beyond their combined relative spread (p90 − p10)/median."
         ),
         figure(fig, f"compare-{slug(a)}-{slug(b)}")
         if fig
         else empty("No cell passed and was timed in both runs."),
         h3(f"Changes beyond the noise ({len(sig)} of {len(j)} cells)"),
         table(
-            ["backend", "problem", f"before ms ({a})", f"after ms ({b})", "ratio", "noise", ""],
+            ["backend", "problem", f"before ms ({a})", f"after ms ({b})", "ratio", "noise", "p", ""],
             rows,
-            numeric=["before ms", "after ms", "ratio", "noise"],
+            numeric=["before ms", "after ms", "ratio", "noise", "p"],
         ),
         *_compare_ratios(j, a, b),
         h3("Cells whose status changed"),
