@@ -35,12 +35,14 @@ BACKEND_PACKAGES: dict[str, tuple[str, ...]] = {
     "fa3": ("fa3-fwd==0.0.3",),
     "flashinfer": ("flashinfer-python==0.6.18.post1", "apache-tvm-ffi==0.1.13.post3"),
     "cudnn": ("nvidia-cudnn-frontend==1.32.0",),
-    # flashcore's own imports that a GPU image may lack: without nvtx the profile target (and so the ncu
-    # leg of crosscheck and profile) refuses to run; without plotly no dashboards
-    "harness": ("nvtx==0.2.17", "plotly==7.1.0"),
+    # flashcore's own imports that a GPU image may lack: pydantic (suite and claims schemas) and what it
+    # imports; without nvtx the profile target (and so the ncu leg of crosscheck and profile) refuses to run;
+    # without plotly (and its narwhals) no dashboards or audit page
+    "harness": ("pydantic==2.14.4", "pydantic-core==2.50.5", "annotated-types==0.8.0", "typing-inspection==0.4.5",
+                "typing-extensions==4.16.0", "nvtx==0.2.17", "plotly==7.1.0", "narwhals==2.29.0"),
 }
 #: what the backends import that is assumed installed on the node with its CUDA torch (--deps fetches them)
-ASSUMED_PRESENT = ("torch", "numpy", "einops", "ninja", "packaging", "requests", "tqdm", "tabulate", "click",
+ASSUMED_PRESENT = ("torch", "numpy", "scipy", "einops", "ninja", "packaging", "requests", "tqdm", "tabulate", "click",
                    "nvidia-ml-py", "cuda-bindings")
 PART = ".part"
 Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
