@@ -9,7 +9,7 @@ from statistics import median
 
 import torch
 
-from harness.measure.timing.timer import empty_pair_ms
+from harness.measure.timing.probes import empty_pair_ms
 
 
 @dataclass

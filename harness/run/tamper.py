@@ -19,7 +19,10 @@ from typing import Any
 HARNESS_MODULES = ("harness.measure.cell", "harness.measure.correctness", "harness.measure.guards",
                    "harness.tools.kernel_names", "harness.measure.timing.timer", "harness.measure.timing.stopping",
                    "harness.measure.timing.l2", "harness.analysis.stats", "harness.measure.inputs",
-                   "harness.spec.attention_math", "harness.run.worker", "harness.run.tamper")
+                   "harness.spec.attention_math", "harness.run.worker", "harness.run.tamper",
+                   "harness.measure.problem_cache", "harness.measure.verdict", "harness.measure.stages.base",
+                   "harness.measure.stages.checks", "harness.measure.stages.timing", "harness.measure.stages.record",
+                   "harness.measure.timing.loop", "harness.measure.timing.probes")
 #: (module, dotted attribute) of library functions the measurement relies on
 LIBRARY = (
     ("time", "perf_counter"), ("time", "perf_counter_ns"), ("time", "monotonic"),

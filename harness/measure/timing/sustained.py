@@ -222,20 +222,7 @@ def l2_bytes(default: int = 50 << 20) -> int:
 def synced_calls(call: Callable[[int], Any], first: int, n: int) -> tuple[list[float], list[float]]:
     """The escape cross-check of the isolated loop without its flush: ``n`` calls, each with a device-wide
     sync before the end event, less the host's enqueue time (ms); and the host wall clock of each."""
-    import torch
+    from harness.measure.timing.probes import cross_check
 
-    stream = torch.cuda.current_stream()
-    synced, wall = [], []
-    for j in range(n):
-        torch.cuda.synchronize()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        t0 = time.perf_counter()
-        start.record(stream)
-        call(first + j)
-        t_enqueue = (time.perf_counter() - t0) * 1e3
-        torch.cuda.synchronize()
-        wall.append((time.perf_counter() - t0) * 1e3)
-        end.record(stream)
-        end.synchronize()
-        synced.append(max(0.0, start.elapsed_time(end) - t_enqueue))
-    return synced, wall
+    c = cross_check(call, first, n)
+    return c.synced_ms, c.wall_ms

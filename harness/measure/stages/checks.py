@@ -1,0 +1,179 @@
+"""The untimed stages: is the output right (correctness), and is it the same again (determinism)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from harness.measure import correctness as C
+from harness.measure import guards
+from harness.measure.observation import Observation
+from harness.measure.problem_cache import derive_seed
+from harness.measure.stages.base import CellContext, Ending
+from harness.measure.verdict import Verdict
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def unwritten(out: torch.Tensor) -> str | None:
+    n = guards.poisoned(out)
+    if not n:
+        return None
+    return (f"output not fully written: {n} of {out.numel()} elements still hold the marked NaN the harness "
+            "wrote into freed memory before the call (a stale buffer returned, or a partial write)")
+
+
+class KernelTrace(Observation):
+    """What a backend claiming a custom kernel launched (``harness.tools.kernel_names.check_custom``)."""
+
+    kernels_launched: list[str]
+    ops_called: list[str]
+
+
+class Binding(Observation):
+    """The trial closest to failing, with its own tolerance."""
+
+    max_abs_err: float
+    mean_abs_err: float
+    rel_l2_err: float
+    nan_count: int  # over every distribution
+    inf_count: int
+    tolerance: float
+    torch_err: float
+    binding_distribution: str
+
+
+class CorrectnessObservation(Observation):
+    per_distribution: dict[str, dict[str, Any]]  # max_abs, mean_abs, nan, inf, tolerance, torch_err
+    weak_distributions: dict[str, str]  # distributions left out: a null output passes their tolerance
+    backend_extra: dict[str, Any]  # what the backend did untimed in prepare (e.g. a JIT compile and its seconds)
+    kernel_trace: KernelTrace | None = None
+    binding: Binding | None = None  # None without a reference (correctness off)
+    seed_bounds_ok: bool | None = None
+    passed: bool | None = None
+    fail_reason: str = ""
+    ending: Ending | None = None
+
+
+class CorrectnessStage:
+    """Fresh inputs per trial and distribution; each output checked for what it is (a real tensor, fully
+    written, inputs untouched) and, with a reference, against it."""
+
+    name = "correctness"
+    timed = False
+
+    def run(self, ctx: CellContext) -> CorrectnessObservation:
+        checks, problem, device, backend = ctx.checks, ctx.problem, ctx.device, ctx.backend
+        binding: tuple[float, C.Errors, C.Oracle, str] | None = None
+        per_dist: dict[str, dict[str, float]] = {}
+        weak: dict[str, str] = {}
+        trace: KernelTrace | None = None
+        fail_reason = ""
+        passed: bool | None = None
+        for dist in checks.distributions:
+            for trial in range(checks.trials):
+                s = ctx.cache.get(problem, derive_seed(checks.seed, problem.key(), dist, trial), dist, device,
+                                  checks.correctness, checks.calibrate)
+                if s.oracle is not None and s.oracle.weak:
+                    # this distribution cannot tell attention from a null output on this problem: it proves
+                    # nothing, so it is left out of the verdict (and the cell rejected if no distribution is left)
+                    weak[dist] = (f"null output(s) {', '.join(s.oracle.weak)} pass the tolerance "
+                                  f"{s.oracle.tolerance:.3g}")
+                    continue
+                ctx.sets.append(s)
+                run = backend.prepare(problem, s.q, s.k, s.v)
+                guard = C.InputGuard(s.q, s.k, s.v)
+                guards.poison_free_memory(ctx.out_shape, s.q.dtype, device)
+                out = run()
+                _sync(device)
+                bad = C.output_problem(out, problem, s.q) or unwritten(out)
+                if bad:
+                    raise Verdict("rejected", bad, (trace,) if trace else ())
+                changed = guard.changed()
+                if changed:
+                    raise Verdict("rejected", f"the call modified its input(s) {', '.join('qkv'[i] for i in changed)}",
+                                  (trace,) if trace else ())
+                if backend.custom_kernel and trace is None:
+                    from harness.tools import kernel_names
+                    launched: dict[str, Any] = {}
+                    why = kernel_names.check_custom(run, device, launched)
+                    trace = KernelTrace(**launched)
+                    if why:
+                        raise Verdict("rejected", why, (trace,))
+                if s.oracle is not None:
+                    err = C.error_metrics(out, s.oracle.ref)
+                    d = per_dist.setdefault(dist, {"max_abs": 0.0, "mean_abs": 0.0, "nan": 0, "inf": 0})
+                    d.update(max_abs=max(d["max_abs"], err.max_abs), mean_abs=max(d["mean_abs"], err.mean_abs),
+                             nan=d["nan"] + err.nan, inf=d["inf"] + err.inf, tolerance=s.oracle.tolerance,
+                             torch_err=s.oracle.torch_err)
+                    ratio = err.max_abs / max(s.oracle.tolerance, 1e-30) if not (err.nan or err.inf) else float("inf")
+                    if binding is None or ratio > binding[0]:
+                        binding = (ratio, err, s.oracle, dist)
+                    if not C.passes(err, s.oracle):
+                        passed = False
+                        fail_reason = fail_reason or f"{dist} inputs, trial {trial}: {C.failure_reason(err, s.oracle)}"
+                # kept for the determinism stage (a copy: the backend may reuse its output buffer)
+                ctx.first_outputs.append((s, run, out.clone()))
+                del out
+        common = dict(per_distribution=per_dist, weak_distributions=weak,
+                      backend_extra=getattr(backend, "cell_extra", dict)(), kernel_trace=trace)
+        if not ctx.sets:
+            return CorrectnessObservation(**common, ending=Ending(status="rejected", reason="problem too weak: " + "; ".join(
+                f"{d} inputs: {w}" for d, w in weak.items())))
+        if binding is None:
+            return CorrectnessObservation(**common)
+        _, err, oracle, dist = binding
+        first = per_dist[ctx.sets[0].distribution]
+        passed = passed is not False
+        return CorrectnessObservation(
+            **common, binding=Binding(
+                max_abs_err=err.max_abs, mean_abs_err=err.mean_abs, rel_l2_err=err.rel_l2,
+                nan_count=sum(int(d["nan"]) for d in per_dist.values()),
+                inf_count=sum(int(d["inf"]) for d in per_dist.values()),
+                tolerance=oracle.tolerance, torch_err=oracle.torch_err, binding_distribution=dist),
+            seed_bounds_ok=first["max_abs"] < C.SEED_MAX_ABS and first["mean_abs"] < C.SEED_MEAN_ABS,
+            passed=passed, fail_reason=fail_reason,
+            ending=None if passed else Ending(status="failed", reason=fail_reason))
+
+
+class DeterminismObservation(Observation):
+    runs: int  # calls compared, the first ones included
+    mismatches: int  # repeated calls that differ from the first bit for bit
+    ending: Ending | None = None
+
+    @property
+    def deterministic(self) -> bool:
+        return self.mismatches == 0
+
+
+class DeterminismStage:
+    """Calls again over re-poisoned memory must match the first output bit for bit: catches partial
+    writes, reads of uninitialised memory and races. The first input set is called
+    ``checks.determinism_runs`` times in all, every other one twice."""
+
+    name = "determinism"
+    timed = False
+
+    def run(self, ctx: CellContext) -> DeterminismObservation:
+        mismatches, runs = 0, 0
+        for n, (s, run, first) in enumerate(ctx.first_outputs):
+            n_runs = max(2, ctx.checks.determinism_runs) if n == 0 else 2
+            for _ in range(n_runs - 1):
+                guards.poison_free_memory(ctx.out_shape, s.q.dtype, ctx.device)
+                again = run()
+                _sync(ctx.device)
+                bad = unwritten(again)
+                if bad:
+                    raise Verdict("rejected", bad)
+                runs += 1
+                mismatches += 0 if C.bit_equal(again, first) else 1
+                del again
+        ctx.first_outputs.clear()
+        ending = None
+        if mismatches and ctx.checks.require_deterministic:
+            ending = Ending(status="failed", reason=f"not bit-identical: {mismatches} of {runs} repeated runs differ "
+                            "from the first (a race, a read of uninitialised memory, or a partial write)")
+        return DeterminismObservation(runs=runs + 1, mismatches=mismatches, ending=ending)

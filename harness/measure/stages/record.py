@@ -1,0 +1,50 @@
+"""The one boundary between the stages' typed observations and the cell's raw record (the fields and
+``extra`` the worker sends back, from which the supervisor builds the Result)."""
+from __future__ import annotations
+
+from functools import singledispatch
+from typing import Any
+
+from harness.measure.observation import Observation
+from harness.measure.stages.checks import CorrectnessObservation, DeterminismObservation, KernelTrace
+from harness.measure.stages.timing import TimingObservation
+
+
+@singledispatch
+def record(obs: Observation, raw: dict[str, Any]) -> None:
+    raise TypeError(f"no record for {type(obs).__name__}")
+
+
+@record.register
+def _(obs: KernelTrace, raw: dict[str, Any]) -> None:
+    raw["extra"].update(kernels_launched=obs.kernels_launched, ops_called=obs.ops_called)
+
+
+@record.register
+def _(obs: CorrectnessObservation, raw: dict[str, Any]) -> None:
+    if obs.kernel_trace is not None:
+        record(obs.kernel_trace, raw)
+    raw["extra"]["per_distribution"] = obs.per_distribution
+    raw["extra"].update(obs.backend_extra)
+    if obs.weak_distributions:
+        raw["extra"]["weak_distributions"] = obs.weak_distributions
+    if obs.binding is not None:
+        raw.update(obs.binding.model_dump())
+        raw["seed_bounds_ok"] = obs.seed_bounds_ok
+    if obs.passed is not None:
+        raw["passed"] = obs.passed
+    if obs.fail_reason:
+        raw["fail_reason"] = obs.fail_reason
+
+
+@record.register
+def _(obs: DeterminismObservation, raw: dict[str, Any]) -> None:
+    raw.update(determinism_runs=obs.runs, determinism_mismatches=obs.mismatches, deterministic=obs.deterministic)
+
+
+@record.register
+def _(obs: TimingObservation, raw: dict[str, Any]) -> None:
+    raw.update(samples_ms=obs.samples_ms, timing_method=obs.method, stop_reason=obs.stop_reason,
+               synced_ms=obs.synced_ms, wall_ms=obs.wall_ms, enqueue_ms=obs.enqueue_ms, tare_ms=obs.tare_ms,
+               timed_outputs_ok=obs.outputs_ok)
+    raw["extra"].update(obs.extra)

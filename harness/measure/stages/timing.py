@@ -1,0 +1,234 @@
+"""The timed stage: fresh contents rotated through buffers, every timed output checked, in the cell's
+timing mode (``isolated``: ``harness.measure.timing.timer``; ``sustained``: ``harness.measure.timing.sustained``)."""
+from __future__ import annotations
+
+import math
+import time
+from statistics import median
+from typing import Any
+
+import torch
+
+from harness.measure import guards
+from harness.measure.environment import clocks, throttle_ns, throttled_ms
+from harness.measure.nvtx_ranges import call_range
+from harness.measure.observation import Observation
+from harness.measure.problem_cache import InputSet, derive_seed
+from harness.measure.stages.base import CellContext, Ending
+from harness.measure.timing import sustained
+from harness.measure.timing.stopping import DEFAULT_STOP, Sampling
+from harness.measure.timing.timer import Isolated, time_cpu, time_cuda
+
+CONTENTS = 2  # distinct input sets rotated through timing
+BUFFERS = 3  # buffers they are copied into (coprime with CONTENTS: a pointer never keeps its data)
+
+
+class TimingObservation(Observation):
+    samples_ms: list[float]
+    method: str
+    stop_reason: str
+    synced_ms: list[float]  # the cross-check's device-synchronised calls
+    wall_ms: list[float]
+    enqueue_ms: float
+    tare_ms: float
+    worst_err_over_tol: float  # of every timed output (NaN if one was NaN)
+    extra: dict[str, Any]  # the mode's own observations, as stored in the cell's extra
+    ending: Ending | None = None
+
+    @property
+    def outputs_ok(self) -> bool:
+        return bool(self.worst_err_over_tol <= 1.0)
+
+
+def _wrong_outputs(ratio: float) -> Ending | None:
+    if ratio <= 1.0:
+        return None
+    return Ending(status="rejected", reason=f"timed calls returned wrong outputs (worst error {ratio:.3g}× the "
+                  "tolerance) although untimed calls were right: results cached or skipped across calls")
+
+
+def visit_fraction(rounds: int) -> float:
+    """With ``rounds`` = R each visit samples 1/R of the sampled time (and of the cap and sample count),
+    so a backend's pooled samples add up to what one visit without rounds would take."""
+    return 1.0 / max(1, rounds)
+
+
+def sampling_for(timing: Any) -> Sampling:
+    per = visit_fraction(timing.rounds)
+    return Sampling(min_samples=timing.min_samples, max_noise=timing.max_noise,
+                    max_samples=max(timing.min_samples, math.ceil(timing.max_samples * per)),
+                    time_cap_s=timing.time_cap_s * per, min_time_s=timing.min_time_s * per,
+                    # the suite may name the noise criteria (``[timing] stop``); older suites have no key
+                    stop=getattr(timing, "stop", DEFAULT_STOP) or DEFAULT_STOP)
+
+
+def _contents(ctx: CellContext) -> list[InputSet]:
+    """The input sets the timed calls rotate through: the checked ones of the first distribution, and
+    fresh ``normal`` ones up to CONTENTS."""
+    sets = ctx.sets
+    contents = [s for s in sets if s.distribution == sets[0].distribution][:CONTENTS]
+    t = 0
+    while len(contents) < CONTENTS:
+        t += 1
+        contents.append(ctx.cache.get(ctx.problem, derive_seed(ctx.checks.seed, ctx.problem.key(), "timing", t),
+                                      "normal", ctx.device, ctx.checks.correctness, False))
+    return contents
+
+
+class TimingStage:
+    name = "timing"
+    timed = True
+
+    def run(self, ctx: CellContext) -> TimingObservation:
+        contents = _contents(ctx)
+        if ctx.timing_mode == "sustained" and ctx.device == "cuda":
+            return _time_sustained(ctx, contents)
+        return _time_isolated(ctx, contents)
+
+
+def _time_isolated(ctx: CellContext, contents: list[InputSet]) -> TimingObservation:
+    problem, device, timing = ctx.problem, ctx.device, ctx.timing
+    buffers = [tuple(torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=device)
+                     for x in (contents[0].q, contents[0].k, contents[0].v)) for _ in range(BUFFERS)]
+    runs_by_buffer = [ctx.backend.prepare(problem, *b) for b in buffers]
+    worst_ratio = torch.zeros((), dtype=torch.float64, device=device)
+    # fresh contents for every call: V scaled per (batch, kv head, channel) by ±1/±2 (exact), so no
+    # two calls expect the same output and an answer kept from another call fails the check
+    gen = torch.Generator(device=device).manual_seed(derive_seed(ctx.checks.seed, problem.key(), "timing-scales"))
+    scales: dict[int, torch.Tensor] = {}
+
+    def refresh(i: int) -> None:
+        src, dst = contents[i % CONTENTS], buffers[i % BUFFERS]
+        scales[i] = guards.timing_scales(problem.batch, problem.heads_kv, problem.head_dim, device, gen)
+        dst[0].copy_(src.q)
+        dst[1].copy_(src.k)
+        guards.apply_scales(dst[2], src.v, scales[i])
+
+    def call(i: int) -> torch.Tensor:
+        with call_range(ctx.backend_name, problem.key()):
+            return runs_by_buffer[i % BUFFERS]()
+
+    def check(i: int, out: torch.Tensor) -> None:
+        o, scale = contents[i % CONTENTS].oracle, scales.pop(i)
+        if o is None:
+            return
+        ratio = (guards.unscale_output(out, scale, problem.heads_q) - o.ref).abs().max() / max(o.tolerance, 1e-30)
+        torch.maximum(worst_ratio, ratio, out=worst_ratio)  # NaN propagates
+
+    sampling = sampling_for(timing)
+    extra: dict[str, Any] = {}
+    if device == "cuda":
+        held = throttle_ns()
+        t0 = time.perf_counter()
+        tr = time_cuda(call, refresh, check, sampling, Isolated.from_timing(timing, ctx.flusher, BUFFERS))
+        # power/thermal throttling while the samples ran: explains a median that moved between runs
+        extra["throttled_ms"] = throttled_ms(held, throttle_ns())
+        extra["timing_s"] = round(time.perf_counter() - t0, 3)
+    else:
+        tr = time_cpu(call, refresh, check, sampling, warmup=timing.warmup)
+    ratio = float(worst_ratio)
+    extra.update(clocks_after=clocks(), timed_worst_err_over_tol=ratio, **tr.settle.summary(), **tr.clock.summary())
+    if tr.kernel is not None:
+        extra.update(tr.kernel.summary())
+    return TimingObservation(samples_ms=tr.sampled.samples_ms, method=tr.method, stop_reason=tr.sampled.stop_reason,
+                             synced_ms=tr.cross.synced_ms, wall_ms=tr.cross.wall_ms, enqueue_ms=tr.warmup.enqueue_ms,
+                             tare_ms=tr.tare.ms, worst_err_over_tol=ratio, extra=extra, ending=_wrong_outputs(ratio))
+
+
+def _time_sustained(ctx: CellContext, contents: list[InputSet]) -> TimingObservation:
+    """The sustained mode: input sets filled once (distinct V scales per set), then calls back to back with
+    no flush and no hold, rotating through sets that add up to more than 2x the L2; the last output of
+    every set is checked afterwards."""
+    problem, device, timing = ctx.problem, ctx.device, ctx.timing
+    src0 = contents[0]
+    set_bytes = sum(x.numel() * x.element_size() for x in (src0.q, src0.k, src0.v))
+    l2 = sustained.l2_bytes()
+    n_sets, covered = sustained.rotation_sets(set_bytes, l2)
+    gen = torch.Generator(device=device).manual_seed(derive_seed(ctx.checks.seed, problem.key(), "sustained-scales"))
+    sets, scales = [], []
+    for j in range(n_sets):
+        src = contents[j % CONTENTS]
+        b = tuple(torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=device) for x in (src.q, src.k, src.v))
+        sc = guards.timing_scales(problem.batch, problem.heads_kv, problem.head_dim, device, gen)
+        b[0].copy_(src.q)
+        b[1].copy_(src.k)
+        guards.apply_scales(b[2], src.v, sc)
+        sets.append(b)
+        scales.append(sc)
+    runs = [ctx.backend.prepare(problem, *b) for b in sets]
+
+    def call(i: int) -> torch.Tensor:
+        with call_range(ctx.backend_name, problem.key()):
+            return runs[i % n_sets]()
+
+    # warm-up with a sync after each call: compilation and autotuning stay out, and the call's time sets how
+    # far the host runs ahead in the loop
+    enqueue, whole = [], []
+    for i in range(max(1, timing.warmup)):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        call(i)
+        enqueue.append(time.perf_counter() - t0)
+        torch.cuda.synchronize()
+        whole.append(time.perf_counter() - t0)
+    per = visit_fraction(timing.rounds)
+    enqueue_med_ms = sorted(enqueue)[len(enqueue) // 2] * 1e3
+    gpu_ms = _gated_call_ms(call, n_sets, enqueue_med_ms)
+    plan = sustained.gate_plan(enqueue_med_ms, gpu_ms)
+    extra: dict[str, Any] = {}
+    held = throttle_ns()
+    t0 = time.perf_counter()
+    common = dict(duration_s=timing.sustained_s * per, warmup_s=timing.sustained_warmup_s,
+                  min_samples=timing.min_samples, time_cap_s=timing.sustained_warmup_s + timing.time_cap_s * per,
+                  new_event=sustained.cuda_event)
+    if plan is None:
+        st = sustained.time_sustained(call, n_sets, est_call_ms=min(whole) * 1e3, **common)
+    else:  # the host cannot keep up: batches behind a gate, so the events see GPU time only
+        from harness.measure.timing import sm_clock
+
+        batch, gate_ms = plan
+        st = sustained.time_gated(call, n_sets, batch=batch, gate_ms=gate_ms,
+                                  gate=lambda ms: sm_clock.spin(sm_clock.cycles_for(ms)), **common)
+        extra.update(sustained_gated=True, sustained_gate_ms=round(gate_ms, 4), sustained_batch=batch)
+    extra["throttled_ms"] = throttled_ms(held, throttle_ns())
+    extra["timing_s"] = round(time.perf_counter() - t0, 3)
+    worst = torch.zeros((), dtype=torch.float64, device=device)
+    for j, out in st.last_out.items():
+        o = contents[j % CONTENTS].oracle
+        if o is not None:
+            r = (guards.unscale_output(out, scales[j], problem.heads_q) - o.ref).abs().max() / max(o.tolerance, 1e-30)
+            torch.maximum(worst, r, out=worst)
+    st.last_out.clear()
+    synced, wall = sustained.synced_calls(call, st.calls, 5)
+    ratio = float(worst)
+    method = (f"sustained-events+rotate{n_sets}" + ("" if covered else "-l2-not-covered")
+              + (f"+gated{plan[0]}" if plan else ""))
+    extra.update(
+        clocks_after=clocks(), timed_worst_err_over_tol=ratio, sustained_sets=n_sets,
+        sustained_set_bytes=set_bytes, l2_bytes=l2, sustained_covers_l2=covered,
+        sustained_warmup_calls=st.warmup_calls, sustained_calls=st.calls, sustained_window_ms=st.window_ms,
+        sustained_batch_mean_ms=st.batch_mean_ms, sustained_lead=st.lead,
+        # the host could not enqueue a call in the GPU time of one (so the cell was timed gated)
+        sustained_host_bound=plan is not None, sustained_probe_ms=round(gpu_ms, 6),
+        sustained_enqueue_ms=round(enqueue_med_ms, 6))
+    return TimingObservation(samples_ms=st.samples_ms, method=method, stop_reason=st.stop_reason, synced_ms=synced,
+                             wall_ms=wall, enqueue_ms=enqueue_med_ms, tare_ms=0.0, worst_err_over_tol=ratio,
+                             extra=extra, ending=_wrong_outputs(ratio))
+
+
+def _gated_call_ms(call: Any, n_sets: int, enqueue_ms: float, n: int = 6) -> float:
+    """One call's GPU time, back to back behind a hold long enough for the host to enqueue all ``n`` first
+    (the first call is left out: it meets the hold's end)."""
+    from harness.measure.timing import sm_clock
+
+    torch.cuda.synchronize()
+    sm_clock.spin(sm_clock.cycles_for(min(1.0 + 2.0 * n * enqueue_ms, 50.0)))
+    events = []
+    for i in range(n):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        call(i % n_sets)
+        e.record()
+        events.append((s, e))
+    torch.cuda.synchronize()
+    return median(s.elapsed_time(e) for s, e in events[1:])
