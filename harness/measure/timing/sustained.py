@@ -88,6 +88,20 @@ def lead_for(est_call_ms: float, lead_ms: float = LEAD_MS) -> int:
     return max(2, min(MAX_LEAD, math.ceil(lead_ms / max(est_call_ms, 1e-4))))
 
 
+
+def _enqueuer(call: Callable[[int], Any], n_sets: int, new_event: Callable[[], Event], starts: list[Event],
+              ends: list[Event], last_out: dict[int, Any]) -> Callable[[int], None]:
+    """Enqueue call ``i`` between two fresh events, keeping the events and the buffer set's last output."""
+    def enqueue(i: int) -> None:
+        s, e = new_event(), new_event()
+        s.record()
+        last_out[i % n_sets] = call(i)
+        e.record()
+        starts.append(s)
+        ends.append(e)
+    return enqueue
+
+
 def time_sustained(call: Callable[[int], Any], n_sets: int, *, duration_s: float, warmup_s: float,
                    min_samples: int, time_cap_s: float, est_call_ms: float, new_event: Callable[[], Event],
                    host_clock: Callable[[], float] = time.perf_counter, floor_samples: int = 3,
@@ -101,6 +115,7 @@ def time_sustained(call: Callable[[int], Any], n_sets: int, *, duration_s: float
     starts: list[Event] = []
     ends: list[Event] = []
     last_out: dict[int, Any] = {}
+    enqueue = _enqueuer(call, n_sets, new_event, starts, ends, last_out)
     first_timed: int | None = None  # index of the first call that started after the warm-up
     timed_done = 0  # completed calls of the window
     window_s = 0.0
@@ -124,12 +139,7 @@ def time_sustained(call: Callable[[int], Any], n_sets: int, *, duration_s: float
                 stop = f"{max_calls} calls"
             if stop:
                 break
-        s, e = new_event(), new_event()
-        s.record()
-        last_out[i % n_sets] = call(i)
-        e.record()
-        starts.append(s)
-        ends.append(e)
+        enqueue(i)
         i += 1
     ends[-1].synchronize()
     # every call that started after the warm-up counts, the ones still queued at the stop included: they ran
@@ -153,6 +163,7 @@ def time_gated(call: Callable[[int], Any], n_sets: int, *, duration_s: float, wa
     starts: list[Event] = []
     ends: list[Event] = []
     last_out: dict[int, Any] = {}
+    enqueue = _enqueuer(call, n_sets, new_event, starts, ends, last_out)
     first_timed: int | None = None
     busy_ms = 0.0  # GPU time of the completed timed calls
     counted = 0  # how many of them are in busy_ms
@@ -180,12 +191,7 @@ def time_gated(call: Callable[[int], Any], n_sets: int, *, duration_s: float, wa
                 break
         gate(gate_ms)
         for _ in range(batch):
-            s, e = new_event(), new_event()
-            s.record()
-            last_out[i % n_sets] = call(i)
-            e.record()
-            starts.append(s)
-            ends.append(e)
+            enqueue(i)
             i += 1
     first = first_timed if first_timed is not None else len(starts)
     samples = [starts[j].elapsed_time(ends[j]) for j in range(first, len(starts))]
