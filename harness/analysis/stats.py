@@ -48,40 +48,6 @@ def summarize(xs: Sequence[float]) -> Summary:
                    stdev=math.sqrt(var))
 
 
-def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> float:
-    """Two-sided p-value of the Mann-Whitney U test (normal approximation with tie correction).
-
-    The rule that decides whether a change is beyond noise uses scipy's (``harness.analysis.noise``,
-    exact for small samples); this approximation is kept for callers that need no scipy."""
-    n1, n2 = len(a), len(b)
-    if n1 == 0 or n2 == 0:
-        raise ValueError("Mann-Whitney needs samples on both sides")
-    pooled = sorted([(x, 0) for x in a] + [(x, 1) for x in b])
-    ranks = [0.0] * len(pooled)
-    tie_term = 0.0
-    i = 0
-    while i < len(pooled):
-        j = i
-        while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
-            j += 1
-        r = (i + j) / 2 + 1
-        for k in range(i, j + 1):
-            ranks[k] = r
-        t = j - i + 1
-        tie_term += t ** 3 - t
-        i = j + 1
-    r1 = sum(r for r, (_, side) in zip(ranks, pooled) if side == 0)
-    u1 = r1 - n1 * (n1 + 1) / 2
-    mu = n1 * n2 / 2
-    n = n1 + n2
-    sigma2 = n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
-    if sigma2 <= 0:
-        return 1.0
-    z = (abs(u1 - mu) - 0.5) / math.sqrt(sigma2)
-    return max(0.0, min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2))))
-
-
-
 def resampled_medians(xs: Sequence[float], n_resamples: int = 1000, seed: int = 0):  # -> numpy.ndarray
     """The medians of ``n_resamples`` bootstrap resamples of ``xs`` (drawn with replacement, same size)."""
     import numpy as np
