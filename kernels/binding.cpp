@@ -1,5 +1,7 @@
 // The torch glue: ops flashcore::phase4, flashcore::phase4x and (when its source is built in,
-// FLASHCORE_HAS_BLEEDING_EDGE) flashcore::bleeding_edge. Each validates its inputs with messages that
+// FLASHCORE_HAS_BLEEDING_EDGE) flashcore::bleeding_edge. phase4 and phase4x take contiguous q/k/v;
+// bleeding_edge takes any batch/seq/head strides with a contiguous head_dim (a bhsd tensor viewed as
+// bshd runs without a copy). O is always a new contiguous [b, sq, hq, d] tensor. Each validates its inputs with messages that
 // name the problem and what is allowed, asks the kernel's supports_* function, launches on the current
 // stream and checks the launch. The kernels themselves (kernels/*.cu) know nothing of torch.
 #include <ATen/ATen.h>
@@ -40,7 +42,9 @@ std::string dims(c10::IntArrayRef a) {
   return s + "]";
 }
 
-void check_tensor(const char* op, const char* name, const at::Tensor& t, const at::Tensor& q) {
+// strided: the kernel takes any batch/seq/head strides (its supports_* function judges them), so only a
+// contiguous head_dim is required here; otherwise the whole tensor must be contiguous.
+void check_tensor(const char* op, const char* name, const at::Tensor& t, const at::Tensor& q, bool strided) {
   TORCH_CHECK(t.defined(), "flashcore::", op, ": ", name, " is undefined");
   TORCH_CHECK(t.is_cuda(), "flashcore::", op, ": ", name, " must be a CUDA tensor, got device ", t.device());
   TORCH_CHECK(t.device() == q.device(), "flashcore::", op, ": q, k and v must be on the same device, got q on ",
@@ -51,20 +55,28 @@ void check_tensor(const char* op, const char* name, const at::Tensor& t, const a
               q.scalar_type(), " and ", name, " ", t.scalar_type());
   TORCH_CHECK(t.dim() == 4, "flashcore::", op, ": ", name, " must have rank 4 ([batch, seqlen, heads, head_dim]), got ",
               num(t.dim()), " dims with shape ", dims(t.sizes()));
-  TORCH_CHECK(t.is_contiguous(), "flashcore::", op, ": ", name,
-              " must be contiguous [batch, seqlen, heads, head_dim] (bshd), got strides ", dims(t.strides()),
-              " for shape ", dims(t.sizes()), "; call .contiguous()");
+  if (strided) {
+    TORCH_CHECK(t.stride(3) == 1 || t.size(3) == 1, "flashcore::", op, ": ", name,
+                " must have a contiguous last dimension (head_dim stride 1), got strides ", dims(t.strides()),
+                " for shape ", dims(t.sizes()), "; call .contiguous()");
+  } else {
+    TORCH_CHECK(t.is_contiguous(), "flashcore::", op, ": ", name,
+                " must be contiguous [batch, seqlen, heads, head_dim] (bshd), got strides ", dims(t.strides()),
+                " for shape ", dims(t.sizes()), "; call .contiguous()");
+  }
   for (int d = 0; d < 4; ++d)
     TORCH_CHECK(t.size(d) >= 1 && t.size(d) <= INT_MAX, "flashcore::", op, ": ", name, " has shape ", dims(t.sizes()),
                 ": every dimension must be in [1, ", num(int64_t{INT_MAX}), "]");
 }
 
-std::tuple<at::Tensor, at::Tensor> run_op(const char* op, LaunchFn launch, SupportsFn supports, const at::Tensor& q,
-                                          const at::Tensor& k, const at::Tensor& v, double softmax_scale, bool causal,
-                                          bool return_lse) {
-  check_tensor(op, "q", q, q);
-  check_tensor(op, "k", k, q);
-  check_tensor(op, "v", v, q);
+flashcore::Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
+
+std::tuple<at::Tensor, at::Tensor> run_op(const char* op, LaunchFn launch, SupportsFn supports, bool strided,
+                                          const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                          double softmax_scale, bool causal, bool return_lse) {
+  check_tensor(op, "q", q, q, strided);
+  check_tensor(op, "k", k, q, strided);
+  check_tensor(op, "v", v, q, strided);
   TORCH_CHECK(k.sizes() == v.sizes(), "flashcore::", op, ": k and v must have one shape, got k ", dims(k.sizes()), " and v ",
               dims(v.sizes()));
   TORCH_CHECK(k.size(0) == q.size(0), "flashcore::", op, ": batch of k (", num(k.size(0)), ") differs from q (",
@@ -76,7 +88,8 @@ std::tuple<at::Tensor, at::Tensor> run_op(const char* op, LaunchFn launch, Suppo
   TORCH_CHECK(std::isfinite(softmax_scale), "flashcore::", op, ": softmax_scale must be finite, got ", num(softmax_scale));
 
   const c10::cuda::CUDAGuard guard(q.device());
-  at::Tensor o = at::empty_like(q);
+  // O is contiguous [b, sq, hq, d] whatever q's strides (empty_like would copy a transposed q's layout)
+  at::Tensor o = at::empty(q.sizes(), q.options());
   const auto f32 = q.options().dtype(at::kFloat);
   at::Tensor lse = return_lse ? at::empty({q.size(0), q.size(2), q.size(1)}, f32) : at::empty({0}, f32);
 
@@ -95,6 +108,10 @@ std::tuple<at::Tensor, at::Tensor> run_op(const char* op, LaunchFn launch, Suppo
   p.softmax_scale = static_cast<float>(softmax_scale);
   p.causal = causal;
   p.dtype = q.scalar_type() == at::kBFloat16 ? flashcore::DType::kBFloat16 : flashcore::DType::kFloat16;
+  p.q_stride = strides_of(q);
+  p.k_stride = strides_of(k);
+  p.v_stride = strides_of(v);
+  p.o_stride = strides_of(o);
 
   if (const char* why = supports(p)) TORCH_CHECK(false, "flashcore::", op, ": ", why);
   const cudaError_t err = launch(p, c10::cuda::getCurrentCUDAStream().stream());
@@ -105,20 +122,20 @@ std::tuple<at::Tensor, at::Tensor> run_op(const char* op, LaunchFn launch, Suppo
 
 std::tuple<at::Tensor, at::Tensor> phase4(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                           double softmax_scale, bool causal, bool return_lse) {
-  return run_op("phase4", flashcore::launch_phase4, flashcore::supports_phase4, q, k, v, softmax_scale, causal,
+  return run_op("phase4", flashcore::launch_phase4, flashcore::supports_phase4, false, q, k, v, softmax_scale, causal,
                 return_lse);
 }
 
 std::tuple<at::Tensor, at::Tensor> phase4x(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                            double softmax_scale, bool causal, bool return_lse) {
-  return run_op("phase4x", flashcore::launch_phase4x, flashcore::supports_phase4x, q, k, v, softmax_scale, causal,
+  return run_op("phase4x", flashcore::launch_phase4x, flashcore::supports_phase4x, false, q, k, v, softmax_scale, causal,
                 return_lse);
 }
 
 #ifdef FLASHCORE_HAS_BLEEDING_EDGE
 std::tuple<at::Tensor, at::Tensor> bleeding_edge(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                  double softmax_scale, bool causal, bool return_lse) {
-  return run_op("bleeding_edge", flashcore::launch_bleeding_edge, flashcore::supports_bleeding_edge, q, k, v,
+  return run_op("bleeding_edge", flashcore::launch_bleeding_edge, flashcore::supports_bleeding_edge, true, q, k, v,
                 softmax_scale, causal, return_lse);
 }
 #endif

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include "flashcore/api.h"
 #include "bleeding_edge/mainloop.cuh"
 #include "bleeding_edge/variants.cuh"
@@ -18,10 +19,10 @@ template <class C>
 cudaError_t launch_cfg(const AttnParams& p, cudaStream_t stream) {
   CUtensorMap tq, tk, tv, to;
   const bool bf = C::kBF16;
-  if (!be::make_tmap_bshd(&tq, p.q, bf, p.batch, p.seqlen_q, p.heads_q, C::D, C::BM) ||
-      !be::make_tmap_bshd(&tk, p.k, bf, p.batch, p.seqlen_k, p.heads_kv, C::D, C::BN) ||
-      !be::make_tmap_bshd(&tv, p.v, bf, p.batch, p.seqlen_k, p.heads_kv, C::D, C::BN) ||
-      !be::make_tmap_bshd(&to, p.o, bf, p.batch, p.seqlen_q, p.heads_q, C::D, 64)) {
+  if (!be::make_tmap_bshd(&tq, p.q, bf, p.batch, p.seqlen_q, p.heads_q, C::D, p.q_stride, C::BM) ||
+      !be::make_tmap_bshd(&tk, p.k, bf, p.batch, p.seqlen_k, p.heads_kv, C::D, p.k_stride, C::BN) ||
+      !be::make_tmap_bshd(&tv, p.v, bf, p.batch, p.seqlen_k, p.heads_kv, C::D, p.v_stride, C::BN) ||
+      !be::make_tmap_bshd(&to, p.o, bf, p.batch, p.seqlen_q, p.heads_q, C::D, p.o_stride, 64)) {
     return cudaErrorInvalidValue;
   }
   be::KernelParams kp;
@@ -99,7 +100,10 @@ constexpr int count(const Variant (&)[N]) { return N; }
 
 }  // namespace
 
+// Messages that quote values are formatted into a thread-local buffer: valid until the next call on
+// the same thread.
 const char* supports_bleeding_edge(const AttnParams& p) {
+  thread_local char buf[320];
   if (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16) return "dtype not supported: allowed float16, bfloat16";
   if (p.head_dim != 64 && p.head_dim != 128) return "head_dim not supported: allowed 64, 128";
   if (p.batch < 1 || p.heads_q < 1 || p.heads_kv < 1 || p.seqlen_q < 1 || p.seqlen_k < 1)
@@ -110,6 +114,29 @@ const char* supports_bleeding_edge(const AttnParams& p) {
   if (!p.q || !p.k || !p.v || !p.o) return "q, k, v and o must be non-null";
   auto mis = [](const void* x) { return (reinterpret_cast<uintptr_t>(x) & 15u) != 0; };
   if (mis(p.q) || mis(p.k) || mis(p.v) || mis(p.o)) return "q, k, v and o must be 16-byte aligned (TMA)";
+  const struct {
+    const char* name;
+    Strides st;
+    int seqlen, heads;
+  } tensors[] = {{"q", p.q_stride, p.seqlen_q, p.heads_q}, {"k", p.k_stride, p.seqlen_k, p.heads_kv},
+                 {"v", p.v_stride, p.seqlen_k, p.heads_kv}, {"o", p.o_stride, p.seqlen_q, p.heads_q}};
+  for (const auto& t : tensors) {
+    const struct {
+      const char* dim;
+      int64_t stride;
+      int extent;
+    } dims[] = {{"batch", t.st.batch, p.batch}, {"seqlen", t.st.seq, t.seqlen}, {"heads", t.st.head, t.heads}};
+    for (const auto& d : dims) {
+      if (const char* why = be::tma_stride_problem(d.stride, d.extent)) {
+        std::snprintf(buf, sizeof buf,
+                      "%s stride along %s (%lld elements) %s: the kernel loads through TMA tensor maps, which "
+                      "take strides that are positive multiples of 8 elements (16 bytes) below 2^39 elements; "
+                      "pass a copy (.contiguous())",
+                      t.name, d.dim, (long long)d.stride, why);
+        return buf;
+      }
+    }
+  }
   if (!be::tensor_map_encoder()) return "cuTensorMapEncodeTiled is not available from the CUDA driver";
   return nullptr;
 }

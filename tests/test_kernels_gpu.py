@@ -1,6 +1,8 @@
 """flashcore's phase4 and phase4x torch ops on the GPU: the attention function of api.h (bottom-right
 causal, GQA, any seqlen, LSE, rows with no key), in fp16 and bf16, against a float64 reference; errors
-named for every input the kernels do not accept; bit-identical results on repeated runs.
+named for every input the kernels do not accept; bit-identical results on repeated runs. At the end, the
+bleeding_edge op on strided inputs (bhsd views, slices of wider buffers, packed QKV) against SDPA and
+the float64 reference, bit-identical to the same values passed contiguous.
 
 Every checked output lands in memory filled with NaN just before (see ``call``), so an element the
 kernel fails to write shows up as NaN."""
@@ -337,3 +339,188 @@ def test_backend_runs_the_op_for_both_layouts(cls_name, op, layout):
     o = backend.prepare(p, q, k, v)()
     assert o.shape == q.shape
     assert rel_err(o, reference(q, k, v, p.softmax_scale, True)[0]) < REL_TOL[torch.bfloat16]
+
+
+# -- bleeding_edge: strided q/k/v (any batch/seq/head strides, contiguous head_dim) -------------------------
+#
+# The reference here is torch's own SDPA (float32 math on the upcast inputs, bottom-right causal mask
+# given explicitly: SDPA's is_causal is top-left aligned), besides the float64 one of `check`.
+
+BE = "bleeding_edge"
+
+
+@pytest.fixture(scope="module")
+def be_op(ops):
+    if not hasattr(torch.ops.flashcore, BE):
+        pytest.skip("the bleeding_edge op is not built in (FLASHCORE_KERNELS or its source missing)")
+    return getattr(torch.ops.flashcore, BE)
+
+
+def sdpa_reference(q, k, v, scale, causal):
+    """O [b, sq, hq, d] in float32 from torch SDPA (math backend); rows that attend no key are 0."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    sq, sk, hq, hkv = q.shape[1], k.shape[1], q.shape[2], k.shape[2]
+    qf, kf, vf = (t.float().transpose(1, 2) for t in (q, k, v))
+    kf = kf.repeat_interleave(hq // hkv, dim=1)
+    vf = vf.repeat_interleave(hq // hkv, dim=1)
+    mask = None
+    if causal:
+        i = torch.arange(sq, device=q.device)[:, None]
+        j = torch.arange(sk, device=q.device)[None, :]
+        mask = j <= i + (sk - sq)
+    with sdpa_kernel(SDPBackend.MATH):
+        o = torch.nn.functional.scaled_dot_product_attention(qf, kf, vf, attn_mask=mask, scale=scale)
+    return o.transpose(1, 2).nan_to_num(nan=0.0)
+
+
+def as_bhsd(t):
+    """The same values in [b, h, s, d] memory, seen as [b, s, h, d] (the harness's bhsd layout)."""
+    return t.transpose(1, 2).contiguous().transpose(1, 2)
+
+
+def in_wider_head_buffer(t, pad=64, offset=32):
+    """The same values as a slice [..., offset:offset + d] of a [b, s, h, d + pad] buffer."""
+    b, s, h, d = t.shape
+    buf = torch.full((b, s, h, d + pad), float("nan"), dtype=t.dtype, device=t.device)
+    buf[..., offset:offset + d] = t
+    return buf[..., offset:offset + d]
+
+
+def packed_qkv(q, k, v):
+    """q, k, v as the three parts of one packed [b, s, 3, h, d] buffer (self-attention shapes)."""
+    qkv = torch.stack([q, k, v], dim=2)
+    return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+
+
+LAYOUTS = {
+    "bshd": lambda q, k, v: (q, k, v),
+    "bhsd": lambda q, k, v: tuple(as_bhsd(t) for t in (q, k, v)),
+    "padded-head": lambda q, k, v: tuple(in_wider_head_buffer(t) for t in (q, k, v)),
+    "q-bhsd-kv-bshd": lambda q, k, v: (as_bhsd(q), k, v),
+}
+
+
+def check_be_strided(q, k, v, causal, scale=None):
+    """Runs the op on the strided tensors; checks O against SDPA and the float64 reference, and that it is
+    bit-identical to the op on contiguous copies of the same values."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    o, lse = check(BE, q, k, v, scale=scale, causal=causal)  # float64 reference, NaN-poisoned O/LSE
+    ref = sdpa_reference(q, k, v, scale, causal)
+    err = rel_err(o, ref.double())
+    assert err < REL_TOL[q.dtype], f"‖O−sdpa‖/‖sdpa‖ = {err:.2e}"
+    o_c, lse_c = call(BE, *(t.contiguous() for t in (q, k, v)), scale=scale, causal=causal)
+    assert torch.equal(o, o_c) and torch.equal(lse, lse_c), "strided and contiguous inputs must give the same bits"
+    return o
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["fp16", "bf16"])
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_bleeding_edge_reads_strided_inputs_without_a_copy(be_op, layout, causal, d, dtype):
+    q, k, v = make_qkv(2, 300, 300, 4, 2, d, dtype)
+    q, k, v = LAYOUTS[layout](q, k, v)
+    if layout != "bshd":
+        assert not all(t.is_contiguous() for t in (q, k, v))
+    o = check_be_strided(q, k, v, causal)
+    assert o.is_contiguous() and o.shape == q.shape
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["fp16", "bf16"])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_bleeding_edge_reads_a_packed_qkv_buffer(be_op, causal, dtype):
+    q, k, v = make_qkv(2, 257, 257, 4, 4, 128, dtype)
+    q, k, v = packed_qkv(q, k, v)
+    assert q.stride() == (257 * 3 * 4 * 128, 3 * 4 * 128, 128, 1)
+    check_be_strided(q, k, v, causal)
+
+
+# causal with Sq != Sk both ways (bottom-right: rows with no key when Sq > Sk), ragged tiles, one row
+BE_SEQLENS = [(1, 1), (100, 257), (257, 100), (1, 300), (300, 1), (640, 2200), (2200, 640)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["fp16", "bf16"])
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("sq,sk", BE_SEQLENS, ids=[f"sq{a}-sk{b}" for a, b in BE_SEQLENS])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_bleeding_edge_bhsd_with_unequal_seqlens(be_op, causal, sq, sk, d, dtype):
+    q, k, v = make_qkv(1, sq, sk, 2, 2, d, dtype)
+    check_be_strided(*LAYOUTS["bhsd"](q, k, v), causal)
+
+
+@pytest.mark.parametrize("hq,hkv", [(8, 8), (8, 2), (8, 1), (6, 3)])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("layout", ["bshd", "bhsd", "padded-head"])
+def test_bleeding_edge_grouped_query_attention_with_strides(be_op, layout, causal, hq, hkv):
+    q, k, v = make_qkv(2, 130, 190, hq, hkv, 128, torch.bfloat16)
+    check_be_strided(*LAYOUTS[layout](q, k, v), causal)
+
+
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("s", [1024, 2048])
+def test_bleeding_edge_bhsd_with_more_tiles_than_sms(be_op, s, causal, d):
+    # Sk <= 1024 non-causal runs the persistent schedule (several tiles per CTA), Sk = 2048 one tile per CTA
+    q, k, v = make_qkv(2, s, s, 16, 16, d, torch.bfloat16)  # 192-512 tiles
+    check_be_strided(*LAYOUTS["bhsd"](q, k, v), causal)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_bleeding_edge_repeated_strided_runs_are_bit_identical(be_op, causal):
+    q, k, v = LAYOUTS["bhsd"](*make_qkv(2, 777, 777, 4, 2, 128, torch.bfloat16))
+    first_o, first_lse = call(BE, q, k, v, causal=causal)
+    for _ in range(4):
+        o, lse = call(BE, q, k, v, causal=causal)
+        assert torch.equal(o, first_o) and torch.equal(lse, first_lse)
+
+
+def test_bleeding_edge_names_the_strides_tma_cannot_describe(be_op):
+    q, k, v = make_qkv(1, 64, 64, 2, 2, 64, torch.float16, seed=0)
+    # head stride 68 elements = 136 bytes: not a multiple of 16 bytes
+    q68 = in_wider_head_buffer(q, pad=4, offset=0)
+    with pytest.raises(RuntimeError, match=r"q stride along heads \(68 elements\) is not a multiple of 8 elements"):
+        be_op(q68, k, v, 0.125, False, False)
+    # a base address 8 bytes past a 16-byte boundary
+    k_off = in_wider_head_buffer(k, pad=8, offset=4)
+    with pytest.raises(RuntimeError, match=r"16-byte aligned"):
+        be_op(q, k_off, v, 0.125, False, False)
+    # head_dim not contiguous
+    wide = torch.zeros(1, 64, 2, 128, dtype=torch.float16, device="cuda")
+    with pytest.raises(RuntimeError, match=r"v must have a contiguous last dimension"):
+        be_op(q, k, wide[..., ::2], 0.125, False, False)
+    # a broadcast (stride 0) batch dimension
+    kb, vb = (t.expand(2, -1, -1, -1) for t in (k, v))
+    q2 = torch.cat([q, q])
+    with pytest.raises(RuntimeError, match=r"k stride along batch \(0 elements\) is 0"):
+        be_op(q2, kb, vb, 0.125, False, False)
+
+
+def test_bleeding_edge_backend_runs_bhsd_in_place(be_op):
+    from harness.backends import flashcore_ops
+    from harness.spec.problem import Problem
+
+    backend = flashcore_ops.FlashcoreBleedingEdge()
+    assert backend.unavailable() is None and backend.strided_inputs
+    p = Problem(batch=2, heads_q=4, heads_kv=2, seqlen_q=150, seqlen_k=90, head_dim=128, dtype="bfloat16",
+                causal=True, layout="bhsd")
+    assert backend.unsupported(p) is None
+    q, k, v = LAYOUTS["bhsd"](*make_qkv(2, 150, 90, 4, 2, 128, torch.bfloat16))
+    run = backend.prepare(p, q, k, v)
+    o = run()
+    assert rel_err(o, reference(q, k, v, p.softmax_scale, True)[0]) < REL_TOL[torch.bfloat16]
+    # no copy was taken in prepare: changing the caller's tensors in place changes the next result
+    v.mul_(2)
+    o2 = run()
+    assert rel_err(o2, reference(q, k, v, p.softmax_scale, True)[0]) < REL_TOL[torch.bfloat16]
+    assert not torch.equal(o, o2)
+
+
+def test_fake_implementation_gives_a_contiguous_output_for_strided_inputs(be_op):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode() as mode:
+        q = mode.from_tensor(torch.empty(2, 8, 40, 64, device="cuda", dtype=torch.bfloat16)).transpose(1, 2)
+        k = mode.from_tensor(torch.empty(2, 2, 50, 64, device="cuda", dtype=torch.bfloat16)).transpose(1, 2)
+        o, _ = be_op(q, k, k, 0.125, True, False)
+        assert o.shape == (2, 40, 8, 64) and o.is_contiguous()

@@ -1,6 +1,13 @@
 """flashcore's own kernels as backends: ``flashcore-phase4``, ``flashcore-phase4x`` and
 ``flashcore-bleeding-edge``, each calling ``torch.ops.flashcore.<op>`` (JIT-built by
-``harness.tools.build.load_ops`` at first use, cached by source hash)."""
+``harness.tools.build.load_ops`` at first use, cached by source hash).
+
+Layouts: phase4 and phase4x read contiguous ``[b, s, h, d]`` tensors, so a ``bhsd`` problem's inputs are
+copied once, untimed, in ``prepare``. The bleeding-edge op reads q/k/v through their strides (TMA tensor
+maps built from them): both layouts run as handed over, without a copy. What it cannot describe (a head_dim
+stride other than 1; a batch/seq/head stride that is 0 or not a multiple of 8 elements; a base address not
+16-byte aligned) never comes from the harness's two layouts at head_dim 64/128; the op refuses such tensors
+with the reason."""
 from __future__ import annotations
 
 from typing import ClassVar
@@ -18,6 +25,9 @@ class _FlashcoreOp(Backend):
     op: ClassVar[str] = ""
     head_dims: ClassVar[tuple[int, ...]] = (64, 128)
     dtypes: ClassVar[tuple[str, ...]] = ("float16", "bfloat16")
+    #: the op reads q/k/v through their batch/seq/head strides (head_dim contiguous); otherwise it needs
+    #: contiguous bshd and ``prepare`` converts other layouts once, untimed
+    strided_inputs: ClassVar[bool] = False
 
     def unavailable(self) -> str | None:
         why = cuda_unavailable()
@@ -51,8 +61,8 @@ class _FlashcoreOp(Backend):
         from harness.tools.build import load_ops
 
         load_ops()
-        # the kernels read contiguous bshd: convert a bhsd view once, untimed
-        if problem.layout != "bshd" or not all(t.is_contiguous() for t in (q, k, v)):
+        if not self.strided_inputs and not all(t.is_contiguous() for t in (q, k, v)):
+            # phase4/phase4x read contiguous bshd: convert a bhsd view once, untimed
             q, k, v = (t.contiguous() for t in (q, k, v))
         fn = getattr(torch.ops.flashcore, self.op)
         scale, causal = float(problem.softmax_scale), bool(problem.causal)
@@ -82,3 +92,4 @@ class FlashcoreBleedingEdge(_FlashcoreOp):
     name = "flashcore-bleeding-edge"
     description = "flashcore bleeding edge: TMA + wgmma + warp specialization for Hopper"
     op = "bleeding_edge"
+    strided_inputs = True

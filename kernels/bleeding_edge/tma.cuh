@@ -1,4 +1,5 @@
-// TMA (cp.async.bulk.tensor) on 4-D tensor maps over (D, S, H, B) for contiguous [B, S, H, D] tensors.
+// TMA (cp.async.bulk.tensor) on 4-D tensor maps over (D, S, H, B) for [B, S, H, D] tensors with any
+// batch/seq/head strides (D contiguous).
 // Host: make_tmap_bshd builds the map with cuTensorMapEncodeTiled, reached through
 // cudaGetDriverEntryPointByVersion (no -lcuda). Box = {64 elements (128 bytes), rows, 1, 1} with
 // 128-byte swizzle, which is exactly the K-major SW128 layout the wgmma descriptors describe; a
@@ -10,6 +11,7 @@
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 #include <cstdint>
+#include "flashcore/api.h"
 
 namespace flashcore { namespace be {
 
@@ -65,15 +67,34 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return fn;
 }
 
-// Tensor map over a contiguous [B, S, H, D] tensor of 16-bit elements, dims ordered (D, S, H, B),
-// box {64, box_rows, 1, 1}, 128-byte swizzle, zero fill out of bounds.
+// What TMA cannot describe in one stride (in elements) of a dimension of the given extent, or nullptr.
+// cuTensorMapEncodeTiled wants every stride a multiple of 16 bytes (8 16-bit elements) below 2^40
+// bytes. A dimension of extent 1 is only ever at coordinate 0, so its stride does not matter (it is
+// replaced in make_tmap_bshd). A stride of 0 on a longer dimension (a broadcast view) is refused rather
+// than left to the driver.
+inline const char* tma_stride_problem(int64_t stride, int extent) {
+  if (extent == 1) return nullptr;
+  if (stride < 0) return "is negative";
+  if (stride == 0) return "is 0 (a broadcast view)";
+  if (stride % 8 != 0) return "is not a multiple of 8 elements (TMA needs 16-byte strides)";
+  if (stride >= (int64_t{1} << 39)) return "is 2^39 elements (2^40 bytes) or more (the TMA limit)";
+  return nullptr;
+}
+
+// Tensor map over a [B, S, H, D] tensor of 16-bit elements with element strides st (D contiguous),
+// dims ordered (D, S, H, B), box {64, box_rows, 1, 1}, 128-byte swizzle, zero fill out of bounds.
+// The strides may be in any order (a transposed [B, H, S, D] view has seq stride D and head stride
+// S*D); only the D elements of a row are read, so a row may sit inside a wider buffer. The caller
+// has checked every stride with tma_stride_problem; false if the driver still refuses the map.
 inline bool make_tmap_bshd(CUtensorMap* map, const void* ptr, bool bf16, int B, int S, int H, int D,
-                           int box_rows) {
+                           const Strides& st, int box_rows) {
   auto enc = tensor_map_encoder();
   if (!enc) return false;
   const cuuint64_t es = 2;
+  // extent-1 dimensions: any valid stride will do (coordinate 0 only)
+  const auto pick = [D](int64_t stride, int extent) { return (cuuint64_t)(extent == 1 ? D : stride); };
   cuuint64_t dims[4] = {(cuuint64_t)D, (cuuint64_t)S, (cuuint64_t)H, (cuuint64_t)B};
-  cuuint64_t strides[3] = {(cuuint64_t)H * D * es, (cuuint64_t)D * es, (cuuint64_t)S * H * D * es};
+  cuuint64_t strides[3] = {pick(st.seq, S) * es, pick(st.head, H) * es, pick(st.batch, B) * es};
   cuuint32_t box[4] = {64, (cuuint32_t)box_rows, 1, 1};
   cuuint32_t estr[4] = {1, 1, 1, 1};
   CUresult r = enc(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,

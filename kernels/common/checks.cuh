@@ -13,7 +13,7 @@ namespace common {
 // with 16-byte vector accesses; otherwise a message. Messages that quote a value are formatted into a
 // thread-local buffer: valid until the next call on the same thread.
 inline const char* check_basic_problem(const AttnParams& p) {
-  thread_local char buf[192];
+  thread_local char buf[256];
   if (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16)
     return "dtype not supported: allowed float16, bfloat16";
   if (p.batch < 1 || p.heads_q < 1 || p.heads_kv < 1 || p.seqlen_q < 1 || p.seqlen_k < 1) {
@@ -41,6 +41,30 @@ inline const char* check_basic_problem(const AttnParams& p) {
   const auto misaligned = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) != 0; };
   if (misaligned(p.q) || misaligned(p.k) || misaligned(p.v) || misaligned(p.o))
     return "q, k, v and o must be 16-byte aligned (the kernels use 16-byte vector accesses)";
+  // These kernels index contiguous [batch, seqlen, heads, head_dim] tensors (a dimension of extent 1
+  // may have any stride, as in torch's is_contiguous).
+  const auto contiguous = [&](const Strides& st, int seqlen, int heads) {
+    const Strides want = contiguous_strides(seqlen, heads, p.head_dim);
+    return (p.batch == 1 || st.batch == want.batch) && (seqlen == 1 || st.seq == want.seq) &&
+           (heads == 1 || st.head == want.head);
+  };
+  const struct {
+    const char* name;
+    Strides st;
+    int seqlen, heads;
+  } tensors[] = {{"q", p.q_stride, p.seqlen_q, p.heads_q}, {"k", p.k_stride, p.seqlen_k, p.heads_kv},
+                 {"v", p.v_stride, p.seqlen_k, p.heads_kv}, {"o", p.o_stride, p.seqlen_q, p.heads_q}};
+  for (const auto& t : tensors) {
+    if (!contiguous(t.st, t.seqlen, t.heads)) {
+      const Strides want = contiguous_strides(t.seqlen, t.heads, p.head_dim);
+      std::snprintf(buf, sizeof buf,
+                    "%s has strides (batch %lld, seq %lld, head %lld): this kernel reads contiguous "
+                    "[batch, seqlen, heads, head_dim] tensors (strides %lld, %lld, %lld)",
+                    t.name, (long long)t.st.batch, (long long)t.st.seq, (long long)t.st.head, (long long)want.batch,
+                    (long long)want.seq, (long long)want.head);
+      return buf;
+    }
+  }
   return nullptr;
 }
 

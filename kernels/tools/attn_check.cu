@@ -10,6 +10,7 @@
 //   attn_check --time               fa-paper shapes (16k tokens, hidden 2048, bf16): check + timing
 //   options: --kernel be|phase4|phase4x  --variant N (-1 = default)  --variants i,j  --all-variants
 //            --iters N  --seed N
+//            --bhsd   q, k, v stored [B, H, S, D] and passed as strided [B, S, H, D] views (no copy)
 // Timing: median of --iters runs after 3 warm-ups, each run preceded by a 256 MB memset (L2 flush),
 // cudaEvents around the kernel alone. TFLOPS = 4*B*Hq*D*(attended pairs) / t.
 #include <cuda_runtime.h>
@@ -99,6 +100,7 @@ static float h2f(uint16_t x, DType dt) {
 
 using LaunchFn = cudaError_t (*)(const AttnParams&, cudaStream_t);
 static int g_variant = -1;
+static bool g_bhsd = false;  // --bhsd: q, k, v in [B, H, S, D] memory, passed with their strides
 static cudaError_t launch_be_variant(const AttnParams& p, cudaStream_t s) {
   return flashcore::be::launch_variant(p, s, g_variant);
 }
@@ -157,7 +159,23 @@ static AttnParams make_params(const Cfg& c, const Buffers& b) {
   p.softmax_scale = 1.0f / std::sqrt((float)c.D);
   p.causal = c.causal;
   p.dtype = c.dt;
+  flashcore::set_contiguous_strides(p);
+  if (g_bhsd) {  // q, k, v stored [B, H, S, D], passed as strided [B, S, H, D] views; O stays contiguous
+    p.q_stride = {(int64_t)c.Hq * c.Sq * c.D, c.D, (int64_t)c.Sq * c.D};
+    p.k_stride = {(int64_t)c.Hkv * c.Sk * c.D, c.D, (int64_t)c.Sk * c.D};
+    p.v_stride = p.k_stride;
+  }
   return p;
+}
+
+// [B, H, S, D] host copy -> [B, S, H, D] (what check() indexes).
+static std::vector<uint16_t> bhsd_to_bshd(const std::vector<uint16_t>& x, int B, int S, int H, int D) {
+  std::vector<uint16_t> y(x.size());
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < H; ++h)
+      for (int i = 0; i < S; ++i)
+        std::memcpy(&y[(((size_t)b * S + i) * H + h) * D], &x[(((size_t)b * H + h) * S + i) * D], (size_t)D * 2);
+  return y;
 }
 
 static void poison(const Cfg& c, const Buffers& b) {
@@ -356,6 +374,11 @@ static bool correctness(const Kernel& K, const Cfg& c, uint64_t seed, long max_r
   CK(cudaMemcpy(hv.data(), b.v, b.nk * 2, cudaMemcpyDeviceToHost));
   CK(cudaMemcpy(ho.data(), b.o, b.nq * 2, cudaMemcpyDeviceToHost));
   CK(cudaMemcpy(hl.data(), b.lse, hl.size() * 4, cudaMemcpyDeviceToHost));
+  if (g_bhsd) {
+    hq = bhsd_to_bshd(hq, c.B, c.Sq, c.Hq, c.D);
+    hk = bhsd_to_bshd(hk, c.B, c.Sk, c.Hkv, c.D);
+    hv = bhsd_to_bshd(hv, c.B, c.Sk, c.Hkv, c.D);
+  }
   // determinism: poison and rerun, compare bytes
   bool det = true;
   for (int r = 0; r < ndet; ++r) {
@@ -514,6 +537,7 @@ int main(int argc, char** argv) {
     else if (a == "--small") do_small = true;
     else if (a == "--time") do_time = true;
     else if (a == "--all-variants") all_variants = true;
+    else if (a == "--bhsd") g_bhsd = true;
     else if (a == "--variant" && i + 1 < argc) g_variant = std::atoi(argv[++i]);
     else if (a == "--variants" && i + 1 < argc) {
       std::string l = argv[++i];
@@ -529,7 +553,7 @@ int main(int argc, char** argv) {
     else if (a == "--kernel" && i + 1 < argc) kname = argv[++i];
     else {
       std::printf("usage: %s [--correct] [--small] [--time] [--kernel be|phase4|phase4x] [--variant N] "
-                  "[--all-variants] [--variants i,j,..] [--iters N] [--seed N]\n", argv[0]);
+                  "[--all-variants] [--variants i,j,..] [--iters N] [--seed N] [--bhsd]\n", argv[0]);
       return a == "--help" ? 0 : 1;
     }
   }

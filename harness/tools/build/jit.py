@@ -48,7 +48,7 @@ def _register_fakes(names: list[str]) -> None:
 
     def make(name: str):
         def fake(q, k, v, softmax_scale, causal, return_lse):
-            o = torch.empty_like(q)
+            o = q.new_empty(q.shape)  # contiguous, as the ops allocate it (not q's strides)
             if return_lse:
                 lse = q.new_empty((q.shape[0], q.shape[2], q.shape[1]), dtype=torch.float32)
             else:
