@@ -1,7 +1,8 @@
 // flashcore "bleeding-edge" attention forward for Hopper (sm_90a): TMA + mbarrier K/V pipeline,
 // producer/consumer warpgroups with setmaxnreg, wgmma (SS for Q K^T, RS for P V), online softmax in
-// registers with intra-warpgroup overlap. Design: kernels/bleeding_edge/mainloop.cuh; notes and
-// measurements: kernels/NOTES.md, section "bleeding-edge".
+// registers with intra-warpgroup overlap; q/k/v read through their strides. Design:
+// kernels/bleeding_edge/mainloop.cuh (kernel body), scheduler.cuh (tile schedulers), pipeline.cuh
+// (barriers, ring state); notes and measurements: kernels/NOTES.md, section "bleeding-edge".
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -17,6 +18,7 @@ using be::Cfg;
 
 template <class C>
 cudaError_t launch_cfg(const AttnParams& p, cudaStream_t stream) {
+  using Sched = typename C::Scheduler;
   CUtensorMap tq, tk, tv, to;
   const bool bf = C::kBF16;
   if (!be::make_tmap_bshd(&tq, p.q, bf, p.batch, p.seqlen_q, p.heads_q, C::D, p.q_stride, C::BM) ||
@@ -33,33 +35,28 @@ cudaError_t launch_cfg(const AttnParams& p, cudaStream_t stream) {
   kp.hq_per_kv = p.heads_q / p.heads_kv;
   kp.scale = p.softmax_scale;
   kp.scale_log2 = p.softmax_scale * 1.4426950408889634f;
-  const int num_m = (p.seqlen_q + C::BM - 1) / C::BM;
-  if constexpr (C::kPersistent) {
-    auto kernel = be::fwd_kernel_persistent<C>;
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM_BYTES);
-    if (e != cudaSuccess) return e;
-    int dev = 0, sms = 0;
+  const be::TileShape shape{(p.seqlen_q + C::BM - 1) / C::BM, p.heads_q, p.batch};
+  auto kernel = be::fwd_kernel<C, Sched>;
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM_BYTES);
+  if (e != cudaSuccess) return e;
+  be::ScheduleHints hints{0, (long long)p.seqlen_k * C::D * 2 * 2, p.heads_q / p.heads_kv};
+  if constexpr (Sched::kPersistent) {
+    int dev = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
-    if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
-    const long tiles = (long)num_m * p.heads_q * p.batch;
-    if (tiles > 0x7fffffffL) return cudaErrorInvalidValue;
-    const int grid = (int)std::min<long>(tiles, sms);
-    kernel<<<grid, C::THREADS, C::SMEM_BYTES, stream>>>(tq, tk, tv, to, kp, num_m, (int)tiles);
-  } else {
-    auto kernel = be::fwd_kernel<C>;
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM_BYTES);
-    if (e != cudaSuccess) return e;
-    dim3 grid(num_m, p.heads_q, p.batch);
-    kernel<<<grid, C::THREADS, C::SMEM_BYTES, stream>>>(tq, tk, tv, to, kp);
+    if ((e = cudaDeviceGetAttribute(&hints.sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
+    // tile indices (and the next one a CTA would look at) stay within int
+    if (shape.count() + hints.sms > 0x7fffffffLL) return cudaErrorInvalidValue;
   }
+  const typename Sched::Params sp = Sched::make(shape, hints);
+  kernel<<<Sched::grid(sp, hints.sms), C::THREADS, C::SMEM_BYTES, stream>>>(tq, tk, tv, to, kp, sp);
   return cudaGetLastError();
 }
 
-// Persistent applies to non-causal problems only; causal ones use the one-CTA-per-tile kernel
-// (the hardware block scheduler hands out the heavy-first tiles dynamically).
+// PERS: the static persistent schedule (non-causal: m-block order; causal: longest tiles first within L2
+// sections); otherwise one CTA per tile.
 template <bool BF, int D, int BN, int NCWG, int ST, bool PERS>
 cudaError_t launch_causal(const AttnParams& p, cudaStream_t s) {
-  return p.causal ? launch_cfg<Cfg<BF, D, BN, NCWG, ST, true, false>>(p, s)
+  return p.causal ? launch_cfg<Cfg<BF, D, BN, NCWG, ST, true, PERS>>(p, s)
                   : launch_cfg<Cfg<BF, D, BN, NCWG, ST, false, PERS>>(p, s);
 }
 
@@ -74,7 +71,7 @@ struct Variant {
   cudaError_t (*launch)(const AttnParams&, cudaStream_t);
 };
 
-// "pers" = persistent kernel for non-causal problems (causal ones run the per-tile kernel).
+// "pers" = static persistent schedule (#SMs CTAs looping over tiles; causal in longest-first order).
 const Variant kVariantsD128[] = {
     {"d128 BM128 BN128 2cwg 2st", launch_dtype<128, 128, 2, 2>},
     {"d128 BM128 BN176 2cwg 2st", launch_dtype<128, 176, 2, 2>},
@@ -88,7 +85,8 @@ const Variant kVariantsD64[] = {
 // The default (variant < 0) is chosen per problem from the H100 measurements in kernels/NOTES.md:
 // the persistent kernel wins when tiles are short (few key blocks: its loads overlap the previous
 // tile's epilogue) and loses 3-7 % at long seqlen_k; for d64 causal with few key blocks the
-// 2-warpgroup, 4-stage tile is faster.
+// 2-warpgroup, 4-stage tile is faster. Causal problems never default to the persistent schedule (its
+// longest-first order is unmeasured).
 int default_variant(const AttnParams& p) {
   const bool short_k = p.seqlen_k <= 1024;
   if (!p.causal) return short_k ? 2 : 0;
