@@ -47,23 +47,26 @@ cudaError_t launch_cfg(const AttnParams& p, cudaStream_t stream) {
     // tile indices (and the next one a CTA would look at) stay within int
     if (shape.count() + hints.sms > 0x7fffffffLL) return cudaErrorInvalidValue;
   }
-  const typename Sched::Params sp = Sched::make(shape, hints);
+  if (Sched::kNeedsCounter && p.tile_counter == nullptr) return cudaErrorInvalidValue;
+  const typename Sched::Params sp = Sched::make(shape, hints, p.tile_counter);
   kernel<<<Sched::grid(sp, hints.sms), C::THREADS, C::SMEM_BYTES, stream>>>(tq, tk, tv, to, kp, sp);
   return cudaGetLastError();
 }
 
-// PERS: the static persistent schedule (non-causal: m-block order; causal: longest tiles first within L2
-// sections); otherwise one CTA per tile.
-template <bool BF, int D, int BN, int NCWG, int ST, bool PERS>
+using be::Schedule;
+constexpr Schedule kTile = Schedule::kSingleTile, kStatic = Schedule::kStaticPersistent,
+                   kDynamic = Schedule::kDynamicPersistent;
+
+template <bool BF, int D, int BN, int NCWG, int ST, Schedule S>
 cudaError_t launch_causal(const AttnParams& p, cudaStream_t s) {
-  return p.causal ? launch_cfg<Cfg<BF, D, BN, NCWG, ST, true, PERS>>(p, s)
-                  : launch_cfg<Cfg<BF, D, BN, NCWG, ST, false, PERS>>(p, s);
+  return p.causal ? launch_cfg<Cfg<BF, D, BN, NCWG, ST, true, S>>(p, s)
+                  : launch_cfg<Cfg<BF, D, BN, NCWG, ST, false, S>>(p, s);
 }
 
-template <int D, int BN, int NCWG, int ST, bool PERS = false>
+template <int D, int BN, int NCWG, int ST, Schedule S = kTile>
 cudaError_t launch_dtype(const AttnParams& p, cudaStream_t s) {
-  return p.dtype == DType::kBFloat16 ? launch_causal<true, D, BN, NCWG, ST, PERS>(p, s)
-                                     : launch_causal<false, D, BN, NCWG, ST, PERS>(p, s);
+  return p.dtype == DType::kBFloat16 ? launch_causal<true, D, BN, NCWG, ST, S>(p, s)
+                                     : launch_causal<false, D, BN, NCWG, ST, S>(p, s);
 }
 
 struct Variant {
@@ -71,22 +74,26 @@ struct Variant {
   cudaError_t (*launch)(const AttnParams&, cudaStream_t);
 };
 
-// "pers" = static persistent schedule (#SMs CTAs looping over tiles; causal in longest-first order).
+// Schedules (scheduler.cuh): one CTA per tile unless named; "pers" = static persistent (#SMs CTAs, a
+// fixed stride over the tile order; causal longest-first within L2 sections); "dyn" = dynamic
+// persistent (the same order, each CTA claiming its next tile from AttnParams::tile_counter).
 const Variant kVariantsD128[] = {
     {"d128 BM128 BN128 2cwg 2st", launch_dtype<128, 128, 2, 2>},
     {"d128 BM128 BN176 2cwg 2st", launch_dtype<128, 176, 2, 2>},
-    {"d128 BM128 BN128 2cwg 2st pers", launch_dtype<128, 128, 2, 2, true>},
+    {"d128 BM128 BN128 2cwg 2st pers", launch_dtype<128, 128, 2, 2, kStatic>},
+    {"d128 BM128 BN128 2cwg 2st dyn", launch_dtype<128, 128, 2, 2, kDynamic>},
 };
 const Variant kVariantsD64[] = {
     {"d64 BM192 BN128 3cwg 2st", launch_dtype<64, 128, 3, 2>},
     {"d64 BM128 BN128 2cwg 4st", launch_dtype<64, 128, 2, 4>},
-    {"d64 BM192 BN128 3cwg 2st pers", launch_dtype<64, 128, 3, 2, true>},
+    {"d64 BM192 BN128 3cwg 2st pers", launch_dtype<64, 128, 3, 2, kStatic>},
+    {"d64 BM192 BN128 3cwg 2st dyn", launch_dtype<64, 128, 3, 2, kDynamic>},
 };
 // The default (variant < 0) is chosen per problem from the H100 measurements in kernels/NOTES.md:
 // the persistent kernel wins when tiles are short (few key blocks: its loads overlap the previous
 // tile's epilogue) and loses 3-7 % at long seqlen_k; for d64 causal with few key blocks the
-// 2-warpgroup, 4-stage tile is faster. Causal problems never default to the persistent schedule (its
-// longest-first order is unmeasured).
+// 2-warpgroup, 4-stage tile is faster. Causal problems never default to a persistent schedule (their
+// longest-first orders are unmeasured), nor does anything default to "dyn" (it needs a counter).
 int default_variant(const AttnParams& p) {
   const bool short_k = p.seqlen_k <= 1024;
   if (!p.causal) return short_k ? 2 : 0;

@@ -19,7 +19,6 @@
 // No __syncthreads in the main loop; O is written once per tile in the epilogue.
 #pragma once
 #include <cstdint>
-#include <type_traits>
 #include <cuda.h>
 #include "bleeding_edge/mbarrier.cuh"
 #include "bleeding_edge/pipeline.cuh"
@@ -37,12 +36,14 @@ struct KernelParams {
   float scale, scale_log2;
 };
 
-// kPersistent: the tile scheduler may give a CTA several tiles (StaticPersistentScheduler); O is then
-// staged in a buffer of its own. Otherwise one tile per CTA (SingleTileScheduler).
-template <bool kBF16_, int D_, int BN_, int NCWG_, int STAGES_, bool kCausal_, bool kPersistent_ = false>
+// SCHED: the tile scheduler (scheduler.cuh). Under a persistent one (a CTA may compute several tiles)
+// O is staged in a buffer of its own; the dynamic one has a little shared memory of its own.
+template <bool kBF16_, int D_, int BN_, int NCWG_, int STAGES_, bool kCausal_,
+          Schedule SCHED_ = Schedule::kSingleTile>
 struct Cfg {
   static constexpr bool kBF16 = kBF16_;
-  static constexpr bool kPersistent = kPersistent_;
+  using Scheduler = typename SchedulerFor<SCHED_, kCausal_, NCWG_ * 4>::type;
+  static constexpr bool kPersistent = Scheduler::kPersistent;
   static constexpr int D = D_, BN = BN_, NCWG = NCWG_, STAGES = STAGES_;
   static constexpr bool kCausal = kCausal_;
   static constexpr int BM = 64 * NCWG;
@@ -55,13 +56,12 @@ struct Cfg {
   static constexpr int OFF_O = OFF_V + STAGES * KV_BYTES;
   static constexpr int OFF_BAR = OFF_O + (kPersistent ? Q_BYTES : 0);
   using Barriers = PipelineBarriers<STAGES, NCWG * 4>;  // one arrival per consumer warp
-  static constexpr int SMEM_BYTES = OFF_BAR + 8 * Barriers::kCount + 1024;  // + alignment slack
+  static constexpr int OFF_SCHED = OFF_BAR + 8 * Barriers::kCount;
+  static constexpr int SMEM_BYTES = OFF_SCHED + Scheduler::kSmemBytes + 1024;  // + alignment slack
   static constexpr int PRODUCER_REGS = NCWG == 2 ? 24 : 32;
   static constexpr int CONSUMER_REGS = NCWG == 2 ? 240 : 160;
   static constexpr int SR = BN / 2;  // S accumulator registers per thread
   static constexpr int OR = D / 2;   // O accumulator registers per thread
-  using Scheduler = typename std::conditional<kPersistent, StaticPersistentScheduler<kCausal>,
-                                              SingleTileScheduler<kCausal>>::type;
   static_assert(D == 64 || D == 128, "head_dim");
   static_assert(BN % 16 == 0 && BN <= 256, "BN");
   static_assert(Q_CHUNK % 1024 == 0 && KV_CHUNK % 1024 == 0, "1024-B alignment of swizzled tiles");
@@ -238,11 +238,12 @@ __global__ void __launch_bounds__(C::THREADS, 1)
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
   const uint32_t sQ = base, sK = base + C::OFF_K, sV = base + C::OFF_V;
   const typename C::Barriers bars{base + C::OFF_BAR};
-  const Sched sched{sp};
+  Sched sched(sp, base + C::OFF_SCHED);
   const int Sq = kp.seqlen_q, Sk = kp.seqlen_k;
   const int wg = __shfl_sync(0xffffffffu, (int)(threadIdx.x / 128), 0);
 
   if (threadIdx.x == 0) {
+    Sched::init(base + C::OFF_SCHED);
     bars.init();
   } else if (threadIdx.x == 32) {
     tma_prefetch_desc(&tm_q);
@@ -258,10 +259,10 @@ __global__ void __launch_bounds__(C::THREADS, 1)
     if (threadIdx.x == 0) {
       PipelineState<C::STAGES> kv;
       PipelineState<1> q;
-      for (auto w = sched.first(); w.valid; w = sched.next(w)) {
+      for (Work w = sched.first(); w.valid; w = sched.template next<true>(w)) {
         const int m0 = w.tile.m_block * C::BM;
         const KeyRange kr = key_range<C::kCausal, C::BM, C::BN>(m0, Sq, Sk);
-        if (kr.n_max == 0) continue;
+        if (kr.n_max == 0) continue;  // (the next tile is still claimed: `continue` runs next())
         // the previous tile's Q K^T have all completed (passes at once for the first tile)
         if constexpr (Sched::kPersistent) mbar_wait(bars.q_empty(), q.phase ^ 1);
         produce_tile<C>(&tm_q, &tm_k, &tm_v, bars, sQ, sK, sV, m0, w.tile.head, w.tile.head / kp.hq_per_kv,
@@ -281,7 +282,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
     const uint32_t o_slice = C::kPersistent ? base + C::OFF_O + cw * 64 * 128 : q_slice;
     PipelineState<C::STAGES> kv;
     PipelineState<1> q;
-    for (auto w = sched.first(); w.valid; w = sched.next(w)) {
+    for (Work w = sched.first(); w.valid; w = sched.template next<false>(w)) {
       const int m0 = w.tile.m_block * C::BM;
       const KeyRange kr = key_range<C::kCausal, C::BM, C::BN>(m0, Sq, Sk);
       const int row0 = m0 + cw * 64 + warp_w * 16 + (lane >> 2);

@@ -1,30 +1,45 @@
 // Tile schedulers: which output tiles (BM query rows of one head of one batch) a CTA computes, in what
 // order; and each tile's key-block range.
 //
-// The kernel body is one loop for every scheduler:
-//   for (auto w = sched.first(); w.valid; w = sched.next(w)) { ... w.tile ... }
-// and a scheduler is a small value type with
-//   kPersistent          whether a CTA may compute several tiles (the kernel then stages O in its own
-//                        buffer and hands the Q buffer back through the q_empty barrier);
-//   Params, make(...)    built on the host, passed to the kernel by value;
-//   grid(params, sms)    the launch grid;
-//   first(), next(w)     the CTA's work, each a Work {valid, tile}.
+// The kernel body is one loop for every scheduler, on each side of the pipeline:
+//   for (auto w = sched.first(); w.valid; w = sched.next<kProducer>(w)) { ... w.tile ... }
+// A scheduler is a small type with
+//   kPersistent           whether a CTA may compute several tiles (the kernel then stages O in its own
+//                         buffer and hands the Q buffer back through the q_empty barrier);
+//   kNeedsCounter         whether Params needs a zeroed int in global memory;
+//   kSmemBytes, init()    shared memory of its own (set up by one thread before the CTA's first
+//                         __syncthreads);
+//   Params, make(...)     built on the host, passed to the kernel by value;
+//   grid(params, sms)     the launch grid;
+//   first(), next<P>(w)   the CTA's work, each a Work {valid, tile, idx}; P says which side asks (the
+//                         producer thread or a consumer thread), for schedulers that hand tiles from one
+//                         to the other.
 //
 // SingleTileScheduler: grid (m-blocks, heads_q, batch), one tile per CTA. For causal masks the
 //   m-blocks are issued heaviest first (the block scheduler dispatches blockIdx.x fastest), which evens
 //   out the tail of the grid.
 // StaticPersistentScheduler: min(#tiles, #SMs) CTAs; CTA c computes tiles c, c + gridDim.x, ... of one
-//   fixed order. Non-causal: m-block fastest, then head, then batch (CTAs running together share one
-//   head's K/V in L2). Causal: longest-processing-time first within L2 sections: the (batch, head) pairs
-//   are cut into sections whose K/V fit a share of L2; within a section tiles go from the heaviest
-//   m-block (most key blocks) to the lightest, the section's (batch, head) pairs fastest.
-//   (A dynamic persistent scheduler, each CTA taking the next tile from a global counter, is not here.)
+//   fixed order (TileOrder). Non-causal: m-block fastest, then head, then batch (CTAs running together
+//   share one head's K/V in L2). Causal: longest-processing-time first within L2 sections: the
+//   (batch, head) pairs are cut into sections whose K/V fit a share of L2; within a section tiles go
+//   from the heaviest m-block (most key blocks) to the lightest, the section's (batch, head) pairs
+//   fastest.
+// DynamicPersistentScheduler: the same CTAs and order, but a CTA that finishes a tile takes the next
+//   unclaimed one from a counter in global memory (atomicAdd), so heavy causal tiles do not pile up on
+//   the CTAs that a fixed stride gives them. The producer thread claims the next tile as soon as it has
+//   issued the current tile's loads and passes it to the consumers through a two-slot ring in shared
+//   memory (mbarriers slot_full/slot_empty). The counter must be zero before a launch; the thread that
+//   makes the launch's last claim sets it back to zero, so one counter serves launches in sequence on
+//   one stream (never two launches at once).
 //
 // Key blocks are visited from the highest down ("it" = 0, 1, ... over n = n_max-1, n_max-2, ...), so
 // the only blocks that need masking (the ragged last key block, and the causal diagonal) come first.
 // Causal masking is bottom-right aligned: row i sees key j iff j <= i + (Sk - Sq).
 #pragma once
+#include <cstdint>
 #include <cuda_runtime.h>
+#include "bleeding_edge/mbarrier.cuh"
+#include "bleeding_edge/pipeline.cuh"
 
 namespace flashcore { namespace be {
 
@@ -45,48 +60,48 @@ struct ScheduleHints {
   int hq_per_kv;           // query heads per kv head
 };
 
+struct Work {
+  bool valid;
+  TileCoord tile;
+  int idx;  // position in the scheduler's order (persistent schedulers)
+};
+
 template <bool kCausal>
 struct SingleTileScheduler {
   static constexpr bool kPersistent = false;
+  static constexpr bool kNeedsCounter = false;
+  static constexpr int kSmemBytes = 0;
   struct Params {
     TileShape shape;
   };
-  struct Work {
-    bool valid;
-    TileCoord tile;
-  };
 
-  static Params make(const TileShape& shape, const ScheduleHints&) { return {shape}; }
+  static Params make(const TileShape& shape, const ScheduleHints&, int* /*counter*/) { return {shape}; }
   static dim3 grid(const Params& p, int /*sms*/) {
     return dim3((unsigned)p.shape.num_m_blocks, (unsigned)p.shape.heads, (unsigned)p.shape.batch);
   }
+  __device__ static void init(uint32_t /*smem*/) {}
 
+  __device__ SingleTileScheduler(const Params& params, uint32_t /*smem*/) : p(params) {}
   Params p;
 
   __device__ __forceinline__ Work first() const {
     const int m = kCausal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
-    return {true, {m, (int)blockIdx.y, (int)blockIdx.z}};
+    return {true, {m, (int)blockIdx.y, (int)blockIdx.z}, 0};
   }
-  __device__ __forceinline__ Work next(const Work&) const { return {false, {0, 0, 0}}; }
+  template <bool kProducer>
+  __device__ __forceinline__ Work next(const Work&) { return {false, {0, 0, 0}, 0}; }
 };
 
+// The order persistent schedulers walk: tile index t -> coordinates (see the top of this file).
 template <bool kCausal>
-struct StaticPersistentScheduler {
-  static constexpr bool kPersistent = true;
-  struct Params {
-    TileShape shape;
-    int num_tiles;
-    int section;  // (batch, head) pairs per L2 section (causal order only)
-  };
-  struct Work {
-    bool valid;
-    TileCoord tile;
-    int idx;
-  };
+struct TileOrder {
+  TileShape shape;
+  int num_tiles;
+  int section;  // (batch, head) pairs per L2 section (causal order only)
 
   // The caller has checked shape.count() + sms <= INT_MAX.
-  static Params make(const TileShape& shape, const ScheduleHints& h) {
-    Params p{shape, (int)shape.count(), 1};
+  static TileOrder make(const TileShape& shape, const ScheduleHints& h) {
+    TileOrder o{shape, (int)shape.count(), 1};
     if (kCausal) {
       // K and V of `section` kv heads within 32 MB of the 50 MB L2, the rest left to Q/O traffic (a
       // tuning constant, FlashAttention-3's choice too; rounded down to a power of two of kv heads)
@@ -97,16 +112,13 @@ struct StaticPersistentScheduler {
       while (2ll * pow2 <= kv_heads && pow2 < (1 << 20)) pow2 *= 2;
       const long long hb = (long long)shape.heads * shape.batch;
       const long long s = (long long)pow2 * (h.hq_per_kv > 0 ? h.hq_per_kv : 1);
-      p.section = (int)(s < hb ? s : hb);
+      o.section = (int)(s < hb ? s : hb);
     }
-    return p;
+    return o;
   }
-  static dim3 grid(const Params& p, int sms) { return dim3((unsigned)(p.num_tiles < sms ? p.num_tiles : sms)); }
-
-  Params p;
 
   __host__ __device__ __forceinline__ TileCoord decode(int t) const {
-    const int nm = p.shape.num_m_blocks, heads = p.shape.heads;
+    const int nm = shape.num_m_blocks, heads = shape.heads;
     TileCoord c;
     if constexpr (!kCausal) {
       c.m_block = t % nm;
@@ -114,12 +126,12 @@ struct StaticPersistentScheduler {
       c.head = bh % heads;
       c.batch = bh / heads;
     } else {
-      // sections of p.section (batch, head) pairs; the last may be shorter
-      const int hb_total = heads * p.shape.batch;
-      const int per_section = p.section * nm;
+      // sections of `section` (batch, head) pairs; the last may be shorter
+      const int hb_total = heads * shape.batch;
+      const int per_section = section * nm;
       const int sec = t / per_section, r = t % per_section;
-      const int first_hb = sec * p.section;
-      const int n_hb = p.section < hb_total - first_hb ? p.section : hb_total - first_hb;
+      const int first_hb = sec * section;
+      const int n_hb = section < hb_total - first_hb ? section : hb_total - first_hb;
       const int hb = first_hb + r % n_hb;
       c.m_block = nm - 1 - r / n_hb;  // heaviest first
       c.head = hb % heads;
@@ -128,11 +140,118 @@ struct StaticPersistentScheduler {
     return c;
   }
   __device__ __forceinline__ Work at(int t) const {
-    const bool ok = t < p.num_tiles;
+    const bool ok = t < num_tiles;
     return {ok, ok ? decode(t) : TileCoord{0, 0, 0}, t};
   }
-  __device__ __forceinline__ Work first() const { return at((int)blockIdx.x); }
-  __device__ __forceinline__ Work next(const Work& w) const { return at(w.idx + (int)gridDim.x); }
+};
+
+template <bool kCausal>
+struct StaticPersistentScheduler {
+  static constexpr bool kPersistent = true;
+  static constexpr bool kNeedsCounter = false;
+  static constexpr int kSmemBytes = 0;
+  using Params = TileOrder<kCausal>;
+
+  static Params make(const TileShape& shape, const ScheduleHints& h, int* /*counter*/) {
+    return TileOrder<kCausal>::make(shape, h);
+  }
+  static dim3 grid(const Params& p, int sms) { return dim3((unsigned)(p.num_tiles < sms ? p.num_tiles : sms)); }
+  __device__ static void init(uint32_t /*smem*/) {}
+
+  __device__ StaticPersistentScheduler(const Params& params, uint32_t /*smem*/) : p(params) {}
+  Params p;
+
+  __device__ __forceinline__ Work first() const { return p.at((int)blockIdx.x); }
+  template <bool kProducer>
+  __device__ __forceinline__ Work next(const Work& w) { return p.at(w.idx + (int)gridDim.x); }
+};
+
+__device__ __forceinline__ void st_shared_s32(uint32_t addr, int v) {
+  asm volatile("st.shared.b32 [%0], %1;\n" :: "r"(addr), "r"(v) : "memory");
+}
+__device__ __forceinline__ int ld_shared_s32(uint32_t addr) {
+  int v;
+  asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr) : "memory");
+  return v;
+}
+
+// Shared memory: slot[2] (int, 8 B), then mbarriers slot_full[2] (1 arrival: the producer thread) and
+// slot_empty[2] (one arrival per consumer warp). kConsumerWarps: the kernel's consumer warps.
+template <bool kCausal, int kConsumerWarps>
+struct DynamicPersistentScheduler {
+  static constexpr bool kPersistent = true;
+  static constexpr bool kNeedsCounter = true;
+  static constexpr int kSmemBytes = 64;
+  struct Params {
+    TileOrder<kCausal> order;
+    int* counter;  // zero before the launch; left zero after it
+  };
+
+  static Params make(const TileShape& shape, const ScheduleHints& h, int* counter) {
+    return {TileOrder<kCausal>::make(shape, h), counter};
+  }
+  static dim3 grid(const Params& p, int sms) {
+    return dim3((unsigned)(p.order.num_tiles < sms ? p.order.num_tiles : sms));
+  }
+  __device__ static uint32_t slot(uint32_t smem, int i) { return smem + 4u * i; }
+  __device__ static uint32_t slot_full(uint32_t smem, int i) { return smem + 8u + 8u * i; }
+  __device__ static uint32_t slot_empty(uint32_t smem, int i) { return smem + 24u + 8u * i; }
+  __device__ static void init(uint32_t smem) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      mbar_init(slot_full(smem, i), 1);
+      mbar_init(slot_empty(smem, i), kConsumerWarps);
+    }
+  }
+
+  __device__ DynamicPersistentScheduler(const Params& params, uint32_t smem_base) : p(params), smem(smem_base) {}
+  Params p;
+  uint32_t smem;
+  PipelineState<2> ring;  // this thread's position in the slot ring
+
+  __device__ __forceinline__ Work first() const { return p.order.at((int)blockIdx.x); }
+
+  // Producer (one thread): claim the next tile and publish it, also when it is past the end (the
+  // consumers stop on it). Consumers: read what the producer published.
+  template <bool kProducer>
+  __device__ __forceinline__ Work next(const Work&) {
+    int t;
+    if constexpr (kProducer) {
+      const int v = atomicAdd(p.counter, 1);
+      // claims 0 .. num_tiles - 1 are made in all (num_tiles - grid valid ones, one past the end per
+      // CTA), so the claim of num_tiles - 1 is the launch's last: reset for the next launch
+      if (v == p.order.num_tiles - 1) atomicExch(p.counter, 0);
+      t = v + (int)gridDim.x;
+      mbar_wait(slot_empty(smem, ring.index), ring.phase ^ 1);
+      st_shared_s32(slot(smem, ring.index), t);
+      mbar_arrive(slot_full(smem, ring.index));  // release: the slot's store is seen after the wait
+    } else {
+      mbar_wait(slot_full(smem, ring.index), ring.phase);
+      t = ld_shared_s32(slot(smem, ring.index));
+      __syncwarp();
+      if ((threadIdx.x & 31) == 0) mbar_arrive(slot_empty(smem, ring.index));
+    }
+    ring.advance();
+    return p.order.at(t);
+  }
+};
+
+// Schedule kinds as a template argument of Cfg.
+enum class Schedule : int { kSingleTile = 0, kStaticPersistent = 1, kDynamicPersistent = 2 };
+
+template <Schedule S, bool kCausal, int kConsumerWarps>
+struct SchedulerFor;
+template <bool kCausal, int W>
+struct SchedulerFor<Schedule::kSingleTile, kCausal, W> {
+  using type = SingleTileScheduler<kCausal>;
+};
+template <bool kCausal, int W>
+struct SchedulerFor<Schedule::kStaticPersistent, kCausal, W> {
+  using type = StaticPersistentScheduler<kCausal>;
+};
+template <bool kCausal, int W>
+struct SchedulerFor<Schedule::kDynamicPersistent, kCausal, W> {
+  using type = DynamicPersistentScheduler<kCausal, W>;
 };
 
 struct KeyRange {

@@ -101,6 +101,7 @@ static float h2f(uint16_t x, DType dt) {
 using LaunchFn = cudaError_t (*)(const AttnParams&, cudaStream_t);
 static int g_variant = -1;
 static bool g_bhsd = false;  // --bhsd: q, k, v in [B, H, S, D] memory, passed with their strides
+static int* g_tile_counter = nullptr;  // AttnParams::tile_counter for the "dyn" variants (zero between launches)
 static cudaError_t launch_be_variant(const AttnParams& p, cudaStream_t s) {
   return flashcore::be::launch_variant(p, s, g_variant);
 }
@@ -160,6 +161,7 @@ static AttnParams make_params(const Cfg& c, const Buffers& b) {
   p.causal = c.causal;
   p.dtype = c.dt;
   flashcore::set_contiguous_strides(p);
+  p.tile_counter = g_tile_counter;
   if (g_bhsd) {  // q, k, v stored [B, H, S, D], passed as strided [B, S, H, D] views; O stays contiguous
     p.q_stride = {(int64_t)c.Hq * c.Sq * c.D, c.D, (int64_t)c.Sq * c.D};
     p.k_stride = {(int64_t)c.Hkv * c.Sk * c.D, c.D, (int64_t)c.Sk * c.D};
@@ -195,6 +197,15 @@ static bool run_once(const Kernel& K, const AttnParams& p) {
     std::printf("    runtime error: %s\n", cudaGetErrorString(e));
     std::fflush(stdout);
     std::exit(3);  // the context is unusable after a device fault
+  }
+  if (p.tile_counter) {  // a launch must leave the counter zero for the next one
+    int left = 0;
+    CK(cudaMemcpy(&left, p.tile_counter, sizeof left, cudaMemcpyDeviceToHost));
+    if (left != 0) {
+      std::printf("    tile counter left at %d (must be 0)\n", left);
+      CK(cudaMemset(p.tile_counter, 0, sizeof(int)));
+      return false;
+    }
   }
   return true;
 }
@@ -383,7 +394,7 @@ static bool correctness(const Kernel& K, const Cfg& c, uint64_t seed, long max_r
   bool det = true;
   for (int r = 0; r < ndet; ++r) {
     poison(c, b);
-    run_once(K, p);
+    if (!run_once(K, p)) det = false;
     std::vector<uint16_t> o2(b.nq);
     std::vector<float> l2(hl.size());
     CK(cudaMemcpy(o2.data(), b.o, b.nq * 2, cudaMemcpyDeviceToHost));
@@ -565,6 +576,8 @@ int main(int argc, char** argv) {
   cudaDeviceGetAttribute(&clk, cudaDevAttrClockRate, dev);
   std::printf("device: %s  sm_%d%d  SMs %d  L2 %d MB  max clock %d MHz\n", prop.name, prop.major, prop.minor,
               prop.multiProcessorCount, prop.l2CacheSize >> 20, clk / 1000);
+  CK(cudaMalloc(&g_tile_counter, sizeof(int)));
+  CK(cudaMemset(g_tile_counter, 0, sizeof(int)));
   Kernel K = pick_kernel(kname);
   std::printf("kernel: %s  variant %d\n", K.name, g_variant);
   if (do_small || do_correct) {
