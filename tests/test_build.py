@@ -491,6 +491,20 @@ def test_backends_name_what_they_do_not_support():
     assert names == {"flashcore-phase4", "flashcore-phase4x", "flashcore-bleeding-edge"}
 
 
+def test_only_the_bleeding_edge_backend_reads_strided_inputs_in_place():
+    pytest.importorskip("torch")
+    from harness.backends import flashcore_ops
+    from harness.spec.problem import Problem
+
+    bhsd = Problem(batch=2, heads_q=8, heads_kv=2, seqlen_q=300, seqlen_k=200, head_dim=64, dtype="bfloat16",
+                   causal=True, layout="bhsd")
+    be = flashcore_ops.FlashcoreBleedingEdge()
+    assert be.strided_inputs and be.unsupported(bhsd) is None
+    # phase4/phase4x take bhsd too, through one untimed copy in prepare
+    assert not flashcore_ops.FlashcorePhase4X.strided_inputs
+    assert flashcore_ops.FlashcorePhase4X().unsupported(bhsd) is None
+
+
 def test_backends_say_why_they_are_unavailable_without_a_gpu():
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
