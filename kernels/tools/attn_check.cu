@@ -429,13 +429,15 @@ static std::vector<Cfg> correctness_list(bool small) {
   std::vector<S> shapes;
   if (small) {
     shapes = {{1, 1, 1, 1, 1},     {2, 3, 3, 17, 17},    {1, 2, 1, 257, 257},
-              {1, 2, 2, 130, 300}, {1, 2, 2, 300, 130},  {2, 70, 70, 100, 100}};  // last: > 132 tiles
+              {1, 2, 2, 130, 300}, {1, 2, 2, 300, 130},  {2, 70, 70, 100, 100},  // > 132 tiles
+              {2, 40, 20, 700, 300}};  // > 132 tiles of unequal causal weight, the first m-blocks attend nothing
   } else {
     shapes = {{1, 1, 1, 1, 1},       {2, 3, 3, 17, 17},     {1, 2, 2, 100, 100},  {2, 4, 2, 257, 257},
               {1, 4, 1, 1000, 1000}, {1, 2, 2, 128, 384},   {1, 2, 2, 384, 130},  {1, 2, 2, 1, 1000},
               {1, 2, 2, 1000, 1},    {1, 2, 2, 300, 77},    {1, 2, 1, 77, 300},   {2, 2, 2, 1024, 1024},
-              {1, 1, 1, 4000, 4000}, {1, 2, 2, 200, 1500},  {4, 8, 2, 1000, 777},  {8, 6, 3, 300, 300}};
-    // the last two have more tiles than SMs (persistent kernels loop over several tiles)
+              {1, 1, 1, 4000, 4000}, {1, 2, 2, 200, 1500},  {4, 8, 2, 1000, 777},  {8, 6, 3, 300, 300},
+              {2, 40, 20, 700, 300}};
+    // the last three have more tiles than SMs (persistent schedules loop over several tiles)
   }
   std::vector<Cfg> v;
   for (DType dt : {DType::kBFloat16, DType::kFloat16})
