@@ -46,13 +46,17 @@ class _FlashcoreOp(Backend):
         return None
 
     def unsupported(self, problem: Problem) -> str | None:
+        """What the problem's sizes and types rule out. Both layouts are supported (see the module
+        docstring); strides the bleeding-edge op cannot describe are refused by the op itself, with the
+        tensor, dimension and stride named, and never arise from the harness's inputs."""
         if problem.dtype not in self.dtypes:
             return f"dtype={problem.dtype} not supported by {self.name}: allowed {', '.join(self.dtypes)}"
         if problem.head_dim not in self.head_dims:
             return (f"head_dim={problem.head_dim} not supported by {self.name}: allowed "
                     f"{', '.join(map(str, self.head_dims))}")
         if problem.batch > 65535 or problem.heads_q > 65535:
-            return f"batch and heads_q must be <= 65535 for {self.name} (CUDA grid limit)"
+            return (f"batch={problem.batch}, heads_q={problem.heads_q}: each must be <= 65535 for {self.name} "
+                    f"(CUDA grid limit)")
         if max(problem.seqlen_q, problem.seqlen_k) > 2**31 - 1:
             return f"seqlens must fit in int32 for {self.name}"
         return None
