@@ -229,7 +229,8 @@ struct DynamicPersistentScheduler {
       mbar_wait(slot_full(smem, ring.index), ring.phase);
       t = ld_shared_s32(slot(smem, ring.index));
       __syncwarp();
-      if ((threadIdx.x & 31) == 0) mbar_arrive(slot_empty(smem, ring.index));
+      // (t >= 0 always holds; testing it makes the release wait for the load's value)
+      if ((threadIdx.x & 31) == 0 && t >= 0) mbar_arrive(slot_empty(smem, ring.index));
     }
     ring.advance();
     return p.order.at(t);
