@@ -13,6 +13,9 @@ import torch
 from harness.spec.problem import Problem
 
 _BUDGET_BYTES = 1 << 30
+#: the gradients' chunks keep their forward for the backward: a larger budget, so that long sequences
+#: are not cut into thousands of thin chunks (each repeats K and V over the query heads for GQA)
+_GRAD_BUDGET_BYTES = 4 << 30
 
 
 def causal_keep(sq: int, sk: int, q0: int, q1: int, device: torch.device) -> torch.Tensor:
@@ -67,7 +70,7 @@ def _rows(qc: torch.Tensor, kh: torch.Tensor, vh: torch.Tensor, problem: Problem
 
 def attention_grads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, problem: Problem,
                     compute_dtype: torch.dtype, out_dtype: torch.dtype | None = None,
-                    budget_bytes: float = _BUDGET_BYTES) -> tuple[torch.Tensor, ...]:
+                    budget_bytes: float = _GRAD_BUDGET_BYTES) -> tuple[torch.Tensor, ...]:
     """(O, dQ, dK, dV) for bshd inputs and the output gradient ``do``, each computed in ``compute_dtype``
     and returned bshd in ``out_dtype`` (default compute). dK and dV of a GQA kv head sum its query heads
     (autograd through the repeat). Chunked like ``attention``; the chunks' dK and dV are summed in at
