@@ -330,3 +330,24 @@ def test_a_version_3_database_migrates_to_4_with_every_row_a_forward(tmp_path):
         assert s.conn.execute("SELECT op FROM results").fetchall()[0][0] == "fwd"
         cols = {r[1] for r in s.conn.execute("PRAGMA table_info(superseded_results)")}
         assert {"op", "dq_max_err", "dv_rel_l2_err"} <= cols
+
+
+# -- the dashboards ----------------------------------------------------------------------------------
+def test_the_run_page_has_an_operation_selector_and_the_operations_side_by_side(bwd_run, tmp_path):
+    import json
+    import re
+
+    from harness.views.dashboards import render
+
+    paths = render(bwd_run["db"], None, tmp_path / "dash")
+    html = next(p for p in paths if p.name.startswith("run-")).read_text()
+    assert '<select id="op-select"' in html and 'id="operations"' in html
+    for op in ("fwd", "bwd", "fwd_bwd"):
+        assert f'<option value="{op}">' in html and f'data-op="{op}"' in html
+        assert f'id="performance-{op}"' in html and f'id="roofline-{op}"' in html
+        m = re.search(r'Plotly\.newPlot\(\s*"ops-tflops-[^"]*-' + op + r'",\s*(\[.*?\]),\s*\{"', html, re.DOTALL)
+        assert m, op
+        names = {t.get("name") for t in json.loads(m.group(1))}
+        assert "sdpa-math" in names and not names & {"exploit-stale-grads", "exploit-dq-only"}
+    # a backward's label names its operation: never drawn in a forward's place
+    assert "· bwd" in html and "· fwd_bwd" in html
