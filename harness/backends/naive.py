@@ -5,9 +5,9 @@ device memory, which is what fused kernels avoid. Its backward is autograd's thr
 """
 from __future__ import annotations
 
-import torch
-
 from typing import ClassVar
+
+import torch
 
 from harness.backends import autograd
 from harness.backends.base import Backend, FwdBwdFn, GradFn, RunFn

@@ -5,9 +5,9 @@ time, so its memory stays bounded): each call recomputes the forward of every ch
 includes a forward (the reference is the oracle, not a contender)."""
 from __future__ import annotations
 
-import torch
-
 from typing import ClassVar
+
+import torch
 
 from harness.backends.base import Backend, FwdBwdFn, GradFn, RunFn
 from harness.backends.registry import register

@@ -3,8 +3,8 @@
 Used for the float64 reference, for "PyTorch's own computation in the input dtype" (the yardstick of
 the pass rule), and by the naive/reference backends. ``attention_grads`` gives O, dQ, dK and dV the
 same way, by autograd over one chunk of query rows at a time (rows are independent in the backward too:
-dQ of a chunk needs only that chunk's dO; dK and dV are sums over the chunks). Causal masking is bottom-right aligned; a query
-row that attends no key gets output 0 (the FlashAttention convention).
+dQ of a chunk needs only that chunk's dO; dK and dV are sums over the chunks). Causal masking is
+bottom-right aligned; a query row that attends no key gets output 0 (the FlashAttention convention).
 """
 from __future__ import annotations
 
@@ -44,7 +44,6 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, problem: Proble
     # softmax may upcast internally: budget for fp32 intermediates too
     per_row = b * hq * sk * max(elem, 4) * 3
     rows = sq if budget_bytes == float("inf") else int(min(sq, max(1, budget_bytes // per_row)))
-    scale = problem.softmax_scale
     for q0 in range(0, sq, rows):
         q1 = min(sq, q0 + rows)
         out[:, :, q0:q1] = _rows(qh[:, :, q0:q1], kh, vh, problem, q0, sq, compute_dtype)
@@ -94,7 +93,7 @@ def attention_grads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch
         for q0 in range(0, sq, rows):
             q1 = min(sq, q0 + rows)
             qc = qh[:, :, q0:q1].detach().requires_grad_(True)
-            kr, vr = (kh.repeat_interleave(group, dim=1), vh.repeat_interleave(group, dim=1)) if group > 1 else (kh, vh)
+            kr, vr = (kh, vh) if group == 1 else (kh.repeat_interleave(group, dim=1), vh.repeat_interleave(group, dim=1))
             oc = _rows(qc, kr, vr, problem, q0, sq, compute_dtype)
             gq, gk, gv = torch.autograd.grad(oc, (qc, kh, vh), doh[:, :, q0:q1])
             out[:, :, q0:q1] = oc.detach()

@@ -60,7 +60,8 @@ def outputs_problem(outs: object, problem: Problem, like: torch.Tensor) -> str |
 
 
 class GradientCorrectnessObservation(Observation):
-    per_output: dict[str, dict[str, Any]]  # worst over trials and distributions: max_abs, mean_abs, rel_l2, nan, inf, tolerance, torch_err
+    # per output, worst over trials and distributions: max_abs, mean_abs, rel_l2, nan, inf, tolerance, torch_err
+    per_output: dict[str, dict[str, Any]]
     per_distribution: dict[str, dict[str, dict[str, Any]]]  # distribution -> output -> the same
     weak_distributions: dict[str, str]
     backend_extra: dict[str, Any]
@@ -170,8 +171,9 @@ class GradientCorrectnessStage:
         common = dict(per_output=per_output, per_distribution=per_dist, weak_distributions=weak,
                       backend_extra=getattr(backend, "cell_extra", dict)(), kernel_trace=trace)
         if not ctx.sets:
-            return GradientCorrectnessObservation(**common, ending=Ending(
-                status="rejected", reason="problem too weak: " + "; ".join(f"{d} inputs: {w}" for d, w in weak.items())))
+            why = "; ".join(f"{d} inputs: {w}" for d, w in weak.items())
+            return GradientCorrectnessObservation(**common, ending=Ending(status="rejected",
+                                                                          reason=f"problem too weak: {why}"))
         if binding is None:
             return GradientCorrectnessObservation(**common)
         _, name, err, oracle, dist = binding
@@ -228,7 +230,7 @@ class GradientDeterminismStage:
         ending = None
         if mismatches and ctx.checks.requires_determinism(ctx.problem.op):
             which = ", ".join(f"{name} in {k} of {repeats}" for name, k in differ.items() if k)
-            ending = Ending(status="failed", reason=f"not bit-identical: repeated runs differ from the first ({which}); "
-                            "the suite requires determinism")
+            ending = Ending(status="failed", reason=f"not bit-identical: repeated runs differ from the first "
+                            f"({which}); the suite requires determinism")
         return GradientDeterminismObservation(runs=repeats + 1, repeats=repeats, mismatches=mismatches,
                                               per_output=differ, ending=ending)

@@ -119,8 +119,8 @@ class Backward(Forward):
             return None
         s, t = scales
         factor = {"o": self._q_heads(t), "dq": self._q_heads(s * t), "dk": s * t, "dv": s}
-        ratios = [((x.to(torch.float64) / factor[name]) - grads[name].ref).abs().max() / max(grads[name].tolerance, 1e-30)
-                  for name, x in zip(OP_OUTPUTS[self.problem.op], out)]
+        ratios = [((x.to(torch.float64) / factor[name]) - grads[name].ref).abs().max()
+                  / max(grads[name].tolerance, 1e-30) for name, x in zip(OP_OUTPUTS[self.problem.op], out)]
         return torch.stack(ratios).max()
 
 

@@ -15,11 +15,11 @@ from harness.analysis.noise import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Side, Sprea
 from harness.views.dashboards import figures as F
 from harness.views.dashboards.data import (
     CATEGORIES,
+    OP_TITLES,
     STATUSES,
     Dataset,
     clock_summary,
     env_rows,
-    OP_TITLES,
     modes_of,
     num,
     ops_of,
