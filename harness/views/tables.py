@@ -39,13 +39,15 @@ def env_table(info: dict[str, Any]) -> Table:
     return t
 
 
-def backend_table(rows: Iterable[tuple[str, str, str]]) -> Table:
+def backend_table(rows: Iterable[tuple[str, str, str, str]]) -> Table:
+    """(backend, state, operations, reason or description) per backend."""
     t = Table(title="backends")
     t.add_column("backend")
     t.add_column("state")
+    t.add_column("operations")
     t.add_column("reason / description", overflow="fold")
-    for name, state, why in rows:
-        t.add_row(name, f"[{'green' if state == 'available' else 'yellow'}]{state}[/]", why)
+    for name, state, ops, why in rows:
+        t.add_row(name, f"[{'green' if state == 'available' else 'yellow'}]{state}[/]", ops, why)
     return t
 
 
