@@ -75,6 +75,15 @@ def test_a_suite_grid_multiplies_out_over_op_and_the_filter_selects_it(tmp_path)
         load_suite(str(f))
 
 
+def test_the_operations_of_a_shape_are_planned_next_to_each_other():
+    s = load_suite("fa-paper-bwd")
+    keys = [p.inputs_key() for p in s.problems]
+    assert len(s.problems) == 64 and {p.op for p in s.problems} == {"bwd", "fwd_bwd"}
+    assert all(keys[i] == keys[i + 1] for i in range(0, len(keys), 2))  # bwd and fwd_bwd of a shape adjacent
+    assert {p.batch * p.seqlen_q for p in s.problems if p.heads_kv == p.heads_q} == {16384}
+    assert {(p.batch, p.heads_q, p.heads_kv, p.head_dim) for p in s.problems if p.heads_kv != p.heads_q} == {(2, 64, 8, 128)}
+
+
 def test_require_deterministic_defaults_to_the_forward_only(tmp_path):
     c = Checks()
     assert c.requires_determinism("fwd") and not c.requires_determinism("bwd")
