@@ -360,3 +360,115 @@ def test_the_run_page_has_an_operation_selector_and_the_operations_side_by_side(
         assert "sdpa-math" in names and not names & {"exploit-stale-grads", "exploit-dq-only"}
     # a backward's label names its operation: never drawn in a forward's place
     assert "· bwd" in html and "· fwd_bwd" in html
+
+
+# -- the backends' backward code paths, on CPU tensors ------------------------------------------------
+@pytest.fixture
+def flash_on_cpu(monkeypatch):
+    """sdpa-flash and its deterministic variant allowed on the CPU, where PyTorch has a FlashAttention
+    kernel of its own: the same autograd path, layouts, GQA and lower-right causal mask as on the GPU."""
+    from harness.backends import registry, sdpa
+
+    registry.names()
+    for name, cls in (("sdpa-flash", sdpa.SdpaFlash), ("sdpa-flash-det", sdpa.SdpaFlashDet)):
+        monkeypatch.setitem(registry._REGISTRY, name, type(cls.__name__, (cls,), {"devices": ("cuda", "cpu")}))
+
+
+@pytest.mark.parametrize("backend", ["sdpa-flash", "sdpa-flash-det"])
+@pytest.mark.parametrize("op", ["bwd", "fwd_bwd"])
+def test_sdpas_autograd_backward_passes_gqa_and_lower_right_causal(flash_on_cpu, backend, op):
+    cache = ProblemCache()
+    for p in (P.with_(op=op), P.with_(op=op, heads_kv=4, seqlen_k=24, layout="bhsd")):
+        raw = measure_cell(backend, p, Checks(distributions=("normal", "large_logits")), T, "cpu", cache, None)
+        assert raw["status"] == "ok", (p.key(), raw["reason"])
+        assert raw["passed"] and raw["timed_outputs_ok"] and raw["deterministic"]
+    assert not torch.are_deterministic_algorithms_enabled()  # the variant's setting stays inside its calls
+
+
+def test_the_deterministic_variants_have_no_forward_of_their_own(flash_on_cpu):
+    raw = measure_cell("sdpa-flash-det", P, Checks(), T, "cpu", ProblemCache(), None)
+    assert raw["status"] == "skipped"
+    assert raw["reason"] == "sdpa-flash-det: no forward of its own (supports bwd, fwd_bwd)"
+
+
+def test_deterministic_algorithms_are_on_inside_the_context_only():
+    import torch.utils.deterministic as det
+
+    from harness.backends.autograd import deterministic_algorithms
+
+    before = (torch.are_deterministic_algorithms_enabled(), det.fill_uninitialized_memory)
+    with deterministic_algorithms():
+        assert torch.are_deterministic_algorithms_enabled() and not det.fill_uninitialized_memory
+    assert (torch.are_deterministic_algorithms_enabled(), det.fill_uninitialized_memory) == before
+
+
+class _RefusingBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, o):
+        return o.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        raise NotImplementedError("backward is not supported on this GPU architecture")
+
+
+def _fake_flash_attn(refuse: bool = False, deterministic: bool = True):
+    """A stand-in for a flash_attn module: flash_attn_func as an autograd function over plain attention."""
+    import types
+
+    seen: dict = {}
+
+    def flash_attn_func(q, k, v, softmax_scale=None, causal=False, **kw):
+        seen.update(kw)
+        p = Problem(batch=q.shape[0], seqlen_q=q.shape[1], heads_q=q.shape[2], head_dim=q.shape[3],
+                    seqlen_k=k.shape[1], heads_kv=k.shape[2], causal=causal, softmax_scale=softmax_scale,
+                    dtype={torch.bfloat16: "bfloat16", torch.float16: "float16"}[q.dtype])
+        out = attention_math.attention(q, k, v, p, torch.float32, q.dtype)
+        return (_RefusingBackward.apply(out) if refuse else out), None  # (out, lse), as FA3/FA4 return
+
+    if not deterministic:
+        def plain(q, k, v, softmax_scale=None, causal=False):
+            return flash_attn_func(q, k, v, softmax_scale, causal)
+        return types.SimpleNamespace(flash_attn_func=plain), seen
+    return types.SimpleNamespace(flash_attn_func=flash_attn_func), seen
+
+
+@pytest.mark.parametrize("cls", ["FA4", "FA4Det"])
+def test_flashattentions_backward_runs_through_its_autograd_function(monkeypatch, cls):
+    import sys
+
+    from harness.backends import flash_attn
+
+    mod, seen = _fake_flash_attn()
+    monkeypatch.setitem(sys.modules, "fake_flash_attn", mod)
+    b = getattr(flash_attn, cls)()
+    b.module = "fake_flash_attn"
+    p = P.with_(op="bwd", layout="bhsd")
+    q, k, v = make_inputs(p, 1, "normal", "cpu")
+    do = make_grad_output(p, 2, "cpu")
+    oracles = C.build_grad_oracles(p, q, k, v, do)
+    for got in (b.prepare_backward(p, q, k, v, do)(), b.prepare_fwd_bwd(p, q, k, v, do)()[1:]):
+        for name, x in zip(("dq", "dk", "dv"), got):
+            assert C.passes(C.error_metrics(x, oracles[name].ref), oracles[name]), name
+    assert seen.get("deterministic", False) is (cls == "FA4Det")
+
+
+def test_a_flashattention_backward_the_build_refuses_is_skipped_with_its_words(monkeypatch):
+    import sys
+
+    from harness.backends import flash_attn
+    from harness.backends.base import Unsupported
+
+    p = P.with_(op="bwd")
+    q, k, v = make_inputs(p, 1, "normal", "cpu")
+    do = make_grad_output(p, 2, "cpu")
+    monkeypatch.setitem(sys.modules, "fake_flash_attn", _fake_flash_attn(refuse=True)[0])
+    b = flash_attn.FA4()
+    b.module = "fake_flash_attn"
+    with pytest.raises(Unsupported, match="fa4 backward: NotImplementedError: backward is not supported"):
+        b.prepare_backward(p, q, k, v, do)
+    monkeypatch.setitem(sys.modules, "fake_flash_attn", _fake_flash_attn(deterministic=False)[0])
+    det = flash_attn.FA4Det()
+    det.module = "fake_flash_attn"
+    with pytest.raises(Unsupported, match="has no deterministic argument"):
+        det.prepare_backward(p, q, k, v, do)

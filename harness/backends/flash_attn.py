@@ -90,7 +90,8 @@ class _FlashAttn(Backend):
         fn = self._func()
         kwargs: dict[str, Any] = {"softmax_scale": problem.softmax_scale, "causal": problem.causal}
         if self.deterministic:
-            if "deterministic" not in inspect.signature(fn).parameters:
+            params = inspect.signature(fn).parameters
+            if "deterministic" not in params and not any(x.kind is x.VAR_KEYWORD for x in params.values()):
                 raise Unsupported(f"{self.module}.flash_attn_func here has no deterministic argument")
             kwargs["deterministic"] = True
 
