@@ -472,3 +472,24 @@ def test_a_flashattention_backward_the_build_refuses_is_skipped_with_its_words(m
     det.module = "fake_flash_attn"
     with pytest.raises(Unsupported, match="has no deterministic argument"):
         det.prepare_backward(p, q, k, v, do)
+
+
+def test_a_kernel_refusing_gqa_runs_the_backward_on_expanded_heads_and_says_so(flash_on_cpu, monkeypatch):
+    import torch.nn.functional as F
+
+    real = F.scaled_dot_product_attention
+
+    def no_gqa(*args, **kw):
+        if kw.get("enable_gqa"):
+            raise RuntimeError("No available kernel. Aborting execution.")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", no_gqa)
+    cache = ProblemCache()
+    p = P.with_(seqlen_k=P.seqlen_q)  # is_causal: the lower-right mask's own dispatch would bypass the patch
+    fwd = measure_cell("sdpa-flash", p, Checks(), T, "cpu", cache, None)
+    assert fwd["status"] == "skipped" and "PyTorch refused FLASH_ATTENTION" in fwd["reason"]  # as before
+    for op in ("bwd", "fwd_bwd"):
+        raw = measure_cell("sdpa-flash", p.with_(op=op), Checks(), T, "cpu", cache, None)
+        assert raw["status"] == "ok" and raw["passed"] and raw["timed_outputs_ok"], raw["reason"]
+        assert "expanded to the query heads" in raw["extra"]["gqa_expanded"]

@@ -10,6 +10,12 @@ op PyTorch chose records it). ``sdpa-flash-det`` and ``sdpa-efficient-det`` run 
 backwards take their deterministic paths (no atomic dQ accumulation), so the cost of determinism is
 measured beside them. There is no ``sdpa-cudnn-det``: PyTorch refuses the cuDNN kernel altogether under
 deterministic algorithms (``check_cudnn_deterministic`` in sdp_utils.cpp).
+
+GQA in the backward: where the forced kernel refuses ``enable_gqa`` (PyTorch documents it for the flash
+and math kernels only), K and V are expanded to the query heads inside the differentiated forward, so the
+kernel runs as multi-head attention and autograd sums dK and dV over each group (that reduction is part
+of the timed backward, as it is of any PyTorch program running this kernel on GQA). The cell says so in
+``extra.gqa_expanded``. The forward keeps its refusal (skipped with PyTorch's reason).
 """
 from __future__ import annotations
 
@@ -67,19 +73,43 @@ class _Sdpa(Backend):
             kwargs["attn_mask"] = causal_lower_right(problem.seqlen_q, problem.seqlen_k)
         return kwargs
 
-    def _forward(self, problem: Problem) -> autograd.Forward:
-        """SDPA forced to this backend's kernel, bshd in and out (views)."""
+    def _forward(self, problem: Problem, expand: bool = False) -> autograd.Forward:
+        """SDPA forced to this backend's kernel, bshd in and out (views); ``expand``: GQA's K and V repeated
+        to the query heads first (differentiably), for a kernel that takes no ``enable_gqa``."""
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         backend = getattr(SDPBackend, self.kernel_name)
         kwargs = self._kwargs(problem)
+        group = problem.heads_q // problem.heads_kv
+        if expand:
+            kwargs.pop("enable_gqa", None)
 
         def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            if expand:
+                k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
             qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))  # views: b h s d
             with sdpa_kernel([backend]):
                 return F.scaled_dot_product_attention(qh, kh, vh, **kwargs).transpose(1, 2)
 
         return forward
+
+    def cell_extra(self) -> dict[str, object]:
+        return dict(getattr(self, "_extra", {}))
+
+    def _backward(self, problem: Problem, make: Callable[[autograd.Forward], Any]) -> Any:
+        """``make(forward)`` of a backward; for GQA the kernel refuses, again with K and V expanded."""
+        try:
+            return self._refused_or(lambda: make(self._forward(problem)))
+        except Unsupported as refused:
+            if problem.heads_q == problem.heads_kv:
+                raise
+            try:
+                fn = self._refused_or(lambda: make(self._forward(problem, expand=True)))
+            except Unsupported:
+                raise refused from None
+            self._extra = {"gqa_expanded": f"{refused}; ran with K and V expanded to the query heads, dK and "
+                                           "dV summed over each group by autograd (timed)"}
+            return fn
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -110,11 +140,11 @@ class _Sdpa(Backend):
 
     def prepare_backward(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                          do: torch.Tensor) -> GradFn:
-        return self._refused_or(lambda: autograd.backward_call(self._forward(problem), q, k, v, do, self.context))
+        return self._backward(problem, lambda f: autograd.backward_call(f, q, k, v, do, self.context))
 
     def prepare_fwd_bwd(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         do: torch.Tensor) -> FwdBwdFn:
-        return self._refused_or(lambda: autograd.fwd_bwd_call(self._forward(problem), q, k, v, do, self.context))
+        return self._backward(problem, lambda f: autograd.fwd_bwd_call(f, q, k, v, do, self.context))
 
 
 @register
