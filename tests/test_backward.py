@@ -493,3 +493,107 @@ def test_a_kernel_refusing_gqa_runs_the_backward_on_expanded_heads_and_says_so(f
         raw = measure_cell("sdpa-flash", p.with_(op=op), Checks(), T, "cpu", cache, None)
         assert raw["status"] == "ok" and raw["passed"] and raw["timed_outputs_ok"], raw["reason"]
         assert "expanded to the query heads" in raw["extra"]["gqa_expanded"]
+
+
+class _FakeCudnn:
+    """A stand-in for cuDNN's frontend module: graphs that record their tensors by uid, and execute the
+    attention math on what they are handed (the harness's plumbing: uids, shapes, strides, statistics)."""
+
+    class data_type:  # noqa: N801 - the frontend's names
+        HALF, BFLOAT16, FLOAT = "half", "bf16", "float"
+
+    class diagonal_alignment:  # noqa: N801
+        BOTTOM_RIGHT = "bottom_right"
+
+    class heur_mode:  # noqa: N801
+        A, FALLBACK = "a", "fallback"
+
+    class T:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+        def __getattr__(self, name):
+            if name.startswith("set_"):
+                def setter(value, _n=name[4:]):
+                    setattr(self, _n, value)
+                    return self
+                return setter
+            raise AttributeError(name)
+
+    class pygraph:  # noqa: N801
+        def __init__(self, **kw):
+            self.ops = []
+
+        def tensor(self, name, dim, stride, data_type, uid):
+            return _FakeCudnn.T(name=name, dim=dim, stride=stride, data_type=data_type, uid=uid)
+
+        def sdpa(self, name, q, k, v, attn_scale, generate_stats, **mask):
+            assert generate_stats
+            out = (_FakeCudnn.T(), _FakeCudnn.T())
+            self.ops.append(("fwd", (q, k, v), out, attn_scale, mask))
+            return out
+
+        def sdpa_backward(self, name, q, k, v, o, dO, stats, attn_scale, **kw):
+            out = (_FakeCudnn.T(), _FakeCudnn.T(), _FakeCudnn.T())
+            self.ops.append(("bwd", (q, k, v, o, dO, stats), out, attn_scale, kw))
+            return out
+
+        def validate(self):
+            pass
+
+        build_operation_graph = check_support = build_plans = validate
+
+        def create_execution_plans(self, modes):
+            pass
+
+        def get_workspace_size(self):
+            return 16
+
+        def execute(self, tensors, workspace, handle, tensor_uids):
+            by_uid = dict(zip(tensor_uids, tensors))
+            kind, ins, outs, scale, kw = self.ops[0]
+            for t in (*ins, *outs):  # every tensor the graph declared is handed over, in its declared layout
+                x = by_uid[t.uid]
+                assert [x.shape[0], x.shape[2], x.shape[1], x.shape[3]] == t.dim or list(x.shape) == t.dim
+            q, k, v = (by_uid[t.uid] for t in ins[:3])
+            p = Problem(batch=q.shape[0], seqlen_q=q.shape[1], heads_q=q.shape[2], head_dim=q.shape[3],
+                        seqlen_k=k.shape[1], heads_kv=k.shape[2], causal=bool(kw.get("diagonal_alignment")),
+                        softmax_scale=scale, dtype="bfloat16")
+            if kind == "fwd":
+                by_uid[outs[0].uid].copy_(attention_math.attention(q, k, v, p, torch.float32, q.dtype))
+                by_uid[outs[1].uid].fill_(1.0)
+                return
+            assert by_uid[ins[5].uid].dtype == torch.float32 and kw.get("use_deterministic_algorithm") in (None, True)
+            _, dq, dk, dv = attention_math.attention_grads(q, k, v, by_uid[ins[4].uid], p, torch.float32, q.dtype)
+            for t, g in zip(outs, (dq, dk, dv)):
+                by_uid[t.uid].copy_(g)
+
+    @staticmethod
+    def set_stream(handle, stream):
+        pass
+
+    @staticmethod
+    def get_stream(handle):
+        return 0
+
+
+@pytest.mark.parametrize("name", ["cudnn-frontend", "cudnn-frontend-det"])
+def test_cudnn_frontends_training_graphs_hand_over_every_tensor(monkeypatch, name):
+    import types
+
+    from harness.backends import cudnn_frontend, registry
+
+    monkeypatch.setattr(cudnn_frontend, "_import_cudnn", lambda: _FakeCudnn)
+    monkeypatch.setattr(cudnn_frontend, "_handle", lambda cudnn, device: None)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: types.SimpleNamespace(cuda_stream=0))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    b = registry.get(name)
+    for op in ("bwd", "fwd_bwd"):
+        p = P.with_(op=op, layout="bhsd")
+        q, k, v = make_inputs(p, 1, "normal", "cpu")
+        do = make_grad_output(p, 2, "cpu")
+        oracles = C.build_grad_oracles(p, q, k, v, do)
+        run = b.prepare_backward(p, q, k, v, do) if op == "bwd" else b.prepare_fwd_bwd(p, q, k, v, do)
+        outs = run()
+        for n, x in zip(("o", "dq", "dk", "dv")[4 - len(outs):], outs):
+            assert C.passes(C.error_metrics(x, oracles[n].ref), oracles[n]), (op, n)
