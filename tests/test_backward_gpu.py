@@ -12,7 +12,8 @@ from harness.spec.suite import Checks, Timing
 pytestmark = pytest.mark.gpu
 
 LIBRARY = ["sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sdpa-math", "flex", "fa2", "fa3", "fa4",
-           "sdpa-flash-det", "sdpa-efficient-det", "fa2-det", "fa3-det", "fa4-det"]
+           "sdpa-flash-det", "sdpa-efficient-det", "fa2-det", "fa3-det", "fa4-det", "cudnn-frontend",
+           "cudnn-frontend-det"]
 T = Timing(time_cap_s=0.2, min_time_s=0.05, max_samples=50)
 PROBLEMS = [
     Problem(batch=2, heads_q=8, seqlen_q=1024, head_dim=128, causal=True),
@@ -45,7 +46,7 @@ def test_a_library_backward_passes_and_is_timed_or_is_skipped_with_its_reason(ba
             assert raw[f"{name}_max_err"] <= raw["extra"]["per_output"][name]["tolerance"]
 
 
-@pytest.mark.parametrize("backend", ["sdpa-flash-det", "sdpa-efficient-det", "fa4-det"])
+@pytest.mark.parametrize("backend", ["sdpa-flash-det", "sdpa-efficient-det", "fa4-det", "cudnn-frontend-det"])
 def test_the_deterministic_variants_are_bit_reproducible(backend, flusher):
     p = Problem(batch=2, heads_q=8, seqlen_q=2048, head_dim=128, op="bwd")
     raw = measure_cell(backend, p, Checks(determinism_runs=20, require_deterministic=True),
