@@ -221,7 +221,7 @@ def test_a_failed_migration_leaves_the_database_as_it_was(tmp_path, monkeypatch)
     before = _dump(db)
 
     def broken(conn: sqlite3.Connection) -> None:
-        conn.execute("CREATE TABLE samples (result_id INTEGER)")
+        conn.execute("CREATE TABLE half_done (result_id INTEGER)")  # a change the failure must take back
         raise RuntimeError("disk on fire")
 
     monkeypatch.setitem(MIGRATIONS, SCHEMA_VERSION, broken)

@@ -51,7 +51,8 @@ def to_result(run_id: str, suite: str, cell: Cell, reply: dict[str, Any], peaks:
                              timing_mode=cell.mode, rounds=1)
     for key in ("max_abs_err", "mean_abs_err", "rel_l2_err", "nan_count", "inf_count", "deterministic",
                 "determinism_runs", "determinism_mismatches", "passed", "timed_outputs_ok", "tolerance",
-                "timing_method", "stop_reason"):
+                "timing_method", "stop_reason", "dq_max_err", "dk_max_err", "dv_max_err", "dq_rel_l2_err",
+                "dk_rel_l2_err", "dv_rel_l2_err"):
         if raw.get(key) is not None:
             setattr(res, key, raw[key])
     res.torch_max_abs_err = raw.get("torch_err")

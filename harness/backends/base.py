@@ -1,10 +1,16 @@
 """The one interface every attention backend implements.
 
-A backend answers three questions and does one thing:
+A backend answers three questions and does one thing per operation it declares (``operations``):
   * ``unavailable()``: ``None`` if it can run in this process, else the reason (missing package, no GPU);
   * ``unsupported(problem)``: ``None`` if it supports the problem, else the reason;
-  * ``prepare(problem, q, k, v)``: returns a zero-argument callable that computes attention and returns
-    O as a ``[batch, seqlen_q, heads_q, head_dim]`` tensor (a view is fine).
+  * ``prepare(problem, q, k, v)`` (``fwd``): returns a zero-argument callable that computes attention and
+    returns O as a ``[batch, seqlen_q, heads_q, head_dim]`` tensor (a view is fine);
+  * ``prepare_backward(problem, q, k, v, do)`` (``bwd``): runs the forward and keeps what it saves,
+    untimed, and returns a zero-argument callable returning ``(dq, dk, dv)`` for the output gradient
+    ``do`` (shaped like q, k, v; a GQA kv head's gradients summed over its query heads). The harness may
+    refill ``do`` in place between calls (never q, k, v): each call must read it afresh;
+  * ``prepare_fwd_bwd(problem, q, k, v, do)`` (``fwd_bwd``): a callable returning ``(o, dq, dk, dv)``,
+    forward and backward both in the call. The harness may refill q, k, v and ``do`` between calls.
 
 The harness owns the inputs: q is ``[batch, seqlen_q, heads_q, head_dim]``, k and v are
 ``[batch, seqlen_k, heads_kv, head_dim]``, in the problem's dtype on the problem's device, laid out in
@@ -24,6 +30,12 @@ if TYPE_CHECKING:
     from harness.spec.problem import Problem
 
 RunFn = Callable[[], "torch.Tensor"]
+#: a prepared backward: () -> (dq, dk, dv)
+GradFn = Callable[[], "tuple[torch.Tensor, torch.Tensor, torch.Tensor]"]
+#: a prepared forward + backward: () -> (o, dq, dk, dv)
+FwdBwdFn = Callable[[], "tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]"]
+#: what a backend that lacks an operation lacks, for the skip reason
+_LACKS = {"fwd": "forward of its own", "bwd": "backward kernel", "fwd_bwd": "backward kernel"}
 
 
 class Unsupported(Exception):
@@ -41,6 +53,8 @@ class Backend(abc.ABC):
     #: True for backends written in this project or by the user whose kernels are under test.
     #: Such backends must not launch library attention kernels (checked when asked).
     custom_kernel: ClassVar[bool] = False
+    #: the operations it runs (harness.spec.problem.OPS); a cell of another is skipped with the reason
+    operations: ClassVar[frozenset[str]] = frozenset({"fwd"})
 
     def unavailable(self) -> str | None:
         """None if usable here, else a one-line reason."""
@@ -50,6 +64,12 @@ class Backend(abc.ABC):
         """None if this problem can run, else a one-line reason naming what is allowed."""
         return None
 
+    def op_unsupported(self, op: str) -> str | None:
+        """None if this backend runs operation ``op``, else the one-line reason."""
+        if op in self.operations:
+            return None
+        return f"{self.name}: no {_LACKS.get(op, op)} (supports {', '.join(sorted(self.operations))})"
+
     def cell_extra(self) -> dict[str, object]:
         """Observations of the untimed work so far (e.g. compile time), stored in each cell's ``extra``."""
         return {}
@@ -57,6 +77,16 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         """Return the callable to validate and time."""
+
+    def prepare_backward(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         do: torch.Tensor) -> GradFn:
+        """The forward run and its state kept, untimed; return the backward to validate and time."""
+        raise Unsupported(self.op_unsupported("bwd") or f"{self.name}: no backward kernel")
+
+    def prepare_fwd_bwd(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        do: torch.Tensor) -> FwdBwdFn:
+        """Return forward + backward in one callable, to validate and time."""
+        raise Unsupported(self.op_unsupported("fwd_bwd") or f"{self.name}: no backward kernel")
 
 
 def half_precision_unsupported(name: str, problem: Problem, head_dims: tuple[int, ...]) -> str | None:

@@ -2,18 +2,34 @@
 4 (flash_attn.cute), as installed.
 
 They take bshd inputs natively and align causal masks bottom-right, like flashcore's problems.
+
+Their ``flash_attn_func`` are autograd functions: the backward is the library's own backward kernel,
+reached through ``harness.backends.autograd`` (forward untimed for ``bwd``). ``fa4-det`` (and ``fa2-det``,
+``fa3-det``) pass ``deterministic=True``: the backward accumulates dQ in a fixed order instead of with
+atomics. A backward the installed build cannot run (FA4's Hopper backward in versions without it, the
+forward-only fa3-fwd wheel) is skipped with the library's own reason.
 """
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from harness.backends.base import Backend, RunFn, cuda_unavailable, half_precision_unsupported
+from harness.backends import autograd
+from harness.backends.base import (
+    Backend,
+    FwdBwdFn,
+    GradFn,
+    RunFn,
+    Unsupported,
+    cuda_unavailable,
+    half_precision_unsupported,
+)
 from harness.backends.registry import register
-from harness.spec.problem import Problem
+from harness.spec.problem import OPS, Problem
 
 
 def _import_func(module: str) -> tuple[Callable[..., Any] | None, str]:
@@ -34,6 +50,9 @@ class _FlashAttn(Backend):
     package_hint = ""
     min_capability = (8, 0)
     head_dims: tuple[int, ...] = (64, 96, 128, 192, 256)
+    operations: ClassVar[frozenset[str]] = frozenset(OPS)
+    #: pass deterministic=True (the deterministic backward)
+    deterministic: ClassVar[bool] = False
 
     def _func(self) -> Callable[..., Any]:
         fn, why = _import_func(self.module)
@@ -66,6 +85,54 @@ class _FlashAttn(Backend):
             return out[0] if isinstance(out, tuple) else out
 
         return run
+
+    def _forward(self, problem: Problem) -> autograd.Forward:
+        fn = self._func()
+        kwargs: dict[str, Any] = {"softmax_scale": problem.softmax_scale, "causal": problem.causal}
+        if self.deterministic:
+            params = inspect.signature(fn).parameters
+            if "deterministic" not in params and not any(x.kind is x.VAR_KEYWORD for x in params.values()):
+                raise Unsupported(f"{self.module}.flash_attn_func here has no deterministic argument")
+            kwargs["deterministic"] = True
+
+        def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            out = fn(q, k, v, **kwargs)
+            return out[0] if isinstance(out, tuple) else out
+
+        return forward
+
+    def _contiguous(self, problem: Problem, *ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # FA wants the last dim contiguous and bshd strides: a bhsd view is converted untimed, and only
+        # for bwd, whose q, k, v stay as they are between calls (fwd_bwd reads them afresh: views only)
+        return tuple(t.contiguous() for t in ts) if problem.layout != "bshd" else ts
+
+    def _tried(self, make: Callable[[], Any]) -> Any:
+        """``make()`` (the forward and a first backward, untimed): a backward this build refuses or cannot
+        compile for this GPU is Unsupported, in the library's own words; a CUDA fault or an out-of-memory
+        stays a failure of the cell."""
+        try:
+            return make()
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # FA4's CuTe DSL raises its own types when it has no kernel for the GPU
+            text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            if "CUDA error" in text or "out of memory" in text or "illegal" in text.lower():
+                raise
+            raise Unsupported(f"{self.name} backward: {text[:240]}") from None
+
+    def prepare_backward(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         do: torch.Tensor) -> GradFn:
+        forward = self._forward(problem)
+        q, k, v = self._contiguous(problem, q, k, v)
+        return self._tried(lambda: autograd.backward_call(forward, q, k, v, do))
+
+    def prepare_fwd_bwd(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        do: torch.Tensor) -> FwdBwdFn:
+        forward = self._forward(problem)
+        if problem.layout != "bshd":  # the conversion is part of each call: the harness refills q, k, v
+            inner = forward
+            forward = lambda q, k, v: inner(q.contiguous(), k.contiguous(), v.contiguous())  # noqa: E731
+        return self._tried(lambda: autograd.fwd_bwd_call(forward, q, k, v, do))
 
 
 @register
@@ -130,6 +197,12 @@ class FA3(_FlashAttn):
         if self._found:  # `flashcore env` shows which build this process uses
             self.description = f"FlashAttention-3 via {fa3_description()}"
 
+    def op_unsupported(self, op: str) -> str | None:
+        if op != "fwd" and self._found and self.module == "fa3_fwd_interface":
+            return (f"{self.name}: no backward kernel here: fa3_fwd_interface is the forward-only fa3-fwd wheel; "
+                    "build flash-attention/hopper (flash_attn_interface) for the backward")
+        return super().op_unsupported(op)
+
     def unavailable(self) -> str | None:
         why = cuda_unavailable()
         if why:
@@ -154,3 +227,31 @@ class FA4(_FlashAttn):
     package_hint = "pip install flash-attn-4 (CuTe DSL; see shared/device/stage-fa4.sh offline)"
     min_capability = (9, 0)
     head_dims = (64, 96, 128)
+
+
+@register
+class FA4Det(FA4):
+    name = "fa4-det"
+    description = "FlashAttention-4's deterministic backward (flash_attn.cute.flash_attn_func, deterministic=True)"
+    operations: ClassVar[frozenset[str]] = frozenset({"bwd", "fwd_bwd"})
+    deterministic = True
+
+
+@register
+class FA3Det(FA3):
+    name = "fa3-det"
+    description = "FlashAttention-3's deterministic backward (flash_attn_interface.flash_attn_func, deterministic=True)"
+    operations: ClassVar[frozenset[str]] = frozenset({"bwd", "fwd_bwd"})
+    deterministic = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.description = FA3Det.description
+
+
+@register
+class FA2Det(FA2):
+    name = "fa2-det"
+    description = "FlashAttention-2's deterministic backward (flash_attn.flash_attn_func, deterministic=True)"
+    operations: ClassVar[frozenset[str]] = frozenset({"bwd", "fwd_bwd"})
+    deterministic = True

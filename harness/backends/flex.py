@@ -1,13 +1,18 @@
-"""Compiled FlexAttention with a block mask for causal (bottom-right aligned)."""
+"""Compiled FlexAttention with a block mask for causal (bottom-right aligned); its backward is autograd's
+through the compiled ``flex_attention`` (Inductor generates the backward kernel, compiled untimed in
+``prepare_backward``)."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 
-from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable
+from harness.backends import autograd
+from harness.backends.base import Backend, FwdBwdFn, GradFn, RunFn, Unsupported, cuda_unavailable
 from harness.backends.registry import register
-from harness.spec.problem import Problem
+from harness.spec.problem import OPS, Problem
 
 
 @functools.lru_cache(maxsize=1)
@@ -28,6 +33,7 @@ def _compiled_flex():
 class Flex(Backend):
     name = "flex"
     description = "torch.compile'd FlexAttention (block mask for causal)"
+    operations: ClassVar[frozenset[str]] = frozenset(OPS)
 
     def unavailable(self) -> str | None:
         why = cuda_unavailable()
@@ -39,11 +45,10 @@ class Flex(Backend):
             return f"FlexAttention not in this torch ({torch.__version__}): {exc}"
         return None
 
-    def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
+    @staticmethod
+    def _kwargs(problem: Problem, device: torch.device) -> dict:
         from torch.nn.attention.flex_attention import create_block_mask
 
-        flex = _compiled_flex()
-        qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))
         kwargs: dict = {"scale": problem.softmax_scale}
         if problem.heads_q != problem.heads_kv:
             kwargs["enable_gqa"] = True
@@ -54,14 +59,42 @@ class Flex(Backend):
                 return kv_idx <= q_idx + offset
 
             kwargs["block_mask"] = create_block_mask(bottom_right, None, None, problem.seqlen_q,
-                                                     problem.seqlen_k, device=q.device)
+                                                     problem.seqlen_k, device=device)
+        return kwargs
+
+    def _forward(self, problem: Problem, device: torch.device) -> autograd.Forward:
+        flex, kwargs = _compiled_flex(), self._kwargs(problem, device)
+
+        def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))
+            return flex(qh, kh, vh, **kwargs).transpose(1, 2)
+
+        return forward
+
+    def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
+        flex, kwargs = _compiled_flex(), self._kwargs(problem, q.device)
+        qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))
+
         def run() -> torch.Tensor:
             return flex(qh, kh, vh, **kwargs).transpose(1, 2)
 
-        try:  # compile now, untimed; a shape Inductor cannot lower is unsupported, not a wrong kernel
-            run()
-        except Exception as exc:
-            if "NoValidChoices" in f"{type(exc).__name__}{exc}" or "LoweringException" in type(exc).__name__:
-                raise Unsupported(f"Inductor cannot lower FlexAttention here: {str(exc).splitlines()[0][:200]}") from None
-            raise
+        _lowered(run)  # compile now, untimed
         return run
+
+    def prepare_backward(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         do: torch.Tensor) -> GradFn:
+        return _lowered(lambda: autograd.backward_call(self._forward(problem, q.device), q, k, v, do))
+
+    def prepare_fwd_bwd(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        do: torch.Tensor) -> FwdBwdFn:
+        return _lowered(lambda: autograd.fwd_bwd_call(self._forward(problem, q.device), q, k, v, do))
+
+
+def _lowered(make: Callable[[], Any]) -> Any:
+    """``make()``; a shape Inductor cannot lower is unsupported, not a wrong kernel."""
+    try:
+        return make()
+    except Exception as exc:
+        if "NoValidChoices" in f"{type(exc).__name__}{exc}" or "LoweringException" in type(exc).__name__:
+            raise Unsupported(f"Inductor cannot lower FlexAttention here: {str(exc).splitlines()[0][:200]}") from None
+        raise

@@ -18,9 +18,10 @@ def env() -> None:
     for name in registry.names():
         b = registry.get(name)
         why = b.unavailable()
-        rows.append((name, "available" if why is None else "unavailable", why or b.description))
+        ops = ", ".join(o for o in ("fwd", "bwd", "fwd_bwd") if b.op_unsupported(o) is None)
+        rows.append((name, "available" if why is None else "unavailable", ops, why or b.description))
     for name, err in registry.load_errors().items():
-        rows.append((name, "load error", err))
+        rows.append((name, "load error", "", err))
     console.print(tables.backend_table(rows))
 
 

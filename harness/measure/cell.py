@@ -40,7 +40,7 @@ def measure_cell(backend_name: str, problem: Problem, checks: Checks, timing: Ti
         raise
     # the cached inputs are shared by every backend on this problem: one that changed them (in a call, or
     # later through references it kept) is rejected, and the next backend gets fresh ones
-    if any(guards.fingerprint(s.q, s.k, s.v) != s.fingerprint for s in cache.sets.values()):
+    if any(guards.fingerprint(*s.tensors()) != s.fingerprint for s in cache.sets.values()):
         cache.problem, cache.sets = None, {}
         if raw["status"] != "rejected":
             raw["status"], raw["reason"] = "rejected", "changed the harness's input tensors during the cell"
@@ -55,13 +55,13 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
         raise Verdict("skipped", why)
     if device not in backend.devices:
         raise Verdict("skipped", f"runs on {'/'.join(backend.devices)} only; this machine has no CUDA GPU")
-    why = backend.unsupported(problem)
+    why = backend.unsupported(problem) or backend.op_unsupported(problem.op)
     if why:
         raise Verdict("skipped", why)
     raw["extra"]["clocks_before"] = clocks()
     ctx = CellContext(backend_name, backend, problem, checks, timing, device, cache, flusher, timing_mode)
     failed: Verdict | None = None  # a failed check lets the other checks run, then ends the cell
-    for stage in stages_for(checks, timing):
+    for stage in stages_for(checks, timing, problem.op):
         if stage.timed and failed is not None:
             break
         obs = stage.run(ctx)

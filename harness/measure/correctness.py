@@ -4,7 +4,9 @@ null-kernel calibration of the tolerance).
 
 Pass rule (FlashAttention's tests, hopper/test_flash_attn.py): the backend's max abs error must be at
 most ``2 ×`` the max abs error of PyTorch's own computation in the input dtype, plus a rounding floor
-``2·max|round(ref + 0.3) − 0.3 − ref|`` in that dtype. The seeds' absolute bounds (max < 2e-3,
+``2·max|round(ref + 0.3) − 0.3 − ref|`` in that dtype. The same rule holds for each gradient of a
+backward (dQ, dK, dV against float64 gradients, PyTorch's own gradients in the input dtype as the
+yardstick), as FlashAttention's backward tests apply it. The seeds' absolute bounds (max < 2e-3,
 mean < 1e-3) are reported beside it, not used to pass.
 """
 from __future__ import annotations
@@ -85,41 +87,74 @@ def _null_outputs(problem: Problem, q: torch.Tensor, v: torch.Tensor) -> dict[st
     return cands
 
 
+def _oracle(ref: torch.Tensor, low: torch.Tensor, dtype: torch.dtype) -> Oracle:
+    """The tolerance of one output from its float64 reference and PyTorch's own result in ``dtype``."""
+    torch_err = error_metrics(low, ref).max_abs
+    rounded = (ref.to(dtype) + 0.3 - 0.3).to(torch.float64)
+    floor = 2.0 * float((rounded - ref).abs().max())
+    return Oracle(ref=ref, torch_err=torch_err, floor=floor)
+
+
+def _calibrate(oracle: Oracle, nulls: dict[str, torch.Tensor], prefix: str = "") -> None:
+    for name, out in nulls.items():
+        err = error_metrics(out, oracle.ref)
+        # a "null" output that is the exact answer (V when every row attends a single key) is not a
+        # shortcut: the problem is trivial there, and any right kernel returns it
+        if passes(err, oracle) and err.max_abs > oracle.floor / 2:
+            oracle.weak.append(prefix + name)
+
+
 def build_oracle(problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                  calibrate: bool = True) -> Oracle:
     ref = attention_math.attention(q, k, v, problem, torch.float64)
     low = attention_math.attention(q, k, v, problem, q.dtype)
-    torch_err = error_metrics(low, ref).max_abs
-    rounded = (ref.to(q.dtype) + 0.3 - 0.3).to(torch.float64)
-    floor = 2.0 * float((rounded - ref).abs().max())
-    oracle = Oracle(ref=ref, torch_err=torch_err, floor=floor)
+    oracle = _oracle(ref, low, q.dtype)
     if calibrate:
-        for name, out in _null_outputs(problem, q, v).items():
-            err = error_metrics(out, ref)
-            # a "null" output that is the exact answer (V when every row attends a single key) is not a
-            # shortcut: the problem is trivial there, and any right kernel returns it
-            if passes(err, oracle) and err.max_abs > oracle.floor / 2:
-                oracle.weak.append(name)
+        _calibrate(oracle, _null_outputs(problem, q, v))
     return oracle
+
+
+def build_grad_oracles(problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor,
+                       calibrate: bool = True) -> dict[str, Oracle]:
+    """An oracle per output of a backward operation (``o``, ``dq``, ``dk``, ``dv``; bwd checks the last
+    three): float64 gradients, and PyTorch's own gradients in the input dtype for the tolerance.
+    Calibrated with zero gradients (and, for O, the forward's null outputs): a null that passes makes
+    the check too weak."""
+    ref = attention_math.attention_grads(q, k, v, do, problem, torch.float64)
+    low = attention_math.attention_grads(q, k, v, do, problem, q.dtype)
+    oracles = {}
+    for name, r, lo in zip(("o", "dq", "dk", "dv"), ref, low):
+        oracles[name] = o = _oracle(r, lo, q.dtype)
+        if calibrate:
+            nulls = _null_outputs(problem, q, v) if name == "o" else {}
+            nulls["zeros"] = torch.zeros_like(lo)
+            _calibrate(o, nulls, prefix=f"{name}=")
+    return oracles
 
 
 def output_problem(out: object, problem: Problem, like: torch.Tensor) -> str | None:
     """None if ``out`` is a real, plainly stored output tensor of the right kind, else why not."""
-    if type(out) is not torch.Tensor:
-        return f"output is a {type(out).__module__}.{type(out).__qualname__}, not a plain torch.Tensor"
     want_shape = (problem.batch, problem.seqlen_q, problem.heads_q, problem.head_dim)
-    if tuple(out.shape) != want_shape:
-        return f"output shape {tuple(out.shape)}, expected {want_shape}"
+    return tensor_problem(out, want_shape, like)
+
+
+def tensor_problem(out: object, want_shape: tuple[int, ...], like: torch.Tensor, what: str = "output") -> str | None:
+    """None if ``out`` is a real, plainly stored tensor of ``want_shape`` and ``like``'s dtype and device,
+    else why not (``what`` names it: ``output``, ``dq``, ...)."""
+    if type(out) is not torch.Tensor:
+        return f"{what} is a {type(out).__module__}.{type(out).__qualname__}, not a plain torch.Tensor"
+    if tuple(out.shape) != tuple(want_shape):
+        return f"{what} shape {tuple(out.shape)}, expected {tuple(want_shape)}"
     if out.dtype != like.dtype:
-        return f"output dtype {out.dtype}, expected {like.dtype}"
+        return f"{what} dtype {out.dtype}, expected {like.dtype}"
     if out.device != like.device:
-        return f"output on {out.device}, expected {like.device}"
+        return f"{what} on {out.device}, expected {like.device}"
     if out.is_meta or out.untyped_storage().nbytes() == 0 and out.numel() > 0:
-        return "output has no real storage"
+        return f"{what} has no real storage"
     if any(s == 0 for s, n in zip(out.stride(), out.shape) if n > 1):
-        return f"output strides {out.stride()} broadcast one value over many elements"
+        return f"{what} strides {out.stride()} broadcast one value over many elements"
     if out.untyped_storage().nbytes() < out.numel() * out.element_size():
-        return "output storage is smaller than its elements"
+        return f"{what} storage is smaller than its elements"
     return None
 
 

@@ -7,6 +7,9 @@ Distributions (each chosen because a known shortcut or bug hides under one of th
   large         q, k ~ N(0, 1)·2, v ~ N(0, 1)·30: large-magnitude values and logits (fp16 accumulator
                 range, unnormalised exp); larger logits would make PyTorch's own low-precision error, and
                 so the tolerance, too loose for null-kernel calibration to pass
+
+The backward's output gradient dO is N(0, 1) in every distribution (as FlashAttention's tests draw it),
+from its own seed, in the input dtype and the problem's layout.
 """
 from __future__ import annotations
 
@@ -53,3 +56,13 @@ def make_inputs(problem: Problem, seed: int, distribution: str = "normal",
         t.copy_(base)
         out.append(t)
     return out[0], out[1], out[2]
+
+
+def make_grad_output(problem: Problem, seed: int, device: str | torch.device = "cuda") -> torch.Tensor:
+    """dO for the backward: N(0, 1), shaped like O (``[b, sq, hq, d]`` in the problem's layout)."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    t = empty_like_layout(problem, problem.seqlen_q, problem.heads_q, device)
+    base = torch.empty(t.shape, dtype=torch.float32, device=device)
+    base.normal_(0.0, 1.0, generator=gen)
+    t.copy_(base)
+    return t

@@ -26,6 +26,7 @@ class Result:
     causal: bool = False
     softmax_scale: float = 0.0
     layout: str = "bshd"
+    op: str = "fwd"  # fwd | bwd | fwd_bwd (rows from before operations: fwd)
     flops: float = 0.0
     min_bytes: int = 0
     # timing
@@ -51,6 +52,13 @@ class Result:
     seed_bounds_ok: bool | None = None  # max < 2e-3 and mean < 1e-3, reported beside
     nan_count: int | None = None
     inf_count: int | None = None
+    # a backward's gradients, each against its float64 reference (worst over trials and distributions)
+    dq_max_err: float | None = None
+    dk_max_err: float | None = None
+    dv_max_err: float | None = None
+    dq_rel_l2_err: float | None = None
+    dk_rel_l2_err: float | None = None
+    dv_rel_l2_err: float | None = None
     timed_outputs_ok: bool | None = None
     deterministic: bool | None = None
     determinism_runs: int | None = None

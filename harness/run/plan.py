@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from harness.spec.problem import DTYPES, LAYOUTS, Problem
+from harness.spec.problem import DTYPES, LAYOUTS, OPS, Problem
 from harness.spec.suite import Suite
 
 _OPS: dict[str, Callable[[object, object], bool]] = {
@@ -20,7 +20,7 @@ _OPS: dict[str, Callable[[object, object], bool]] = {
     ">": operator.gt, "<": operator.lt,
 }
 _TERM = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|!=|==|=|>|<)\s*(\S+)\s*$")
-FILTER_KEYS = ("batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim", "dtype", "causal", "layout")
+FILTER_KEYS = ("batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim", "dtype", "causal", "layout", "op")
 
 
 class FilterError(ValueError):
@@ -59,6 +59,8 @@ def _check_filter_value(term: str, key: str, value: object) -> None:
         ok, allowed = value in DTYPES, ", ".join(DTYPES)
     elif key == "layout":
         ok, allowed = value in LAYOUTS, ", ".join(LAYOUTS)
+    elif key == "op":
+        ok, allowed = value in OPS, ", ".join(OPS)
     else:
         ok, allowed = isinstance(value, int) and not isinstance(value, bool), "an integer"
     if not ok:

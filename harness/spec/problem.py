@@ -6,7 +6,15 @@ row attends. Non-causal: ``Sk_eff = Sk``. Causal (bottom-right aligned, as Flash
 row ``i`` attends ``min(Sk, max(0, i + 1 + Sk - Sq))`` keys; we count that exactly, which for
 ``Sq == Sk`` is ``(Sk + 1) / 2`` per row, i.e. the usual "half" up to the diagonal term.
 
-Minimum bytes: Q, K and V read once and O written once, in the problem's dtype.
+Operations (``op``): ``fwd`` (O from Q, K, V), ``bwd`` (dQ, dK, dV from dO, the forward's saved
+state given) and ``fwd_bwd`` (both, as a training step runs them). Their FLOPs follow FlashAttention's
+convention too: the backward is 2.5 × the forward (five matmuls to the forward's two), forward +
+backward 3.5 ×; causal masking counts the attended pairs exactly, as for the forward.
+
+Minimum bytes, in the problem's dtype: ``fwd`` reads Q, K, V once and writes O once; ``bwd`` reads Q, K,
+V, O and dO once and writes dQ, dK, dV once (the softmax statistics the forward saves, one float per
+query row, are left out: under 1% of the bytes at head_dim 64); ``fwd_bwd`` is the sum of the two (O
+written by the forward and read again by the backward, as the two passes of a training step do).
 """
 from __future__ import annotations
 
@@ -15,6 +23,12 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 DTYPES = ("float16", "bfloat16", "float32")
+#: the operations a problem times: the forward, the backward alone, or both
+OPS = ("fwd", "bwd", "fwd_bwd")
+#: FLOPs of each operation as a multiple of the forward's (FlashAttention's convention)
+OP_FLOPS = {"fwd": 1.0, "bwd": 2.5, "fwd_bwd": 3.5}
+#: what a call of each operation returns, in order
+OP_OUTPUTS = {"fwd": ("o",), "bwd": ("dq", "dk", "dv"), "fwd_bwd": ("o", "dq", "dk", "dv")}
 LAYOUTS = ("bshd", "bhsd")
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
@@ -75,6 +89,7 @@ class Problem:
     causal: bool = False
     softmax_scale: float | None = None  # None: 1/sqrt(head_dim)
     layout: str = "bshd"
+    op: str = "fwd"  # fwd | bwd | fwd_bwd
 
     def __post_init__(self) -> None:
         # every given value is checked before any default is derived from another one (a head_dim of 0
@@ -105,6 +120,8 @@ class Problem:
             raise ProblemError(f"dtype={_short(self.dtype)}: allowed {', '.join(DTYPES)}")
         if not isinstance(self.layout, str) or self.layout not in LAYOUTS:
             raise ProblemError(f"layout={_short(self.layout)}: allowed {', '.join(LAYOUTS)}")
+        if not isinstance(self.op, str) or self.op not in OPS:
+            raise ProblemError(f"op={_short(self.op)}: allowed {', '.join(OPS)}")
         if not isinstance(self.causal, bool):
             raise ProblemError(f"causal={_short(self.causal)}: must be true or false")
         if self.softmax_scale is not None:
@@ -124,20 +141,40 @@ class Problem:
         partial = n * (first_partial + 1 + offset) + n * (n - 1) // 2
         return partial + (sq - first_full) * sk
 
-    def flops(self) -> float:
+    def forward_flops(self) -> float:
         """Forward FLOPs: 2 matmuls × 2 FLOPs per multiply-add, over attended pairs."""
         return 4.0 * self.batch * self.heads_q * self.attended_pairs() * self.head_dim
 
+    def flops(self) -> float:
+        """FLOPs of the problem's operation: the forward's × 1 (fwd), 2.5 (bwd) or 3.5 (fwd_bwd)."""
+        return OP_FLOPS[self.op] * self.forward_flops()
+
     def min_bytes(self) -> int:
-        """Read Q, K, V once; write O once."""
+        """fwd: read Q, K, V, write O; bwd: read Q, K, V, O, dO, write dQ, dK, dV; fwd_bwd: both."""
         e = DTYPE_BYTES[self.dtype]
         q = self.batch * self.seqlen_q * self.heads_q * self.head_dim
         kv = 2 * self.batch * self.seqlen_k * self.heads_kv * self.head_dim
-        return e * (2 * q + kv)
+        fwd = 2 * q + kv  # Q, K, V in; O out
+        bwd = 4 * q + 2 * kv  # Q, K, V, O, dO in; dQ, dK, dV out
+        return e * {"fwd": fwd, "bwd": bwd, "fwd_bwd": fwd + bwd}[self.op]
+
+    def output_shapes(self) -> dict[str, tuple[int, int, int, int]]:
+        """The bshd shape of each output of the operation: O and dQ like Q, dK and dV like K and V."""
+        qs = (self.batch, self.seqlen_q, self.heads_q, self.head_dim)
+        ks = (self.batch, self.seqlen_k, self.heads_kv, self.head_dim)
+        shapes = {"o": qs, "dq": qs, "dk": ks, "dv": ks}
+        return {name: shapes[name] for name in OP_OUTPUTS[self.op]}
 
     # -- identity ---------------------------------------------------------------------------
     def key(self) -> str:
-        """Stable short id used in tables, filters and NVTX ranges."""
+        """Stable short id used in tables, filters and NVTX ranges; a forward's key names no operation
+        (as before operations existed), the others end in ``-bwd`` / ``-fwd_bwd``."""
+        s = self.inputs_key()
+        return s if self.op == "fwd" else f"{s}-{self.op}"
+
+    def inputs_key(self) -> str:
+        """The key of the problem's inputs, the same for every operation (the seeds are derived from it,
+        so the forward and backward of one shape are measured on the same Q, K, V)."""
         s = f"b{self.batch}-hq{self.heads_q}-hkv{self.heads_kv}-sq{self.seqlen_q}-sk{self.seqlen_k}-d{self.head_dim}"
         s += f"-{self.dtype}-{'causal' if self.causal else 'full'}-{self.layout}"
         if abs(self.softmax_scale - 1.0 / math.sqrt(self.head_dim)) > 1e-12:

@@ -245,6 +245,12 @@ def _build(path: Path, spec: SuiteFile) -> Suite:
             problems[p] = None
             if len(problems) > MAX_PROBLEMS:
                 raise _err(path, "[[grid]]", f"{len(spec.grid)} tables", f"more than {MAX_PROBLEMS} problems in all")
+    # the operations of one shape next to each other: they share the shape's inputs and references, which
+    # a worker keeps for one shape at a time (a suite without operations keeps its order)
+    by_inputs: dict[str, list[Problem]] = {}
+    for p in problems:
+        by_inputs.setdefault(p.inputs_key(), []).append(p)
+    problems = {p: None for group in by_inputs.values() for p in group}
     timing = spec.timing
     if timing.baseline and timing.baseline not in backends:
         raise _err(path, "[timing] baseline", timing.baseline, f"not one of the suite's backends {', '.join(backends)}")

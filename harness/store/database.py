@@ -480,6 +480,8 @@ class Store:
         """A stored row (without its id) as a Result: JSON and booleans decoded."""
         if d.get("timing_mode") is None:  # a row from before timing modes: timed the isolated way
             d["timing_mode"] = "isolated"
+        if d.get("op") is None:  # a row from before operations: a forward
+            d["op"] = "fwd"
         d["extra"] = json.loads(d.get("extra") or "{}")
         for b in ("causal", "seed_bounds_ok", "timed_outputs_ok", "deterministic", "passed"):
             if d.get(b) is not None:  # a column an older schema lacks keeps the Result default

@@ -35,9 +35,20 @@ def _add_samples_and_clocks(conn: sqlite3.Connection) -> None:
     fill_detail(conn)
 
 
+def _add_operation(conn: sqlite3.Connection) -> None:
+    """3 -> 4: the operation of each result (every row so far a forward) and the gradients' error columns."""
+    for table in ("results", "superseded_results"):
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for col, typ in schema.OPERATION_COLUMNS.items():
+            if col not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} {typ}")
+        conn.execute(f"UPDATE {table} SET op='fwd' WHERE op IS NULL")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _add_lease_and_superseded,
     3: _add_samples_and_clocks,
+    4: _add_operation,
 }
 assert sorted(MIGRATIONS) == list(range(2, schema.SCHEMA_VERSION + 1)), "a migration per version"
 

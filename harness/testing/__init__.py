@@ -41,9 +41,23 @@ EXPLOITS = {
     "control-custom": "harness.testing.exploits:ControlCustom",
 }
 
+#: the tricks a backward can play (one each), registered with the exploits group
+BACKWARD_EXPLOITS = {
+    "exploit-stale-grads": "harness.testing.exploits:StaleGrads",
+    "exploit-dq-only": "harness.testing.exploits:DqOnly",
+}
+
+
+def _with_companions(groups: tuple[dict[str, str], ...]) -> tuple[dict[str, str], ...]:
+    """The groups as registered: the exploits group brings the backward's tricks with it."""
+    if any(g is EXPLOITS for g in groups) and not any(g is BACKWARD_EXPLOITS for g in groups):
+        return (*groups, BACKWARD_EXPLOITS)
+    return groups
+
 
 def env_value(*groups: dict[str, str]) -> str:
     """The FLASHCORE_BACKENDS value that registers these backends."""
+    groups = _with_companions(groups)
     return ",".join(v for g in groups for v in g.values())
 
 
@@ -52,6 +66,7 @@ def registered(*groups: dict[str, str]) -> Iterator[str]:
     """In-process (tests): register these backends here and in every worker started meanwhile."""
     from harness.backends import registry
 
+    groups = _with_companions(groups)
     old = os.environ.get(registry.EXTRA_ENV)
     value = env_value(*groups)
     os.environ[registry.EXTRA_ENV] = ",".join(filter(None, [old, value]))

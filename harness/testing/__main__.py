@@ -1,4 +1,5 @@
-"""``python -m harness.testing faults|exploits|all``: print the FLASHCORE_BACKENDS value."""
+"""``python -m harness.testing faults|exploits|all``: print the FLASHCORE_BACKENDS value (the exploits
+include the backward's)."""
 import sys
 
 from harness.testing import EXPLOITS, FAULTS, TOOLS, env_value

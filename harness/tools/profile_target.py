@@ -54,12 +54,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except registry.UnknownBackendError as exc:
         return done(ERROR, "ERROR", str(exc))
     why = backend.unavailable() or ("" if "cuda" in backend.devices else "not a CUDA backend") \
-        or backend.unsupported(problem)
+        or backend.unsupported(problem) or backend.op_unsupported(problem.op)
     if why:
         return done(SKIP, "SKIP", why)
     q, k, v = make_inputs(problem, args.seed, "normal", "cuda")
     try:
-        run = backend.prepare(problem, q, k, v)
+        if problem.op == "fwd":
+            run = backend.prepare(problem, q, k, v)
+        else:  # a backward: its forward is made untimed (bwd) in prepare, outside the range
+            from harness.measure.inputs import make_grad_output
+            from harness.measure.stages.gradients import prepare_op
+
+            run = prepare_op(backend, problem, q, k, v, make_grad_output(problem, args.seed + 1, "cuda"))
         for _ in range(max(args.warmup, 0)):
             run()
         torch.cuda.synchronize()

@@ -12,7 +12,7 @@ from harness.store.database import Store
 #: the columns every export starts with, named exactly so
 EXPORT_COLUMNS = ["run_id", "suite", "backend", "status", "reason", "batch", "heads_q", "heads_kv", "seqlen_q",
                   "seqlen_k", "head_dim", "dtype", "causal", "median_ms", "tflops", "max_abs_err",
-                  "mean_abs_err", "nan_count", "deterministic", "passed", "gpu"]
+                  "mean_abs_err", "nan_count", "deterministic", "passed", "gpu", "op"]
 FORMATS = ("csv", "parquet")
 
 

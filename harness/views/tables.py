@@ -39,13 +39,15 @@ def env_table(info: dict[str, Any]) -> Table:
     return t
 
 
-def backend_table(rows: Iterable[tuple[str, str, str]]) -> Table:
+def backend_table(rows: Iterable[tuple[str, str, str, str]]) -> Table:
+    """(backend, state, operations, reason or description) per backend."""
     t = Table(title="backends")
     t.add_column("backend")
     t.add_column("state")
+    t.add_column("operations")
     t.add_column("reason / description", overflow="fold")
-    for name, state, why in rows:
-        t.add_row(name, f"[{'green' if state == 'available' else 'yellow'}]{state}[/]", why)
+    for name, state, ops, why in rows:
+        t.add_row(name, f"[{'green' if state == 'available' else 'yellow'}]{state}[/]", ops, why)
     return t
 
 
@@ -82,11 +84,12 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
                   f"(torch {env.get('torch', '?')}, commit {info.git_commit or '?'}); peaks: {peak}")
     t = Table(show_lines=False)
     bases = {str(r.extra["ratio_to_baseline"].get("baseline")) for r in results if r.extra.get("ratio_to_baseline")}
-    cols = [("backend", "left"), ("problem", "left"), ("mode", "left"), ("status", "left"), ("median ms", "right"),
+    cols = [("backend", "left"), ("problem", "left"), ("op", "left"), ("mode", "left"), ("status", "left"),
+            ("median ms", "right"),
             ("p10–p90", "right"), ("TFLOPS", "right"), ("% peak", "right"), ("max err", "right"),
             ("tol", "right"), ("det", "center"), ("method", "left")]
     if bases:  # each backend's ratio to the baseline (time / baseline's time), 95% bootstrap interval
-        cols.insert(7, (f"× {', '.join(sorted(bases))} [95%]", "right"))
+        cols.insert(8, (f"× {', '.join(sorted(bases))} [95%]", "right"))
     for c, j in cols:
         t.add_column(c, justify=j)  # type: ignore[arg-type]
     skipped: dict[str, set[str]] = defaultdict(set)
@@ -96,13 +99,16 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
             continue
         spread = f"{r.p10_ms:.4g}–{r.p90_ms:.4g}" if r.p10_ms is not None else ""
         det = "" if r.deterministic is None else ("✓" if r.deterministic else f"✗{r.determinism_mismatches}")
+        if r.deterministic is False and r.op != "fwd":  # which gradients differ, k of N
+            per = r.extra.get("determinism_per_output") or {}
+            det += " " + ",".join(f"{n} {d['differ']}/{d['of']}" for n, d in per.items() if d.get("differ"))
         style = _STATUS_STYLE.get(r.status, "")
         mode = r.timing_mode + (f" ×{r.rounds}" if (r.rounds or 1) > 1 else "")  # visits pooled
-        row = [r.backend, r.problem_key, mode, f"[{style}]{r.status}[/]", _fmt(r.median_ms, ".4g"), spread,
+        row = [r.backend, r.problem_key, r.op, mode, f"[{style}]{r.status}[/]", _fmt(r.median_ms, ".4g"), spread,
                _fmt(r.tflops, ".1f") if r.status == "ok" else "", _fmt(r.pct_peak, ".1f") if r.status == "ok" else "",
                _fmt(r.max_abs_err, ".2g"), _fmt(r.tolerance, ".2g"), det, r.timing_method]
         if bases:
-            row.insert(7, ratio_text(r.extra.get("ratio_to_baseline")))
+            row.insert(8, ratio_text(r.extra.get("ratio_to_baseline")))
         t.add_row(*row)
     console.print(t)
     bad = [r for r in results if r.status in ("failed", "rejected")]

@@ -134,7 +134,7 @@ def _same_problem(r: Result, p: Problem) -> bool:
         p.head_dim,
         p.dtype,
         p.causal,
-    ) and abs((r.softmax_scale or 0.0) - p.softmax_scale) <= 1e-9 * p.softmax_scale
+    ) and abs((r.softmax_scale or 0.0) - p.softmax_scale) <= 1e-9 * p.softmax_scale and (r.op or "fwd") == p.op
 
 
 def load_measurements(db: str | Path | None) -> Measurements:

@@ -38,7 +38,8 @@ class CellContext:
     flusher: L2Flusher | None
     timing_mode: str = "isolated"
     sets: list[InputSet] = field(default_factory=list)  # the input sets the checks used (weak ones left out)
-    # per checked set: its prepared call and first output, for the determinism stage
+    # per checked set: its prepared call and first output (a backward's: the tuple of its outputs), for the
+    # determinism stage
     first_outputs: list[tuple[InputSet, Any, Any]] = field(default_factory=list)
 
     @property

@@ -18,11 +18,11 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def unwritten(out: torch.Tensor) -> str | None:
+def unwritten(out: torch.Tensor, what: str = "output") -> str | None:
     n = guards.poisoned(out)
     if not n:
         return None
-    return (f"output not fully written: {n} of {out.numel()} elements still hold the marked NaN the harness "
+    return (f"{what} not fully written: {n} of {out.numel()} elements still hold the marked NaN the harness "
             "wrote into freed memory before the call (a stale buffer returned, or a partial write)")
 
 
@@ -173,7 +173,7 @@ class DeterminismStage:
                 del again
         ctx.first_outputs.clear()
         ending = None
-        if mismatches and ctx.checks.require_deterministic:
+        if mismatches and ctx.checks.requires_determinism(ctx.problem.op):
             ending = Ending(status="failed", reason=f"not bit-identical: {mismatches} of {runs} repeated runs differ "
                             "from the first (a race, a read of uninitialised memory, or a partial write)")
         return DeterminismObservation(runs=runs + 1, mismatches=mismatches, ending=ending)

@@ -7,6 +7,7 @@ from typing import Any
 
 from harness.measure.observation import Observation
 from harness.measure.stages.checks import CorrectnessObservation, DeterminismObservation, KernelTrace
+from harness.measure.stages.gradients import GradientCorrectnessObservation, GradientDeterminismObservation
 from harness.measure.stages.timing import TimingObservation
 
 
@@ -40,6 +41,39 @@ def _(obs: CorrectnessObservation, raw: dict[str, Any]) -> None:
 @record.register
 def _(obs: DeterminismObservation, raw: dict[str, Any]) -> None:
     raw.update(determinism_runs=obs.runs, determinism_mismatches=obs.mismatches, deterministic=obs.deterministic)
+
+
+#: the gradients that have columns of their own (O's errors of a fwd_bwd stay in extra.per_output)
+GRADIENT_COLUMNS = ("dq", "dk", "dv")
+
+
+@record.register
+def _(obs: GradientCorrectnessObservation, raw: dict[str, Any]) -> None:
+    if obs.kernel_trace is not None:
+        record(obs.kernel_trace, raw)
+    raw["extra"]["per_output"] = obs.per_output
+    raw["extra"]["per_distribution"] = obs.per_distribution
+    raw["extra"].update(obs.backend_extra)
+    if obs.weak_distributions:
+        raw["extra"]["weak_distributions"] = obs.weak_distributions
+    for name in GRADIENT_COLUMNS:
+        if name in obs.per_output:
+            raw[f"{name}_max_err"] = obs.per_output[name]["max_abs"]
+            raw[f"{name}_rel_l2_err"] = obs.per_output[name]["rel_l2"]
+    if obs.binding is not None:
+        raw.update(obs.binding.model_dump())
+        raw["extra"]["binding_output"] = obs.binding_output
+    if obs.passed is not None:
+        raw["passed"] = obs.passed
+    if obs.fail_reason:
+        raw["fail_reason"] = obs.fail_reason
+
+
+@record.register
+def _(obs: GradientDeterminismObservation, raw: dict[str, Any]) -> None:
+    raw.update(determinism_runs=obs.runs, determinism_mismatches=obs.mismatches, deterministic=obs.deterministic)
+    raw["extra"]["determinism_per_output"] = {
+        name: {"deterministic": k == 0, "differ": k, "of": obs.repeats} for name, k in obs.per_output.items()}
 
 
 @record.register

@@ -1,20 +1,24 @@
 """The timed stage: fresh contents rotated through buffers, every timed output checked, in the cell's
-timing mode (``isolated``: ``harness.measure.timing.timer``; ``sustained``: ``harness.measure.timing.sustained``)."""
+timing mode (``isolated``: ``harness.measure.timing.timer``; ``sustained``: ``harness.measure.timing.sustained``).
+What a call of the problem's operation takes, and how each gets fresh contents, is ``work``'s.
+A backward operation is timed with CUDA events (``[timing] mode = "graph"`` applies to the forward):
+autograd's backward is not captured into a CUDA graph here."""
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from statistics import median
 from typing import Any
 
 import torch
 
-from harness.measure import guards
 from harness.measure.environment import clocks, throttle_ns, throttled_ms
 from harness.measure.nvtx_ranges import call_range
 from harness.measure.observation import Observation
 from harness.measure.problem_cache import InputSet, derive_seed
 from harness.measure.stages.base import CellContext, Ending
+from harness.measure.stages.work import work_for
 from harness.measure.timing import sustained
 from harness.measure.timing.stopping import DEFAULT_STOP, Sampling
 from harness.measure.timing.timer import Isolated, time_cpu, time_cuda
@@ -70,7 +74,7 @@ def _contents(ctx: CellContext) -> list[InputSet]:
     t = 0
     while len(contents) < CONTENTS:
         t += 1
-        contents.append(ctx.cache.get(ctx.problem, derive_seed(ctx.checks.seed, ctx.problem.key(), "timing", t),
+        contents.append(ctx.cache.get(ctx.problem, derive_seed(ctx.checks.seed, ctx.problem.inputs_key(), "timing", t),
                                       "normal", ctx.device, ctx.checks.correctness, False))
     return contents
 
@@ -88,32 +92,28 @@ class TimingStage:
 
 def _time_isolated(ctx: CellContext, contents: list[InputSet]) -> TimingObservation:
     problem, device, timing = ctx.problem, ctx.device, ctx.timing
-    buffers = [tuple(torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=device)
-                     for x in (contents[0].q, contents[0].k, contents[0].v)) for _ in range(BUFFERS)]
-    runs_by_buffer = [ctx.backend.prepare(problem, *b) for b in buffers]
+    if problem.op != "fwd" and timing.mode == "graph":
+        timing = replace(timing, mode="events")
+    work = work_for(ctx)
+    buffers = [work.buffer(contents[j % CONTENTS]) for j in range(BUFFERS)]
+    runs_by_buffer = [work.prepare(b) for b in buffers]
     worst_ratio = torch.zeros((), dtype=torch.float64, device=device)
-    # fresh contents for every call: V scaled per (batch, kv head, channel) by ±1/±2 (exact), so no
-    # two calls expect the same output and an answer kept from another call fails the check
+    # fresh contents for every call (harness.measure.stages.work): no two calls expect the same output,
+    # so an answer kept from another call fails the check
     gen = torch.Generator(device=device).manual_seed(derive_seed(ctx.checks.seed, problem.key(), "timing-scales"))
-    scales: dict[int, torch.Tensor] = {}
+    scales: dict[int, Any] = {}
 
     def refresh(i: int) -> None:
-        src, dst = contents[i % CONTENTS], buffers[i % BUFFERS]
-        scales[i] = guards.timing_scales(problem.batch, problem.heads_kv, problem.head_dim, device, gen)
-        dst[0].copy_(src.q)
-        dst[1].copy_(src.k)
-        guards.apply_scales(dst[2], src.v, scales[i])
+        scales[i] = work.fill(buffers[i % BUFFERS], work.source(i, contents, BUFFERS), gen)
 
-    def call(i: int) -> torch.Tensor:
+    def call(i: int) -> Any:
         with call_range(ctx.backend_name, problem.key()):
             return runs_by_buffer[i % BUFFERS]()
 
-    def check(i: int, out: torch.Tensor) -> None:
-        o, scale = contents[i % CONTENTS].oracle, scales.pop(i)
-        if o is None:
-            return
-        ratio = (guards.unscale_output(out, scale, problem.heads_q) - o.ref).abs().max() / max(o.tolerance, 1e-30)
-        torch.maximum(worst_ratio, ratio, out=worst_ratio)  # NaN propagates
+    def check(i: int, out: Any) -> None:
+        ratio = work.ratio(out, work.source(i, contents, BUFFERS), scales.pop(i))
+        if ratio is not None:
+            torch.maximum(worst_ratio, ratio, out=worst_ratio)  # NaN propagates
 
     sampling = sampling_for(timing)
     extra: dict[str, Any] = {}
@@ -140,24 +140,20 @@ def _time_sustained(ctx: CellContext, contents: list[InputSet]) -> TimingObserva
     no flush and no hold, rotating through sets that add up to more than 2x the L2; the last output of
     every set is checked afterwards."""
     problem, device, timing = ctx.problem, ctx.device, ctx.timing
-    src0 = contents[0]
-    set_bytes = sum(x.numel() * x.element_size() for x in (src0.q, src0.k, src0.v))
+    work = work_for(ctx)
+    set_bytes = work.set_bytes(contents[0])
     l2 = sustained.l2_bytes()
     n_sets, covered = sustained.rotation_sets(set_bytes, l2)
     gen = torch.Generator(device=device).manual_seed(derive_seed(ctx.checks.seed, problem.key(), "sustained-scales"))
     sets, scales = [], []
     for j in range(n_sets):
         src = contents[j % CONTENTS]
-        b = tuple(torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=device) for x in (src.q, src.k, src.v))
-        sc = guards.timing_scales(problem.batch, problem.heads_kv, problem.head_dim, device, gen)
-        b[0].copy_(src.q)
-        b[1].copy_(src.k)
-        guards.apply_scales(b[2], src.v, sc)
+        b = work.buffer(src)
+        scales.append(work.fill(b, src, gen))
         sets.append(b)
-        scales.append(sc)
-    runs = [ctx.backend.prepare(problem, *b) for b in sets]
+    runs = [work.prepare(b) for b in sets]
 
-    def call(i: int) -> torch.Tensor:
+    def call(i: int) -> Any:
         with call_range(ctx.backend_name, problem.key()):
             return runs[i % n_sets]()
 
@@ -194,9 +190,8 @@ def _time_sustained(ctx: CellContext, contents: list[InputSet]) -> TimingObserva
     extra["timing_s"] = round(time.perf_counter() - t0, 3)
     worst = torch.zeros((), dtype=torch.float64, device=device)
     for j, out in st.last_out.items():
-        o = contents[j % CONTENTS].oracle
-        if o is not None:
-            r = (guards.unscale_output(out, scales[j], problem.heads_q) - o.ref).abs().max() / max(o.tolerance, 1e-30)
+        r = work.ratio(out, contents[j % CONTENTS], scales[j])
+        if r is not None:
             torch.maximum(worst, r, out=worst)
     st.last_out.clear()
     synced, wall = sustained.synced_calls(call, st.calls, 5)

@@ -111,6 +111,15 @@ def load(db: str | Path) -> Dataset:
 
 #: the timing modes in display order (harness.spec.suite.MEASURE_MODES)
 MODES = ("isolated", "sustained")
+#: the operations in display order (harness.spec.problem.OPS), and how a page names each
+OPS = ("fwd", "bwd", "fwd_bwd")
+OP_TITLES = {"fwd": "forward", "bwd": "backward", "fwd_bwd": "forward + backward"}
+
+
+def ops_of(cells: pd.DataFrame) -> list[str]:
+    """The operations present in ``cells``, in display order."""
+    have = set(cells["op"].dropna()) if "op" in cells else {"fwd"}
+    return [o for o in OPS if o in have] + sorted(have - set(OPS))
 
 
 def modes_of(cells: pd.DataFrame) -> list[str]:
@@ -123,9 +132,12 @@ def _derive(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     # rows from before timing modes were timed the isolated way
     df["timing_mode"] = df["timing_mode"].fillna("isolated") if "timing_mode" in df else "isolated"
+    # rows from before operations are forwards
+    df["op"] = df["op"].fillna("fwd") if "op" in df else "fwd"
     df["ratio_to_baseline"] = [(e or {}).get("ratio_to_baseline") if isinstance(e, dict) else None
                                for e in df["extra"]]
-    df["shape"] = [shape_label(r) for r in df.to_dict("records")]
+    # a backward's label names its operation, so no chart or table puts it in the forward's place
+    df["shape"] = [shape_label(r) + ("" if r["op"] == "fwd" else f" · {r['op']}") for r in df.to_dict("records")]
     df["category"] = [category(s, p) for s, p in zip(df["status"], df["passed"], strict=True)]
     med = pd.to_numeric(df["median_ms"], errors="coerce")
     flops = pd.to_numeric(df["flops"], errors="coerce")
@@ -145,6 +157,7 @@ def _derive(df: pd.DataFrame) -> pd.DataFrame:
             df["seqlen_q"],
             df["seqlen_k"],
             df["layout"],
+            [OPS.index(o) if o in OPS else len(OPS) for o in df["op"]],
             df["problem_key"],
             strict=True,
         )

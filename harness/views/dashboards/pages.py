@@ -15,12 +15,14 @@ from harness.analysis.noise import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Side, Sprea
 from harness.views.dashboards import figures as F
 from harness.views.dashboards.data import (
     CATEGORIES,
+    OP_TITLES,
     STATUSES,
     Dataset,
     clock_summary,
     env_rows,
     modes_of,
     num,
+    ops_of,
     shapes_in_order,
 )
 from harness.views.dashboards.html import (
@@ -74,17 +76,28 @@ def run_page(
     cells = ds.cells(run_id)
     sid = slug(run_id)
     modes = modes_of(cells)
+    ops = ops_of(cells)
     parts = [_overview(run, cells)]
     nav = [("Index", INDEX_PAGE), ("Overview", "#overview")]
-    # performance and roofline once per timing mode: the two modes answer different questions
-    # (docs/timing.md), and a chart never mixes them
-    for m in modes:
-        one = len(modes) == 1
-        sub = cells[cells["timing_mode"] == m]
-        parts.append(_performance(sub, baseline, colors, sid if one else f"{sid}-{m}", m, one))
-        parts.append(_roofline(run, sub, colors, sid if one else f"{sid}-{m}", m, one))
-        nav.append((f"Performance ({m})", "#performance" if one else f"#performance-{m}"))
-        nav.append((f"Roofline ({m})", "#roofline" if one else f"#roofline-{m}"))
+    if len(ops) > 1:  # the operation selector, and the operations' TFLOPS side by side
+        parts.append(_op_selector(ops))
+        parts.append(_side_by_side(cells, ops, colors, sid))
+        nav.append(("Forward | backward", "#operations"))
+    # performance and roofline once per operation and timing mode: the modes answer different questions
+    # (docs/timing.md), a backward is not a forward, and a chart never mixes them
+    for op in ops:
+        by_op = cells[cells["op"] == op]
+        for m in modes_of(by_op):
+            suffix = "-".join(x for x, many in ((op, len(ops) > 1), (m, len(modes) > 1)) if many)
+            sub = by_op[by_op["timing_mode"] == m]
+            one = not suffix
+            what = f"{OP_TITLES.get(op, op)}, {m}" if len(ops) > 1 else m
+            parts.append(_op_view(op, len(ops) > 1, _performance(
+                sub, baseline, colors, f"{sid}-{suffix}" if suffix else sid, m, one, suffix, what)))
+            parts.append(_op_view(op, len(ops) > 1, _roofline(
+                run, sub, colors, f"{sid}-{suffix}" if suffix else sid, m, one, suffix, what)))
+            nav.append((f"Performance ({what})", f"#performance-{suffix}" if suffix else "#performance"))
+            nav.append((f"Roofline ({what})", f"#roofline-{suffix}" if suffix else "#roofline"))
     ratios = _ratios(cells)
     if ratios:
         parts.append(ratios)
@@ -198,8 +211,39 @@ def _mode_note(mode: str) -> str:
             "(the kernel with power headroom, close to what Nsight Compute sees).")
 
 
+def _op_view(op: str, several: bool, part: Raw) -> Raw:
+    """A section of one operation, shown or hidden by the operation selector."""
+    return Raw(f'<div class="op-view" data-op="{esc(op)}">{part}</div>') if several else part
+
+
+def _op_selector(ops: list[str]) -> Raw:
+    """A selector of the operation whose sections the page shows (all by default); offline, no library."""
+    options = '<option value="all">all operations</option>' + "".join(
+        f'<option value="{esc(o)}">{esc(OP_TITLES.get(o, o))} ({esc(o)})</option>' for o in ops)
+    script = ("<script>function fcOps(v){document.querySelectorAll('.op-view').forEach(function(e){"
+              "e.style.display=(v==='all'||e.dataset.op===v)?'':'none';});}</script>")
+    return Raw(f'<p class="note"><label>Operation: <select id="op-select" onchange="fcOps(this.value)">'
+               f"{options}</select></label></p>{script}")
+
+
+def _side_by_side(cells: pd.DataFrame, ops: list[str], colors: dict[str, str], sid: str) -> Raw:
+    """Each operation's TFLOPS (isolated timing where there is one) in a column of its own, side by side."""
+    cols = []
+    for op in ops:
+        sub = cells[cells["op"] == op]
+        m = "isolated" if "isolated" in set(sub["timing_mode"]) else modes_of(sub)[0]
+        fig = F.perf_panels(sub[sub["timing_mode"] == m], colors)
+        body = figure(fig, f"ops-tflops-{sid}-{op}") if fig else empty("No passed, timed cell.")
+        cols.append(f'<div class="op-column">{h3(f"{OP_TITLES.get(op, op).capitalize()} ({op}, {m})")}{body}</div>')
+    grid = (f'<div class="side-by-side" style="display:grid;grid-template-columns:repeat({len(ops)},minmax(0,1fr));'
+            f'gap:1em">{"".join(cols)}</div>')
+    return section("operations", "Forward and backward side by side",
+                   note("TFLOPS per operation with FlashAttention's FLOP counts: the backward is 2.5 × the "
+                        "forward's FLOPs, forward + backward 3.5 ×. Only passed, timed cells are drawn."), Raw(grid))
+
+
 def _performance(cells: pd.DataFrame, baseline: str, colors: dict[str, str], sid: str, mode: str = "isolated",
-                 only: bool = True) -> Raw:
+                 only: bool = True, suffix: str = "", what: str = "") -> Raw:
     excluded = cells[~cells["timed"]]
     ex_note = "Only passed, timed cells are drawn. " + (
         f"{len(excluded)} cell(s) are left out: "
@@ -220,22 +264,23 @@ def _performance(cells: pd.DataFrame, baseline: str, colors: dict[str, str], sid
     parts.append(h3("Latency and its spread"))
     fig = F.latency_spread(cells, colors)
     parts.append(figure(fig, f"perf-latency-{sid}") if fig else empty("No passed, timed cell in this run."))
-    return section("performance" if only else f"performance-{mode}", f"Performance ({mode} timing)", *parts)
+    return section("performance" if only else f"performance-{suffix or mode}", f"Performance ({what or mode} timing)",
+                   *parts)
 
 
 def _roofline(run: dict[str, Any], cells: pd.DataFrame, colors: dict[str, str], sid: str, mode: str = "isolated",
-              only: bool = True) -> Raw:
+              only: bool = True, suffix: str = "", what: str = "") -> Raw:
     pt, pg = num(run.get("peak_tflops")), num(run.get("peak_gbs"))
     fig = F.roofline(cells, pt, pg, colors)
     txt = (
         "Roofs are this run's own measurements: the dense matmul rate (runs.peak_tflops) and the device copy "
         "bandwidth (runs.peak_gbs), not datasheet numbers. Intensity uses the minimum traffic (Q, K, V read "
-        "and O written once), so a point's distance below the memory roof is traffic beyond that minimum or "
-        "latency not hidden."
+        "and O written once; a backward also reads O and dO and writes dQ, dK, dV), so a point's distance "
+        "below the memory roof is traffic beyond that minimum or latency not hidden."
     )
     return section(
-        "roofline" if only else f"roofline-{mode}",
-        f"Roofline ({mode} timing)",
+        "roofline" if only else f"roofline-{suffix or mode}",
+        f"Roofline ({what or mode} timing)",
         note(txt),
         figure(fig, f"roofline-{sid}") if fig else empty("No passed, timed cell in this run."),
     )
