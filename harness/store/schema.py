@@ -5,7 +5,9 @@ in ``meta.schema_version``, checked against the tables they hold:
 
 1. ``meta``, ``runs`` and ``results``;
 2. ``runs`` with a lease (``pid``, ``host``, ``heartbeat_at``), and ``superseded_results``;
-3. ``samples`` and ``clocks``: the per-sample times and clock readings of ``extra``, normalised.
+3. ``samples`` and ``clocks``: the per-sample times and clock readings of ``extra``, normalised;
+4. ``gpu_index``, ``gpu_uuid`` and ``gpu_name`` in ``results`` and ``superseded_results``: the GPU each cell
+   ran on (a run may use several, ``flashcore run --gpus``).
 
 ``results`` has a column per field of ``Result`` in every version; a field added to ``Result`` gets its
 column at the first write (see ``Store``), not a version of its own.
@@ -20,11 +22,13 @@ from harness.records.result import Result
 from harness.store.detail import DETAIL_SQL
 from harness.store.errors import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: schema versions this flashcore reads (a writer migrates the older ones to SCHEMA_VERSION)
 READABLE_SCHEMAS = tuple(range(1, SCHEMA_VERSION + 1))
 #: columns schema 2 added to runs: the lease
 LEASE_COLUMNS = {"pid": "INTEGER", "host": "TEXT", "heartbeat_at": "TEXT"}
+#: columns schema 4 added to results and superseded_results: the GPU each cell ran on
+GPU_COLUMNS = {"gpu_index": "INTEGER", "gpu_uuid": "TEXT", "gpu_name": "TEXT"}
 #: a result row per cell and timing mode (rows written before timing_mode existed are isolated)
 RESULTS_UNIQUE = "UNIQUE(run_id, backend, problem_key, timing_mode)"
 
@@ -86,7 +90,9 @@ def _structural_version(conn: sqlite3.Connection, tables: set[str]) -> int:
     runs = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
     if not (set(LEASE_COLUMNS) <= runs and "superseded_results" in tables):
         return 1
-    return 3 if {"samples", "clocks"} <= tables else 2
+    if not {"samples", "clocks"} <= tables:
+        return 2
+    return 4 if set(GPU_COLUMNS) <= {r[1] for r in conn.execute("PRAGMA table_info(results)")} else 3
 
 
 def found_version(conn: sqlite3.Connection, path: Path, *, empty_ok: bool = False) -> int:
