@@ -162,6 +162,7 @@ class Shard:
     unit: Unit | None = None
     pos: int = 0  # the next cell of the unit
     unit_measured: set[tuple[str, str, str]] = field(default_factory=set)  # cells of the unit stored from here
+    unit_failed: set[tuple[str, str, str]] = field(default_factory=set)  # and those of them that failed
     lost: str = ""
 
     def adopt(self, ready: dict[str, Any]) -> None:
@@ -380,7 +381,7 @@ class _Sweep:
             if sh.unit is None:
                 if not self.queue:
                     return
-                sh.unit, sh.pos, sh.unit_measured = self.queue.popleft(), 0, set()
+                sh.unit, sh.pos, sh.unit_measured, sh.unit_failed = self.queue.popleft(), 0, set(), set()
             cells = sh.unit.cells
             while sh.pos < len(cells):
                 cell = cells[sh.pos]
@@ -436,6 +437,8 @@ class _Sweep:
         again = (cell.backend, cell.problem.key()) in self.failed or cell.key in sh.unit.supersede
         self.store.add_result(result, keep_previous=not cell.round and again)
         sh.unit_measured.add(cell.key)
+        if result.status == "failed":
+            sh.unit_failed.add(cell.key)
         self.measured += 1
         self._last = result
 
@@ -444,13 +447,13 @@ class _Sweep:
         assert sh.unit is not None
         sh.lost = out["lost"]
         self.executor.kill(sh.host)
-        unit, skip = sh.unit, set()
+        unit = sh.unit
         if out.get("ran"):
             self._store(sh, cell, prev, {"ok": False, "error": f"worker lost: {sh.lost}", "crashed": True}, 0.0)
-            skip.add(cell.key)  # not tried again elsewhere: it may be what took the GPU down
             self.n += 1
             if self.opts.on_result:
                 self.opts.on_result(self._last, self.n, self.total)
+        skip = set(sh.unit_failed)  # not tried again elsewhere: a failed cell may be what took the GPU down
         again = [c for c in unit.cells if c.key not in skip]
         self.total += sum(1 for c in unit.cells[:sh.pos] if c.key not in skip)  # visited again elsewhere
         if again:
