@@ -34,8 +34,14 @@ class _WorkerActor:
 
     def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         out = attempt(self.worker, job, timeout_s, self.expect_device)
-        if out.get("ready") and self.expect_device is None:
-            self.expect_device = out["ready"].get("device")
+        if out.get("ready"):
+            if self.expect_device is None:
+                self.expect_device = out["ready"].get("device")
+            import ray
+
+            # two nodes of one machine share its host name: the node tells them apart
+            node = ray.get_runtime_context().get_node_id()[:8]
+            out["ready"]["host"] = f"{out['ready'].get('host', '?')}/ray-node-{node}"
         return out
 
     def stop(self) -> None:
