@@ -62,6 +62,10 @@ def run(
         False, "--retry-failed",
         help="measure again the failed cells of the latest run of this suite (or --run-id); the failed "
              "results are kept as superseded"),
+    remeasure: bool = typer.Option(
+        False, "--remeasure",
+        help="measure every recorded cell of the latest run of this suite (or --run-id) again, e.g. on another "
+             "GPU (--gpus 3,); the earlier results are kept as superseded (flashcore compare --across-gpus)"),
     run_id: str | None = typer.Option(None, "--run-id", help="name the run, or pick the run to resume"),
     log_dir: Path | None = typer.Option(None, "--log-dir", help="where worker logs go (default: a temp dir)"),
     l2_flush: str | None = typer.Option(
@@ -125,7 +129,9 @@ def run(
             raise fail(f"--log-dir {str(log_dir)!r} is a file, not a folder")
         store = Store(db)
         known_ids = {r[0] for r in store.conn.execute("SELECT run_id FROM runs")}
-        again = "--resume" if resume else "--retry-failed" if retry_failed else ""
+        if remeasure and (resume or retry_failed):
+            raise fail("--remeasure measures every recorded cell again: it goes without --resume and --retry-failed")
+        again = "--resume" if resume else "--retry-failed" if retry_failed else "--remeasure" if remeasure else ""
         if run_id is not None and not again and run_id in known_ids:
             raise fail(f"--run-id {run_id!r}: a run of that id is already in {db}: pick another, or add --resume")
         if run_id is not None and again:
@@ -144,6 +150,8 @@ def run(
                 prog.update(task, total=todo, completed=0)
                 if retry_failed:
                     console.print(f"retrying {todo} failed cell(s){' and the missing ones' if resume else ''}")
+                elif remeasure:
+                    console.print(f"measuring {todo} recorded cell(s) again")
                 elif todo < total:
                     console.print(f"resuming: {total - todo} of {total} cells already recorded")
                 if slots is not None:
@@ -157,6 +165,7 @@ def run(
                 console.print(text, markup=False, highlight=False)
 
             rid = run_suite(s, plan, store, RunOptions(resume=resume, retry_failed=retry_failed, run_id=run_id,
+                                                       remeasure=remeasure,
                                                        log_dir=log_dir,
                                                        argv=shlex.join(["flashcore", *sys.argv[1:]]),
                                                        on_result=on_result, on_start=on_start, on_event=on_event,

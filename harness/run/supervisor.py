@@ -130,6 +130,7 @@ class Worker:
 class RunOptions:
     resume: bool = False  # continue a run: measure the cells it has no result for
     retry_failed: bool = False  # measure again the cells of a run whose result is failed (earlier rows kept)
+    remeasure: bool = False  # measure again every cell of a run (earlier rows kept), e.g. on another GPU
     run_id: str | None = None
     argv: str = ""
     log_dir: Path | None = None
@@ -224,8 +225,8 @@ def run_suite(suite: Suite, plan: list[Cell], store: Store, opts: RunOptions) ->
     shards = [Shard(n, slot, host) for n, (slot, host) in enumerate(zip(slots, executor.hosts(slots, str(log_dir))))]
     store.mark_interrupted()  # runs whose supervisor died are stored as what they are
     failed: set[tuple[str, str]] = set()
-    if opts.resume or opts.retry_failed:
-        flag = "--resume" if opts.resume else "--retry-failed"
+    if opts.resume or opts.retry_failed or opts.remeasure:
+        flag = "--resume" if opts.resume else "--retry-failed" if opts.retry_failed else "--remeasure"
         run_id = opts.run_id or store.latest_run_id(suite.name)
         if run_id is None:
             raise WorkerError(f"{flag}: no earlier run of suite {suite.name!r} in {store.path}")
@@ -234,8 +235,9 @@ def run_suite(suite: Suite, plan: list[Cell], store: Store, opts: RunOptions) ->
         beat = Heartbeat(store.path, run_id)
         beat.start()  # from the takeover on: starting a worker can take minutes
         recorded = store.done_cells(run_id)
-        failed = store.failed_cells(run_id) if opts.retry_failed else set()
-        # resume: the cells without a row; retry: the failed ones (both flags: both)
+        failed = recorded if opts.remeasure else store.failed_cells(run_id) if opts.retry_failed else set()
+        # resume: the cells without a row; retry: the failed ones (both flags: both); remeasure: every
+        # recorded one, each earlier row kept as superseded
         done = recorded - failed
         if not opts.resume:  # retry alone measures no cell the run never reached
             done |= {(c.backend, c.problem.key()) for c in plan} - failed
