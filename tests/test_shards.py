@@ -275,3 +275,14 @@ def test_a_run_whose_every_worker_is_lost_stops_interrupted(tmp_path, monkeypatc
     con = sqlite3.connect(db)
     assert con.execute("SELECT status FROM runs WHERE run_id='gone'").fetchone()[0] == "interrupted"
     con.close()
+
+
+def test_the_run_page_shows_which_gpu_ran_what(sharded, tmp_path):
+    out = tmp_path / "dash"
+    res = cli.invoke(app, ["report", "--db", str(sharded["db"]), "--run", "two", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    html = (out / "run-two.html").read_text()
+    assert 'id="gpus"' in html and "Which GPU ran what" in html
+    section = html[html.index('id="gpus"'):html.index("</section>", html.index('id="gpus"'))]
+    assert section.count("<tr>") == 1 + 2 + 1 + 4  # two workers, four problems (and two header rows)
+    assert "0 (cpu)" in section and "1 (cpu)" in section

@@ -23,6 +23,7 @@ from harness.views.dashboards.data import (
     num,
     shapes_in_order,
 )
+from harness.views.dashboards.gpus import gpu_section
 from harness.views.dashboards.html import (
     Raw,
     chip,
@@ -76,6 +77,10 @@ def run_page(
     modes = modes_of(cells)
     parts = [_overview(run, cells)]
     nav = [("Index", INDEX_PAGE), ("Overview", "#overview")]
+    gpus = gpu_section(run, cells)  # only for a run of several workers
+    if gpus:
+        parts.append(gpus)
+        nav.append(("GPUs", "#gpus"))
     # performance and roofline once per timing mode: the two modes answer different questions
     # (docs/timing.md), and a chart never mixes them
     for m in modes:
