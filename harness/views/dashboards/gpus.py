@@ -37,7 +37,7 @@ def gpu_section(run: dict[str, Any], cells: pd.DataFrame) -> Raw | None:
              table(["worker", "GPU", "name", "UUID", "host", "peak TFLOPS", "cells", "problems", "lost"], rows,
                    numeric=["worker", "peak TFLOPS", "cells", "problems"])] if rows else []
     ran = []
-    for key, grp in df.groupby("problem_key", sort=False):
+    for _, grp in df.groupby("problem_key", sort=False):
         gpus = sorted({f"{_index(i)} ({n})" for i, n in zip(grp["gpu_index"], grp["gpu_name"])})
         ws = sorted({str(int(w)) for w in grp["worker"] if w is not None and w == w})
         ran.append([grp["shape"].iloc[0], ", ".join(gpus), ", ".join(ws), len(grp)])
