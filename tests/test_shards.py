@@ -286,3 +286,20 @@ def test_the_run_page_shows_which_gpu_ran_what(sharded, tmp_path):
     section = html[html.index('id="gpus"'):html.index("</section>", html.index('id="gpus"'))]
     assert section.count("<tr>") == 1 + 2 + 1 + 4  # two workers, four problems (and two header rows)
     assert "0 (cpu)" in section and "1 (cpu)" in section
+
+
+@pytest.mark.gpu
+def test_two_workers_pinned_to_one_gpu_run_a_suite_on_it(tmp_path):
+    """On a GPU machine: ``--gpus 0,0`` runs two workers on GPU 0, each stamping its cells with the GPU's
+    UUID and name; every cell once, each problem on one worker (for function, not for timing)."""
+    suite = _suite(tmp_path, "gpu-shards", ["sdpa-math", "naive", "sdpa-flash"], [64, 128, 256, 512])
+    db = tmp_path / "r.db"
+    res = cli.invoke(app, ["run", "--suite", str(suite), "--db", str(db), "--gpus", "0,0", "--run-id", "g"])
+    assert res.exit_code == 0, res.output
+    rows = _rows(db, "g")
+    assert len({(r.backend, r.problem_key) for r in rows}) == len(rows) == 12
+    assert {(r.gpu_index, r.gpu_name) for r in rows} == {(0, rows[0].gpu_name)} and rows[0].gpu_name != "cpu"
+    assert len({r.gpu_uuid for r in rows}) == 1 and rows[0].gpu_uuid.startswith(("GPU-", "MIG-"))
+    gpus = _run_env(db)["gpus"]
+    assert len(gpus) == 2 and len({g["visible"] for g in gpus}) == 1 and all(g["device"] == "cuda" for g in gpus)
+    assert {r.extra["worker"]["shard"] for r in rows} == {0, 1}

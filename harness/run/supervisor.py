@@ -222,7 +222,7 @@ def run_suite(suite: Suite, plan: list[Cell], store: Store, opts: RunOptions) ->
     executor = opts.executor or LocalExecutor()
     sharded = opts.slots is not None
     slots = opts.slots or [Slot(None, None)]
-    shards = [Shard(n, slot, host) for n, (slot, host) in enumerate(zip(slots, executor.hosts(slots, str(log_dir))))]
+    shards: list[Shard] = []
     store.mark_interrupted()  # runs whose supervisor died are stored as what they are
     failed: set[tuple[str, str]] = set()
     if opts.resume or opts.retry_failed or opts.remeasure:
@@ -247,6 +247,7 @@ def run_suite(suite: Suite, plan: list[Cell], store: Store, opts: RunOptions) ->
     sweep: _Sweep | None = None
     clean = False
     try:
+        shards += [Shard(n, slot, host) for n, (slot, host) in enumerate(zip(slots, executor.hosts(slots, str(log_dir))))]
         env, peaks = _start_workers(executor, shards, info, opts, sharded)
         if info is None:
             store.create_run(RunInfo(run_id=run_id, suite=suite.name, created_at=now(),

@@ -68,7 +68,7 @@ def attempt(worker: Any, job: dict[str, Any], timeout_s: float, expect_device: s
         try:
             ready = worker.start()
         except WorkerError as exc:
-            return {"lost": f"its worker did not start again: {exc}", "ran": False}
+            return {"lost": f"no worker starts on it: {exc}", "ran": False}
         if expect_device and ready.get("device") != expect_device:
             worker.kill()
             return {"lost": f"its worker came up on {ready.get('device')!r}, not {expect_device!r} "
