@@ -21,7 +21,7 @@ def main(db: str, run_id: str) -> int:
     con.close()
     cells = Counter((b, p, m) for b, p, m, *_ in rows)
     workers: dict[str, set] = defaultdict(set)
-    for b, p, m, st, idx, uuid, name, extra in rows:
+    for _, p, *_, extra in rows:
         workers[p].add((json.loads(extra or "{}").get("worker") or {}).get("shard"))
     used = {w for ws in workers.values() for w in ws}
     stamps = Counter((idx, uuid, name) for *_, idx, uuid, name, _ in rows)

@@ -206,12 +206,22 @@ def test_a_sharded_run_interrupted_resumes_with_only_the_missing_cells(tmp_path)
     with Store(db, readonly=True) as store:
         assert store.get_run("cut").status == "interrupted"
     res = cli.invoke(app, ["run", "--suite", str(suite_path), "--db", str(db), "--resume", "--run-id", "cut",
-                           "--gpus", "0,1"])
+                           "--gpus", "2,3"])  # other workers than before: the half-done problems move
     assert res.exit_code == 0, res.output
     after = _rows(db, "cut")
     assert len(after) == 10 and len({(r.backend, r.problem_key) for r in after}) == 10
-    assert all(before[k] == r.created_at for r in after if (k := (r.backend, r.problem_key)) in before)
     assert all(r.status == "ok" for r in after)
+    # a problem left half done is measured again whole on the GPU that finishes it (its backends' ratios
+    # never mix GPUs), the earlier rows kept; every other row stored before the cut is untouched
+    gpus: dict[str, set] = {}
+    for r in after:
+        gpus.setdefault(r.problem_key, set()).add(r.gpu_index)
+    assert all(len(g) == 1 for g in gpus.values()), gpus
+    with Store(db, readonly=True) as store:
+        again = {(r.backend, r.problem_key) for r in store.iter_superseded("cut")}
+    assert all(before[k] == r.created_at for r in after if (k := (r.backend, r.problem_key)) in before
+               and k not in again)
+    assert again and all(k in before for k in again)
     with Store(db, readonly=True) as store:
         assert store.get_run("cut").status == "complete"
 

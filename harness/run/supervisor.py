@@ -267,7 +267,7 @@ def run_suite(suite: Suite, plan: list[Cell], store: Store, opts: RunOptions) ->
                 or (opts.resume and verdict.visit_todo(c, visits))]
         if opts.on_start:
             opts.on_start(len(todo), len(plan))
-        sweep = _Sweep(suite, store, run_id, executor, shards, failed, opts, sharded)
+        sweep = _Sweep(suite, store, run_id, executor, shards, failed, opts, sharded, plan)
         with beat:  # the lease stays fresh through a cell of many minutes
             sweep.run(units(todo, longest_first=sharded), len(todo))
         if sharded:  # which workers were lost, and why
@@ -350,7 +350,10 @@ class _Sweep:
     backends still share one GPU."""
 
     def __init__(self, suite: Suite, store: Store, run_id: str, executor: Any, shards: list[Shard],
-                 failed: set[tuple[str, str]], opts: RunOptions, sharded: bool) -> None:
+                 failed: set[tuple[str, str]], opts: RunOptions, sharded: bool, plan: list[Cell]) -> None:
+        self.plan: dict[str, list[Cell]] = {}  # every cell of the plan, per problem, in the plan's order
+        for c in plan:
+            self.plan.setdefault(c.problem.key(), []).append(c)
         self.suite, self.store, self.run_id, self.executor = suite, store, run_id, executor
         self.shards, self.failed, self.opts, self.sharded = shards, failed, opts, sharded
         self.queue: deque[Unit] = deque()
@@ -384,7 +387,7 @@ class _Sweep:
             if sh.unit is None:
                 if not self.queue:
                     return
-                sh.unit, sh.pos, sh.unit_measured, sh.unit_failed = self.queue.popleft(), 0, set(), set()
+                sh.unit, sh.pos, sh.unit_measured, sh.unit_failed = self._whole(sh, self.queue.popleft()), 0, set(), set()
             cells = sh.unit.cells
             while sh.pos < len(cells):
                 cell = cells[sh.pos]
@@ -401,6 +404,23 @@ class _Sweep:
                     return
                 self._next(sh, cell, prev)
             sh.unit = None
+
+    def _whole(self, sh: Shard, unit: Unit) -> Unit:
+        """The unit as this shard must measure it: where the run holds rows of its problem from another GPU
+        (a run resumed with its problem half done, on other GPUs), the problem is measured again whole
+        here, those rows kept as superseded, so its backends' ratios never mix GPUs. Failed rows stay."""
+        if not self.sharded:
+            return unit
+        mine = (sh.gpu_index, str(sh.gpu.get("uuid") or ""))
+        stored = {(r.backend, r.problem_key, r.timing_mode): r
+                  for r in self.store.iter_results(self.run_id, problem_key=unit.problem_key)}
+        again = {k for k, r in stored.items() if r.status != "failed" and k not in unit.supersede}
+        if not any((stored[k].gpu_index, stored[k].gpu_uuid or "") != mine for k in again):
+            return unit
+        keys = {c.key for c in unit.cells} | again
+        cells = [c for c in self.plan.get(unit.problem_key, []) if c.key in keys]
+        self.total += len(cells) - len(unit.cells)
+        return Unit(cells, supersede=frozenset(unit.supersede | again))
 
     def _next(self, sh: Shard, cell: Cell, result: Result | None) -> None:
         """The shard is done with the cell at its position (measured, or a visit not made)."""
