@@ -313,3 +313,14 @@ def test_two_workers_pinned_to_one_gpu_run_a_suite_on_it(tmp_path):
     gpus = _run_env(db)["gpus"]
     assert len(gpus) == 2 and len({g["visible"] for g in gpus}) == 1 and all(g["device"] == "cuda" for g in gpus)
     assert {r.extra["worker"]["shard"] for r in rows} == {0, 1}
+
+
+def test_export_has_the_gpu_of_every_cell(sharded, tmp_path):
+    import csv
+
+    out = tmp_path / "x.csv"
+    res = cli.invoke(app, ["export", "--db", str(sharded["db"]), "--run", "two", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 12 and {(r["gpu_index"], r["gpu_name"]) for r in rows} == {("0", "cpu"), ("1", "cpu")}
+    assert all("gpu_uuid" in r for r in rows)
