@@ -324,3 +324,42 @@ def test_export_has_the_gpu_of_every_cell(sharded, tmp_path):
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 12 and {(r["gpu_index"], r["gpu_name"]) for r in rows} == {("0", "cpu"), ("1", "cpu")}
     assert all("gpu_uuid" in r for r in rows)
+
+
+def test_a_host_that_dies_mid_cell_fails_that_cell_and_hands_its_problem_over(tmp_path):
+    """The way a Ray actor goes with its node: the job's future raises. The cell in flight is failed
+    (``worker lost``), the rest of its problem is measured by the other worker, the run completes."""
+    from concurrent.futures import Future
+
+    from harness.run.executors.local import LocalExecutor
+
+    class DyingHost(LocalExecutor):
+        cells = 0
+
+        def submit(self, host, job, timeout_s):
+            if job["kind"] == "cell" and host.label.startswith("worker 1"):
+                self.cells += 1
+                if self.cells == 2:  # its second cell: the host is gone
+                    fut: Future = Future()
+                    fut.set_exception(RuntimeError("ActorDiedError: the node running this actor died"))
+                    return fut
+            return super().submit(host, job, timeout_s)
+
+    s = load_suite(str(_suite(tmp_path, "dying", ["reference", "naive", "sdpa-math"], [8, 16, 24])))
+    db = tmp_path / "r.db"
+    events: list[str] = []
+    with Store(db) as store:
+        run_suite(s, make_plan(s), store, RunOptions(run_id="d", executor=DyingHost(), on_event=events.append,
+                                                     slots=[Slot(0, "0"), Slot(1, "1")]))
+    rows = {(r.backend, r.seqlen_q): r for r in _rows(db, "d")}
+    failed = [r for r in rows.values() if r.status == "failed"]
+    assert len(rows) == 9 and len(failed) == 1
+    assert failed[0].reason.startswith("worker lost: RuntimeError: ActorDiedError")
+    assert failed[0].gpu_index == 1
+    rest = [r for r in rows.values() if r.seqlen_q == failed[0].seqlen_q and r.status == "ok"]
+    assert len(rest) == 2 and {r.gpu_index for r in rest} == {0}  # measured again by worker 0
+    assert all(r.status == "ok" for r in rows.values() if r.seqlen_q != failed[0].seqlen_q)
+    assert len(events) == 1 and "worker 1 (GPU 1) lost" in events[0]
+    with Store(db, readonly=True) as store:
+        assert store.get_run("d").status == "complete"
+        assert [g.get("lost", "")[:30] for g in store.get_run("d").env["gpus"]] == ["", "RuntimeError: ActorDiedError: "]

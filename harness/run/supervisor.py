@@ -3,6 +3,11 @@ statistics and a verdict, and stores every result the moment it exists.
 
 A cell that crashes, hangs past its time limit, runs out of memory or hits a CUDA error is recorded as
 ``failed`` with the reason; the worker is replaced and the run goes on.
+
+With several worker slots (``flashcore run --gpus``, or Ray actors: ``harness.run.executors``) the plan
+is cut into problems (``harness.run.shards``), handed out longest first from one queue to whichever
+worker is free; this process still stores every result, and alone. A worker that can no longer run on
+its GPU is lost: its problem goes to the others (``_Sweep``).
 """
 from __future__ import annotations
 
