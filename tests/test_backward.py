@@ -1,6 +1,6 @@
 """The backward as an operation (CPU path): the problem's op, its FLOPs and bytes, the float64 gradients,
 the gradient pass rule, the stages' verdicts on honest and cheating backwards, determinism as a property,
-the timed calls' fresh dO, and the store's schema 4."""
+the timed calls' fresh dO, and the store's schema 4 (op and gradient columns)."""
 from __future__ import annotations
 
 import sqlite3
@@ -333,7 +333,7 @@ def test_a_version_3_database_migrates_to_4_with_every_row_a_forward(tmp_path):
         before = list(s.iter_results())
         assert before[0].op == "fwd"
     with Store(db) as s:
-        assert (s.schema, s.migrated_from) == (SCHEMA_VERSION, 3) and SCHEMA_VERSION == 4
+        assert (s.schema, s.migrated_from) == (SCHEMA_VERSION, 3) and SCHEMA_VERSION == 5
         assert s.backup == tmp_path / "v3.db.bak-v3" and s.backup.is_file()
         assert list(s.iter_results()) == before
         assert s.conn.execute("SELECT op FROM results").fetchall()[0][0] == "fwd"

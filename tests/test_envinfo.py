@@ -60,3 +60,17 @@ def test_the_nvml_poller_reads_nothing_without_nvml_or_with_a_zero_period(monkey
     with environment.NvmlPoller(0.0) as poll:
         pass
     assert poll.samples == []
+
+
+def test_nvml_reads_the_gpu_the_worker_is_pinned_to(monkeypatch):
+    """NVML counts every GPU of the machine: a worker pinned to GPU 2 (``--gpus``) reads GPU 2's clocks."""
+    asked = []
+    nv = SimpleNamespace(nvmlDeviceGetHandleByIndex=lambda i: asked.append(i) or f"gpu{i}",
+                               nvmlDeviceGetHandleByUUID=lambda u: asked.append(u) or u)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert [environment.nvml_handle(nv, 0), environment.nvml_handle(nv, 1)] == ["gpu2", "gpu3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-5bd5b1d8")
+    assert environment.nvml_handle(nv, 0) == "GPU-5bd5b1d8"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert environment.nvml_handle(nv, 0) == "gpu0"
+    assert asked == [2, 3, "GPU-5bd5b1d8", 0]

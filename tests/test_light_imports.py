@@ -28,6 +28,8 @@ ENTRY_POINTS = {
     "the supervisor": ("import harness.run.supervisor", ["harness.run.supervisor", "harness.run.plan",
                                                          "harness.spec.suite"]),
     "the plan": ("import harness.run.plan", ["harness.run.plan"]),
+    "the executors and shards": ("import harness.run.executors.local, harness.run.executors.ray, harness.run.shards",
+                                 ["harness.run.executors.local", "harness.run.executors.ray", "harness.run.shards"]),
     "the suite": ("import harness.spec.suite", ["harness.spec.suite", "harness.spec.distributions"]),
     "the backend registry": ("from harness.backends import registry",
                              ["harness.backends.registry"]),

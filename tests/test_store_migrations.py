@@ -229,3 +229,33 @@ def test_a_failed_migration_leaves_the_database_as_it_was(tmp_path, monkeypatch)
         Store(db)
     assert _dump(db) == before
     assert _header(db) == (0, "2")
+
+
+def test_a_version_3_database_gets_the_gpu_of_every_cell_with_no_row_lost(tmp_path):
+    """5: the GPU stamp. A row from before ran on its run's one worker: its GPU is the run's."""
+    db = tmp_path / "v3.db"
+    with Store(db) as s:
+        for rid, gpu in (("gpu-run", "NVIDIA H200"), ("cpu-run", "none (CPU)")):
+            s.create_run(RunInfo(run_id=rid, suite="smoke", created_at=now(), env={"gpu": gpu}))
+            s.add_result(Result.for_problem(rid, "smoke", "naive", P, "failed", extra=EXTRAS["naive"]))
+            s.add_result(Result.for_problem(rid, "smoke", "naive", P, "ok", median_ms=1.0, extra=EXTRAS["naive"]),
+                         keep_previous=True)
+    con = sqlite3.connect(db)
+    for table in ("results", "superseded_results"):
+        for col in ("gpu_index", "gpu_uuid", "gpu_name"):
+            con.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
+    con.execute("PRAGMA user_version = 3")
+    con.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    with Store(db, readonly=True) as s:
+        assert s.schema == 3
+        before = [(r.run_id, r.backend, r.status, r.median_ms, r.extra) for r in s.iter_results()]
+    with Store(db) as s:
+        assert (s.schema, s.migrated_from, s.backup) == (5, 3, tmp_path / "v3.db.bak-v3")
+        rows = list(s.iter_results())
+        assert [(r.run_id, r.backend, r.status, r.median_ms, r.extra) for r in rows] == before
+        assert {r.run_id: (r.gpu_index, r.gpu_uuid, r.gpu_name) for r in rows} == {
+            "gpu-run": (0, "", "NVIDIA H200"), "cpu-run": (None, "", "cpu")}
+        old = s.conn.execute("SELECT run_id, status, gpu_name FROM superseded_results ORDER BY run_id").fetchall()
+        assert [tuple(r) for r in old] == [("cpu-run", "failed", "cpu"), ("gpu-run", "failed", "NVIDIA H200")]

@@ -62,6 +62,10 @@ def run(
         False, "--retry-failed",
         help="measure again the failed cells of the latest run of this suite (or --run-id); the failed "
              "results are kept as superseded"),
+    remeasure: bool = typer.Option(
+        False, "--remeasure",
+        help="measure every recorded cell of the latest run of this suite (or --run-id) again, e.g. on another "
+             "GPU (--gpus 3,); the earlier results are kept as superseded (flashcore compare --across-gpus)"),
     run_id: str | None = typer.Option(None, "--run-id", help="name the run, or pick the run to resume"),
     log_dir: Path | None = typer.Option(None, "--log-dir", help="where worker logs go (default: a temp dir)"),
     l2_flush: str | None = typer.Option(
@@ -80,6 +84,15 @@ def run(
         None, "--rounds", help="visits of every backend of a problem, in rotation (default: the suite's [timing] rounds)"),
     baseline: str | None = typer.Option(
         None, "--baseline", help="backend the others are reported as a ratio to (default: the suite's [timing] baseline)"),
+    gpus: str | None = typer.Option(
+        None, "--gpus",
+        help="one worker per GPU, each pinned with CUDA_VISIBLE_DEVICES: all, a count N, or indices 0,2,3 (3, for GPU "
+             "3 alone; 0,0: two workers on GPU 0); problems go longest first to whichever is free (default: one "
+             "worker, not pinned)"),
+    executor: str = typer.Option(
+        "local", "--executor", help="where the workers run: local (this machine) or ray (a Ray cluster's actors)"),
+    address: str | None = typer.Option(
+        None, "--address", help="with --executor ray: the cluster (auto, ray://HOST:10001; default: a local Ray)"),
 ) -> None:
     """Run a suite: correctness, determinism and timing of each backend on each problem."""
     from harness.backends import registry
@@ -103,6 +116,7 @@ def run(
             from harness.measure.timing.options import with_modes
 
             s = with_modes(s, modes, baseline, backends)
+        workers, slots = _workers(executor, address, gpus)
         names = [b.strip() for b in backends.split(",") if b.strip()] or None
         for n in names or []:
             registry.get(n)  # unknown names fail here, before anything runs
@@ -115,7 +129,9 @@ def run(
             raise fail(f"--log-dir {str(log_dir)!r} is a file, not a folder")
         store = Store(db)
         known_ids = {r[0] for r in store.conn.execute("SELECT run_id FROM runs")}
-        again = "--resume" if resume else "--retry-failed" if retry_failed else ""
+        if remeasure and (resume or retry_failed):
+            raise fail("--remeasure measures every recorded cell again: it goes without --resume and --retry-failed")
+        again = "--resume" if resume else "--retry-failed" if retry_failed else "--remeasure" if remeasure else ""
         if run_id is not None and not again and run_id in known_ids:
             raise fail(f"--run-id {run_id!r}: a run of that id is already in {db}: pick another, or add --resume")
         if run_id is not None and again:
@@ -134,22 +150,48 @@ def run(
                 prog.update(task, total=todo, completed=0)
                 if retry_failed:
                     console.print(f"retrying {todo} failed cell(s){' and the missing ones' if resume else ''}")
+                elif remeasure:
+                    console.print(f"measuring {todo} recorded cell(s) again")
                 elif todo < total:
                     console.print(f"resuming: {total - todo} of {total} cells already recorded")
+                if slots is not None:
+                    console.print(f"{len(slots)} workers ({workers.name}): problems longest first, each problem's "
+                                  "cells on one GPU")
 
             def on_result(r, n: int, total: int) -> None:
-                prog.update(task, completed=n, description=f"{s.name} {r.backend} {r.problem_key[:40]}")
+                prog.update(task, completed=n, total=total, description=f"{s.name} {r.backend} {r.problem_key[:40]}")
+
+            def on_event(text: str) -> None:
+                console.print(text, markup=False, highlight=False)
 
             rid = run_suite(s, plan, store, RunOptions(resume=resume, retry_failed=retry_failed, run_id=run_id,
+                                                       remeasure=remeasure,
                                                        log_dir=log_dir,
                                                        argv=shlex.join(["flashcore", *sys.argv[1:]]),
-                                                       on_result=on_result, on_start=on_start))
+                                                       on_result=on_result, on_start=on_start, on_event=on_event,
+                                                       executor=workers, slots=slots))
         tables.print_run(console, store, rid)
         _print_next_steps(store, rid, db)
     except user_errors() as exc:
         raise fail(named(exc, db)) from None
     except KeyboardInterrupt:
         raise fail("interrupted: every finished cell is stored; continue with --resume", 130) from None
+
+
+def _workers(executor: str, address: str | None, gpus: str | None):
+    """The executor and its worker slots (None: the one worker of old), or a one-line error."""
+    from harness.run import executors
+    from harness.run.executors import ExecutorError
+
+    try:
+        chosen = executors.get(executor, address)
+        if executor == "ray":
+            return chosen, chosen.slots(gpus)
+        return chosen, chosen.slots(gpus) if gpus is not None else None
+    except (ValueError, ExecutorError) as exc:  # a GpuSpecError is a ValueError
+        raise fail(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - Ray could not reach the cluster: its own words, one line
+        raise fail(f"--executor ray --address {address or '(local)'}: {str(exc).strip().splitlines()[0][:300]}") from None
 
 
 def _retry_plan(s, store, run_id: str | None, names: list[str] | None, filter: str, plan: list) -> list:

@@ -35,13 +35,25 @@ def _nvml():
         return None
 
 
+def nvml_handle(nv: Any, index: int = 0) -> Any:
+    """NVML's handle of CUDA device ``index`` of this process. NVML counts every GPU of the machine while
+    CUDA counts those in CUDA_VISIBLE_DEVICES: a worker pinned to GPU 2 (``flashcore run --gpus``) must read
+    the clocks of GPU 2, not of GPU 0."""
+    entries = [e.strip() for e in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if e.strip()]
+    if index < len(entries):
+        entry = entries[index]
+        return (nv.nvmlDeviceGetHandleByIndex(int(entry)) if entry.isdigit()
+                else nv.nvmlDeviceGetHandleByUUID(entry))  # GPU-... or MIG-...
+    return nv.nvmlDeviceGetHandleByIndex(index)
+
+
 def clocks(index: int = 0) -> dict[str, Any] | None:
     """SM/memory clocks (MHz), temperature, power and active throttle reasons, or None without NVML."""
     nv = _nvml()
     if nv is None:
         return None
     try:
-        h = nv.nvmlDeviceGetHandleByIndex(index)
+        h = nvml_handle(nv, index)
         reasons = nv.nvmlDeviceGetCurrentClocksThrottleReasons(h)
         return {
             "sm_mhz": nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
@@ -65,7 +77,7 @@ def throttle_ns(index: int = 0) -> dict[str, int] | None:
     if nv is None:
         return None
     try:
-        h = nv.nvmlDeviceGetHandleByIndex(index)
+        h = nvml_handle(nv, index)
         return {name: int(nv.nvmlDeviceGetViolationStatus(h, policy).violationTime)
                 for name, policy in (("power", nv.NVML_PERF_POLICY_POWER), ("thermal", nv.NVML_PERF_POLICY_THERMAL))}
     except Exception:  # noqa: BLE001 - NVML present but the query unsupported on this GPU or driver
@@ -95,7 +107,7 @@ class NvmlPoller:
     def __enter__(self) -> NvmlPoller:
         nv = _nvml() if self.period_s > 0 else None
         if nv is not None:
-            self._thread = threading.Thread(target=self._run, args=(nv, nv.nvmlDeviceGetHandleByIndex(self.index)),
+            self._thread = threading.Thread(target=self._run, args=(nv, nvml_handle(nv, self.index)),
                                             daemon=True)
             self._thread.start()
         return self
@@ -199,7 +211,7 @@ def collect() -> dict[str, Any]:
         if nv is not None:
             try:
                 env["driver"] = nv.nvmlSystemGetDriverVersion()
-                h = nv.nvmlDeviceGetHandleByIndex(0)
+                h = nvml_handle(nv, 0)
                 env["power_limit_w"] = nv.nvmlDeviceGetPowerManagementLimit(h) / 1000.0
             except Exception:
                 pass

@@ -65,6 +65,11 @@ class Result:
     determinism_mismatches: int | None = None
     passed: bool | None = None
     error_text: str = ""
+    # the GPU the cell ran on (harness.run.supervisor.Shard.stamp): the index as given to --gpus (the one
+    # worker's GPU 0 without it; None on the CPU), its UUID as nvidia-smi spells it, and its name ("cpu")
+    gpu_index: int | None = None
+    gpu_uuid: str = ""
+    gpu_name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # per-distribution errors, clocks, samples…
     created_at: str = ""
 

@@ -85,7 +85,23 @@ def _handle(job: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(f"unknown job kind {kind!r}")
 
 
-def main(conn: Any, log_path: str) -> None:
+def gpu_stamp(device: str) -> dict[str, Any]:
+    """Which GPU this worker measures on: its name and UUID (as nvidia-smi spells it) and the
+    CUDA_VISIBLE_DEVICES it was pinned with; on the CPU, the name says cpu."""
+    import torch
+
+    stamp: dict[str, Any] = {"visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "name": "cpu", "uuid": ""}
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        stamp["name"] = props.name
+        uuid = str(getattr(props, "uuid", "") or "")
+        stamp["uuid"] = uuid if not uuid or uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+    return stamp
+
+
+def main(conn: Any, log_path: str, env: dict[str, str] | None = None) -> None:
+    # the pinning (CUDA_VISIBLE_DEVICES) before anything can initialise CUDA
+    os.environ.update(env or {})
     _die_with_parent()
     _redirect_output(log_path)
     import faulthandler
@@ -100,7 +116,13 @@ def main(conn: Any, log_path: str) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     state = {"device": device, "cache": ProblemCache(), "flusher": L2Flusher() if device == "cuda" else None,
              "pristine": tamper.snapshot()}
-    conn.send({"ready": True, "pid": os.getpid(), "device": device})
+    try:
+        gpu = gpu_stamp(device)
+    except Exception as exc:  # noqa: BLE001 - a GPU that cannot describe itself is reported, not fatal here
+        gpu = {"visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "name": "?", "uuid": "", "error": str(exc)}
+    import socket
+
+    conn.send({"ready": True, "pid": os.getpid(), "host": socket.gethostname(), "device": device, "gpu": gpu})
     while True:
         try:
             job = conn.recv()

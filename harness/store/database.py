@@ -418,6 +418,17 @@ class Store:
         return {(r[0], r[1], r[2]): r[3] for r in self.conn.execute(q + " GROUP BY run_id, backend, problem_key",
                                                                     args)}
 
+    def iter_superseded(self, run_id: str) -> Iterator[Result]:
+        """The earlier results of the run's re-measured cells, oldest first."""
+        if not self._has_superseded():
+            return
+        for row in self.conn.execute("SELECT * FROM superseded_results WHERE run_id=? ORDER BY superseded_id",
+                                     (run_id,)):
+            d = dict(row)
+            for k in ("superseded_id", "superseded_at", "result_id"):
+                d.pop(k)
+            yield self._row_to_result(d)
+
     def superseded_frame(self, run_id: str | None = None):  # -> pandas.DataFrame
         """The superseded results (earlier attempts of re-measured cells), with ``superseded_at``."""
         import pandas as pd

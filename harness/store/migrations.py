@@ -45,10 +45,34 @@ def _add_operation(conn: sqlite3.Connection) -> None:
         conn.execute(f"UPDATE {table} SET op='fwd' WHERE op IS NULL")
 
 
+def _add_gpu_stamp(conn: sqlite3.Connection) -> None:
+    """4 -> 5: the GPU of every cell (``gpu_index``, ``gpu_uuid``, ``gpu_name``) in ``results`` and
+    ``superseded_results``. A row from before ran on its run's one worker: its name is the run's GPU
+    (``runs.env``; ``cpu`` for a CPU run), its index 0 on a GPU, its UUID not recorded ('')."""
+    import json
+
+    for table in ("results", "superseded_results"):
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for col, typ in schema.GPU_COLUMNS.items():
+            if col not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} {typ}")
+        for run_id, env in conn.execute("SELECT run_id, env FROM runs").fetchall():
+            try:
+                gpu = str(json.loads(env or "{}").get("gpu") or "")
+            except (ValueError, AttributeError):
+                gpu = ""
+            on_cpu = gpu.startswith("none")  # "none (CPU)": what a run without a GPU recorded
+            conn.execute(f"UPDATE {table} SET gpu_name=?, gpu_uuid='', gpu_index=? "
+                         "WHERE run_id=? AND gpu_name IS NULL",
+                         ("cpu" if on_cpu else gpu, None if on_cpu or not gpu else 0, run_id))
+        conn.execute(f"UPDATE {table} SET gpu_name='', gpu_uuid='' WHERE gpu_name IS NULL")  # rows of no run
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _add_lease_and_superseded,
     3: _add_samples_and_clocks,
     4: _add_operation,
+    5: _add_gpu_stamp,
 }
 assert sorted(MIGRATIONS) == list(range(2, schema.SCHEMA_VERSION + 1)), "a migration per version"
 

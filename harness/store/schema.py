@@ -9,6 +9,8 @@ in ``meta.schema_version``, checked against the tables they hold:
 4. the operation of each result (``op``: fwd, bwd, fwd_bwd; every older row a forward) and the errors of
    a backward's gradients (``dq_max_err``, ``dk_max_err``, ``dv_max_err`` and their ``*_rel_l2_err``), in
    ``results`` and ``superseded_results``.
+5. ``gpu_index``, ``gpu_uuid`` and ``gpu_name`` in ``results`` and ``superseded_results``: the GPU each cell
+   ran on (a run may use several, ``flashcore run --gpus``).
 
 ``results`` has a column per field of ``Result`` in every version; a field added to ``Result`` gets its
 column at the first write (see ``Store``), not a version of its own.
@@ -23,7 +25,7 @@ from harness.records.result import Result
 from harness.store.detail import DETAIL_SQL
 from harness.store.errors import StoreError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: schema versions this flashcore reads (a writer migrates the older ones to SCHEMA_VERSION)
 READABLE_SCHEMAS = tuple(range(1, SCHEMA_VERSION + 1))
 #: columns schema 2 added to runs: the lease
@@ -31,6 +33,8 @@ LEASE_COLUMNS = {"pid": "INTEGER", "host": "TEXT", "heartbeat_at": "TEXT"}
 #: columns schema 4 added to results and superseded_results: the operation and the gradients' errors
 OPERATION_COLUMNS = {"op": "TEXT", "dq_max_err": "REAL", "dk_max_err": "REAL", "dv_max_err": "REAL",
                      "dq_rel_l2_err": "REAL", "dk_rel_l2_err": "REAL", "dv_rel_l2_err": "REAL"}
+#: columns schema 5 added to results and superseded_results: the GPU each cell ran on
+GPU_COLUMNS = {"gpu_index": "INTEGER", "gpu_uuid": "TEXT", "gpu_name": "TEXT"}
 #: a result row per cell and timing mode (rows written before timing_mode existed are isolated)
 RESULTS_UNIQUE = "UNIQUE(run_id, backend, problem_key, timing_mode)"
 
@@ -95,6 +99,8 @@ def _structural_version(conn: sqlite3.Connection, tables: set[str]) -> int:
     if not {"samples", "clocks"} <= tables:
         return 2
     results = {r[1] for r in conn.execute("PRAGMA table_info(results)")}
+    if set(GPU_COLUMNS) <= results:
+        return 5
     return 4 if set(OPERATION_COLUMNS) <= results else 3
 
 

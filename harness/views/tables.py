@@ -75,6 +75,26 @@ def ratio_text(r: dict | None) -> str:
     return f"{r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]"
 
 
+def gpu_key(r: Any) -> tuple[Any, str]:
+    """Which GPU a row ran on: its index as given and its UUID (two hosts' GPU 0 differ by UUID)."""
+    return (r.gpu_index, r.gpu_uuid or "")
+
+
+def gpu_label(r: Any) -> str:
+    return "" if r.gpu_index is None and not r.gpu_uuid else str(r.gpu_index if r.gpu_index is not None else "?")
+
+
+def gpus_used(results: list[Any]) -> dict[tuple[Any, str], str]:
+    """The GPUs a run's rows ran on, each with its name and how many cells, in order of index."""
+    counts: dict[tuple[Any, str], int] = defaultdict(int)
+    names: dict[tuple[Any, str], str] = {}
+    for r in results:
+        counts[gpu_key(r)] += 1
+        names[gpu_key(r)] = r.gpu_name or "?"
+    order = sorted(counts, key=lambda k: (k[0] is None, k[0] if k[0] is not None else 0, k[1]))
+    return {k: f"{names[k]}{' ' + k[1] if k[1] else ''}, {counts[k]} cells" for k in order}
+
+
 def print_run(console: Console, store: Store, run_id: str) -> None:
     info = store.get_run(run_id)
     results = list(store.iter_results(run_id))
@@ -82,6 +102,11 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
     peak = f"{info.peak_tflops:.0f} TFLOPS matmul, {info.peak_gbs:.0f} GB/s copy" if info.peak_tflops else "not measured"
     console.print(f"[bold]run {run_id}[/] suite {info.suite} on {env.get('gpu', '?')} "
                   f"(torch {env.get('torch', '?')}, commit {info.git_commit or '?'}); peaks: {peak}")
+    used = gpus_used(results)
+    several = len(used) > 1  # the GPU of each cell is shown only when there is more than one
+    if several:
+        console.print(f"{len(used)} GPUs: " + "; ".join(f"{k[0] if k[0] is not None else '?'} ({v})"
+                                                         for k, v in used.items()), markup=False, highlight=False)
     t = Table(show_lines=False)
     bases = {str(r.extra["ratio_to_baseline"].get("baseline")) for r in results if r.extra.get("ratio_to_baseline")}
     cols = [("backend", "left"), ("problem", "left"), ("op", "left"), ("mode", "left"), ("status", "left"),
@@ -90,6 +115,8 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
             ("tol", "right"), ("det", "center"), ("method", "left")]
     if bases:  # each backend's ratio to the baseline (time / baseline's time), 95% bootstrap interval
         cols.insert(8, (f"× {', '.join(sorted(bases))} [95%]", "right"))
+    if several:
+        cols.insert(3, ("gpu", "right"))
     for c, j in cols:
         t.add_column(c, justify=j)  # type: ignore[arg-type]
     skipped: dict[str, set[str]] = defaultdict(set)
@@ -109,6 +136,8 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
                _fmt(r.max_abs_err, ".2g"), _fmt(r.tolerance, ".2g"), det, r.timing_method]
         if bases:
             row.insert(8, ratio_text(r.extra.get("ratio_to_baseline")))
+        if several:
+            row.insert(3, gpu_label(r))
         t.add_row(*row)
     console.print(t)
     bad = [r for r in results if r.status in ("failed", "rejected")]

@@ -25,6 +25,7 @@ from harness.views.dashboards.data import (
     ops_of,
     shapes_in_order,
 )
+from harness.views.dashboards.gpus import gpu_section
 from harness.views.dashboards.html import (
     Raw,
     chip,
@@ -79,6 +80,10 @@ def run_page(
     ops = ops_of(cells)
     parts = [_overview(run, cells)]
     nav = [("Index", INDEX_PAGE), ("Overview", "#overview")]
+    gpus = gpu_section(run, cells)  # only for a run of several workers
+    if gpus:
+        parts.append(gpus)
+        nav.append(("GPUs", "#gpus"))
     if len(ops) > 1:  # the operation selector, and the operations' TFLOPS side by side
         parts.append(_op_selector(ops))
         parts.append(_side_by_side(cells, ops, colors, sid))
