@@ -41,6 +41,11 @@ class Backend(abc.ABC):
     #: True for backends written in this project or by the user whose kernels are under test.
     #: Such backends must not launch library attention kernels (checked when asked).
     custom_kernel: ClassVar[bool] = False
+    #: problem kinds (harness.spec.kinds) this backend's prepare understands; a problem of another kind is
+    #: recorded as skipped without calling it (a backend written for dense inputs never sees a page pool)
+    kinds: ClassVar[tuple[str, ...]] = ("dense",)
+    #: problem options it implements: "window" (local attention), "softcap" (logit soft-capping)
+    features: ClassVar[tuple[str, ...]] = ()
 
     def unavailable(self) -> str | None:
         """None if usable here, else a one-line reason."""
@@ -57,6 +62,23 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         """Return the callable to validate and time."""
+
+
+def serving_unsupported(backend: Backend, problem: Problem) -> str | None:
+    """Why ``backend`` cannot run ``problem``'s kind or options (its ``kinds`` and ``features``), or None."""
+    kind = getattr(problem, "kind", "dense")
+    if kind not in backend.kinds:
+        return f"{backend.name} has no {kind} entry: it runs kinds {', '.join(backend.kinds)}"
+    needs = []
+    if getattr(problem, "window_left", -1) >= 0 or getattr(problem, "window_right", -1) >= 0:
+        needs.append("window")
+    if getattr(problem, "softcap", 0.0):
+        needs.append("softcap")
+    missing = [f for f in needs if f not in backend.features]
+    if missing:
+        return (f"{backend.name} does not implement {' or '.join(missing)} (local window / logit soft-capping): "
+                f"it supports {', '.join(backend.features) or 'neither'}")
+    return None
 
 
 def half_precision_unsupported(name: str, problem: Problem, head_dims: tuple[int, ...]) -> str | None:

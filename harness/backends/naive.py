@@ -9,7 +9,7 @@ import torch
 
 from harness.backends.base import Backend, RunFn
 from harness.backends.registry import register
-from harness.spec import attention_math
+from harness.measure import kinds
 from harness.spec.problem import Problem
 
 
@@ -18,8 +18,10 @@ class Naive(Backend):
     name = "naive"
     description = "eager QKᵀ → softmax → PV in the input dtype (three+ kernels, S and P in memory)"
     devices = ("cuda", "cpu")
+    kinds = ("dense", "decode", "varlen")  # decode: reads the paged cache through the table, timed
+    features = ("window", "softcap")
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         dt = q.dtype
         # one pass, no chunking: the whole score matrix goes through memory, as in the seeds' pipeline
-        return lambda: attention_math.attention(q, k, v, problem, dt, budget_bytes=float("inf"))
+        return lambda: kinds.attention(q, k, v, problem, dt, budget_bytes=float("inf"))

@@ -5,7 +5,7 @@ import torch
 
 from harness.backends.base import Backend, RunFn
 from harness.backends.registry import register
-from harness.spec import attention_math
+from harness.measure import kinds
 from harness.spec.problem import Problem
 
 
@@ -14,6 +14,8 @@ class Reference(Backend):
     name = "reference"
     description = "float64 eager attention (chunked), the correctness oracle"
     devices = ("cuda", "cpu")
+    kinds = ("dense", "decode", "varlen")
+    features = ("window", "softcap")
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
-        return lambda: attention_math.attention(q, k, v, problem, torch.float64, q.dtype)
+        return lambda: kinds.attention(q, k, v, problem, torch.float64, q.dtype)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from harness.measure import kinds
 from harness.measure.guards import INT_VIEW
-from harness.spec import attention_math
 from harness.spec.problem import Problem
 
 SEED_MAX_ABS = 2e-3
@@ -87,14 +87,14 @@ def _null_outputs(problem: Problem, q: torch.Tensor, v: torch.Tensor) -> dict[st
 
 def build_oracle(problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                  calibrate: bool = True) -> Oracle:
-    ref = attention_math.attention(q, k, v, problem, torch.float64)
-    low = attention_math.attention(q, k, v, problem, q.dtype)
+    ref = kinds.attention(q, k, v, problem, torch.float64)
+    low = kinds.attention(q, k, v, problem, q.dtype)
     torch_err = error_metrics(low, ref).max_abs
     rounded = (ref.to(q.dtype) + 0.3 - 0.3).to(torch.float64)
     floor = 2.0 * float((rounded - ref).abs().max())
     oracle = Oracle(ref=ref, torch_err=torch_err, floor=floor)
     if calibrate:
-        for name, out in _null_outputs(problem, q, v).items():
+        for name, out in kinds.null_outputs(problem, q, k, v).items():
             err = error_metrics(out, ref)
             # a "null" output that is the exact answer (V when every row attends a single key) is not a
             # shortcut: the problem is trivial there, and any right kernel returns it
@@ -107,7 +107,7 @@ def output_problem(out: object, problem: Problem, like: torch.Tensor) -> str | N
     """None if ``out`` is a real, plainly stored output tensor of the right kind, else why not."""
     if type(out) is not torch.Tensor:
         return f"output is a {type(out).__module__}.{type(out).__qualname__}, not a plain torch.Tensor"
-    want_shape = (problem.batch, problem.seqlen_q, problem.heads_q, problem.head_dim)
+    want_shape = kinds.out_shape(problem)
     if tuple(out.shape) != want_shape:
         return f"output shape {tuple(out.shape)}, expected {want_shape}"
     if out.dtype != like.dtype:

@@ -9,7 +9,7 @@ import torch
 
 from harness.measure import correctness as C
 from harness.measure import guards
-from harness.measure.inputs import make_inputs
+from harness.measure.kinds import make_inputs
 from harness.spec.problem import Problem
 
 

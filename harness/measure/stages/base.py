@@ -42,9 +42,10 @@ class CellContext:
     first_outputs: list[tuple[InputSet, Any, Any]] = field(default_factory=list)
 
     @property
-    def out_shape(self) -> tuple[int, int, int, int]:
-        p = self.problem
-        return (p.batch, p.seqlen_q, p.heads_q, p.head_dim)
+    def out_shape(self) -> tuple[int, ...]:
+        from harness.measure.kinds import out_shape
+
+        return out_shape(self.problem)
 
 
 class Stage(Protocol):

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from harness.measure import guards
+from harness.measure import guards, kinds
 from harness.measure.environment import clocks, throttle_ns, throttled_ms
 from harness.measure.nvtx_ranges import call_range
 from harness.measure.observation import Observation
@@ -102,7 +102,7 @@ def _time_isolated(ctx: CellContext, contents: list[InputSet]) -> TimingObservat
         scales[i] = guards.timing_scales(problem.batch, problem.heads_kv, problem.head_dim, device, gen)
         dst[0].copy_(src.q)
         dst[1].copy_(src.k)
-        guards.apply_scales(dst[2], src.v, scales[i])
+        kinds.apply_v_scales(problem, dst[2], src.v, scales[i])
 
     def call(i: int) -> torch.Tensor:
         with call_range(ctx.backend_name, problem.key()):
@@ -112,7 +112,7 @@ def _time_isolated(ctx: CellContext, contents: list[InputSet]) -> TimingObservat
         o, scale = contents[i % CONTENTS].oracle, scales.pop(i)
         if o is None:
             return
-        ratio = (guards.unscale_output(out, scale, problem.heads_q) - o.ref).abs().max() / max(o.tolerance, 1e-30)
+        ratio = (kinds.unscale_output(problem, out, scale) - o.ref).abs().max() / max(o.tolerance, 1e-30)
         torch.maximum(worst_ratio, ratio, out=worst_ratio)  # NaN propagates
 
     sampling = sampling_for(timing)
@@ -152,7 +152,7 @@ def _time_sustained(ctx: CellContext, contents: list[InputSet]) -> TimingObserva
         sc = guards.timing_scales(problem.batch, problem.heads_kv, problem.head_dim, device, gen)
         b[0].copy_(src.q)
         b[1].copy_(src.k)
-        guards.apply_scales(b[2], src.v, sc)
+        kinds.apply_v_scales(problem, b[2], src.v, sc)
         sets.append(b)
         scales.append(sc)
     runs = [ctx.backend.prepare(problem, *b) for b in sets]
@@ -196,7 +196,7 @@ def _time_sustained(ctx: CellContext, contents: list[InputSet]) -> TimingObserva
     for j, out in st.last_out.items():
         o = contents[j % CONTENTS].oracle
         if o is not None:
-            r = (guards.unscale_output(out, scales[j], problem.heads_q) - o.ref).abs().max() / max(o.tolerance, 1e-30)
+            r = (kinds.unscale_output(problem, out, scales[j]) - o.ref).abs().max() / max(o.tolerance, 1e-30)
             torch.maximum(worst, r, out=worst)
     st.last_out.clear()
     synced, wall = sustained.synced_calls(call, st.calls, 5)
