@@ -5,6 +5,7 @@ import functools
 
 import torch
 
+from harness.backends import serving_baselines
 from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable
 from harness.backends.registry import register
 from harness.spec.problem import Problem
@@ -28,6 +29,10 @@ def _compiled_flex():
 class Flex(Backend):
     name = "flex"
     description = "torch.compile'd FlexAttention (block mask for causal)"
+    # serving shapes through harness.backends.serving_baselines: decode on the gathered cache, varlen with a
+    # document mask, a window as mask_mod, soft-capping as score_mod
+    kinds = ("dense", "decode", "varlen")
+    features = ("window", "softcap")
 
     def unavailable(self) -> str | None:
         why = cuda_unavailable()
@@ -57,6 +62,9 @@ class Flex(Backend):
                                                      problem.seqlen_k, device=q.device)
         def run() -> torch.Tensor:
             return flex(qh, kh, vh, **kwargs).transpose(1, 2)
+
+        if serving_baselines.is_serving(problem):
+            run = serving_baselines.flex_run(problem, q, k, v, flex)
 
         try:  # compile now, untimed; a shape Inductor cannot lower is unsupported, not a wrong kernel
             run()

@@ -12,6 +12,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from harness.backends import serving_baselines
 from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable
 from harness.backends.registry import register
 from harness.spec.problem import Problem
@@ -30,6 +31,10 @@ def _refusal(caught: list, exc: Exception) -> str:
 
 class _Sdpa(Backend):
     kernel_name = ""  # member of torch.nn.attention.SDPBackend
+    # serving shapes through harness.backends.serving_baselines (decode on the gathered cache, varlen padded,
+    # a window as an explicit mask); SDPA has no soft-capping
+    kinds = ("dense", "decode", "varlen")
+    features = ("window",)
 
     def unavailable(self) -> str | None:
         if "cpu" not in self.devices:
@@ -59,6 +64,13 @@ class _Sdpa(Backend):
         def run() -> torch.Tensor:
             with sdpa_kernel([backend]):
                 return F.scaled_dot_product_attention(qh, kh, vh, **kwargs).transpose(1, 2)
+
+        if serving_baselines.is_serving(problem):
+            def forced(*a, **kw) -> torch.Tensor:
+                with sdpa_kernel([backend]):
+                    return F.scaled_dot_product_attention(*a, **kw)
+
+            run = serving_baselines.sdpa_run(problem, q, k, v, forced)
 
         # PyTorch decides per call whether the forced kernel can run; find out now, untimed.
         with warnings.catch_warnings(record=True) as caught:
