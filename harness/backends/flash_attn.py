@@ -31,6 +31,10 @@ def _import_func(module: str) -> tuple[Callable[..., Any] | None, str]:
 
 class _FlashAttn(Backend):
     module = ""
+    version = 2
+    # serving shapes through harness.backends.flash_attn_serving (with_kvcache / varlen entry points)
+    kinds = ("dense", "decode", "varlen")
+    features = ("window", "softcap")
     package_hint = ""
     min_capability = (8, 0)
     head_dims: tuple[int, ...] = (64, 96, 128, 192, 256)
@@ -58,6 +62,12 @@ class _FlashAttn(Backend):
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         fn = self._func()
+        from harness.backends import flash_attn_serving, serving_baselines
+
+        if serving_baselines.is_serving(problem):
+            run = flash_attn_serving.serving_run(self.module, self.version, problem, q, k, v)
+            flash_attn_serving.try_once(run, self.name)
+            return run
         if problem.layout != "bshd":  # FA wants the last dim contiguous and bshd strides; convert untimed
             q, k, v = (t.contiguous() for t in (q, k, v))
 
@@ -119,6 +129,7 @@ class FA3(_FlashAttn):
     description = ("FlashAttention-3 for Hopper (flash_attn_interface.flash_attn_func; else the forward-only "
                    "wheel fa3-fwd, fa3_fwd_interface.flash_attn_func)")
     module = "flash_attn_interface"  # resolved per process by fa3_module()
+    version = 3
     package_hint = ("pip install fa3-fwd (forward only, bfloat16 only), or build flash-attention/hopper "
                     "from source for fp16 too")
     min_capability = (9, 0)
@@ -151,6 +162,7 @@ class FA4(_FlashAttn):
     name = "fa4"
     description = "FlashAttention-4, CuTe DSL (flash_attn.cute.flash_attn_func)"
     module = "flash_attn.cute"
+    version = 4
     package_hint = "pip install flash-attn-4 (CuTe DSL; see shared/device/stage-fa4.sh offline)"
     min_capability = (9, 0)
     head_dims = (64, 96, 128)
