@@ -19,6 +19,8 @@ from rich.table import Table
 
 from harness.store.database import Store
 
+#: problem kinds whose roof is the memory bandwidth, not the tensor peak (harness.spec.problem.Problem.bandwidth_bound)
+BANDWIDTH_KINDS = ("decode",)
 _STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "rejected": "bold red"}
 
 
@@ -87,6 +89,11 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
             ("tol", "right"), ("det", "center"), ("method", "left")]
     if bases:  # each backend's ratio to the baseline (time / baseline's time), 95% bootstrap interval
         cols.insert(7, (f"× {', '.join(sorted(bases))} [95%]", "right"))
+    # bandwidth-bound kinds (decode): their headline is GB/s over the minimum bytes, and its % of the copy
+    # bandwidth measured in the same run
+    bandwidth = any(getattr(r, "kind", "dense") in BANDWIDTH_KINDS for r in results)
+    if bandwidth:
+        cols[7:7] = [("GB/s", "right"), ("% copy", "right")]
     for c, j in cols:
         t.add_column(c, justify=j)  # type: ignore[arg-type]
     skipped: dict[str, set[str]] = defaultdict(set)
@@ -103,6 +110,9 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
                _fmt(r.max_abs_err, ".2g"), _fmt(r.tolerance, ".2g"), det, r.timing_method]
         if bases:
             row.insert(7, ratio_text(r.extra.get("ratio_to_baseline")))
+        if bandwidth:
+            ok = r.status == "ok"
+            row[7:7] = [_fmt(r.gbs, ".0f") if ok else "", _fmt(r.pct_bandwidth, ".1f") if ok else ""]
         t.add_row(*row)
     console.print(t)
     bad = [r for r in results if r.status in ("failed", "rejected")]
