@@ -122,6 +122,6 @@ def try_once(run: Callable[[], torch.Tensor], what: str) -> None:
         text = str(exc)
         if "out of memory" in text or "CUDA error" in text or "illegal" in text:
             raise
-        if any(w in text.lower() for w in ("not supported", "unsupported", "only support", "must be", "expected")):
+        if any(w in text.lower() for w in ("not support", "unsupported", "only support", "must be", "expected")):
             raise Unsupported(f"{what} refused the problem: {text.splitlines()[0][:240]}") from None
         raise
