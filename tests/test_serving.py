@@ -176,7 +176,10 @@ def test_flashinfer_page_arrays_describe_the_same_pool():
     assert ps == 16 and indptr.tolist() == [0, 5, 10, 15] and last.tolist() == [70 - 64] * 3
     assert indices.tolist() == pg.page_table.flatten().tolist()
     indptr, indices, last, ps = page_arrays(p.with_(page_size=0), torch.device("cpu"))
-    assert ps == 70 and indices.tolist() == [0, 1, 2] and last.tolist() == [70] * 3
+    assert ps == 2 and indptr.tolist() == [0, 35, 70, 105] and indices.tolist() == list(range(105))
+    assert last.tolist() == [2] * 3
+    indptr, indices, last, ps = page_arrays(p.with_(page_size=0, seqlen_k=4096), torch.device("cpu"))
+    assert ps == 64 and indptr.tolist() == [0, 64, 128, 192] and last.tolist() == [64] * 3
 
 
 # -- the reference ----------------------------------------------------------------------------------------
@@ -418,3 +421,83 @@ def test_a_pct_of_copy_bandwidth_is_recorded_from_the_runs_peak():
     assert res.gbs == pytest.approx(p.min_bytes() / 1e-4 / 1e9)
     assert res.pct_bandwidth == pytest.approx(100 * res.gbs / 4000.0)
     assert math.isfinite(res.pct_peak)
+
+
+# -- FlashAttention's entry points, as a CPU stand-in that implements their documented arguments ----------
+def _fa_math(q, k, v, softmax_scale, causal, window_size, softcap):
+    left, right = (-1 if w is None else w for w in window_size)
+    p = Problem(batch=q.shape[0], heads_q=q.shape[2], heads_kv=k.shape[2], seqlen_q=q.shape[1], seqlen_k=k.shape[1],
+                head_dim=q.shape[3], dtype={torch.bfloat16: "bfloat16", torch.float16: "float16"}[q.dtype],
+                causal=causal, softmax_scale=softmax_scale, window_left=left, window_right=0 if causal else right,
+                softcap=softcap or 0.0)
+    return kinds.attention(q, k, v, p, torch.float32, q.dtype)
+
+
+def _fake_fa_module(version: int):
+    import types
+
+    mod = types.ModuleType(f"fake_fa{version}")
+    unbounded = (None, None) if version == 4 else (-1, -1)
+
+    def flash_attn_func(q, k, v, softmax_scale=None, causal=False, window_size=unbounded, softcap=0.0):
+        return _fa_math(q, k, v, softmax_scale, causal, window_size, softcap)
+
+    def flash_attn_varlen_func(q, k, v, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None,
+                               seqused_k=None, page_table=None, softmax_scale=None, causal=False,
+                               window_size=unbounded, softcap=0.0):
+        if page_table is not None:  # batch-shaped q against a paged cache (FA4)
+            ps = k.shape[1]
+            outs = []
+            for b in range(q.shape[0]):
+                n = int(seqused_k[b])
+                pages = page_table[b, :-(-n // ps)].long()
+                kb, vb = k[pages].reshape(-1, *k.shape[2:])[:n], v[pages].reshape(-1, *v.shape[2:])[:n]
+                outs.append(_fa_math(q[b:b + 1], kb[None], vb[None], softmax_scale, causal, window_size, softcap))
+            return torch.cat(outs)
+        outs = []
+        for s, e in zip(cu_seqlens_q[:-1].tolist(), cu_seqlens_q[1:].tolist()):
+            outs.append(_fa_math(q[None, s:e], k[None, s:e], v[None, s:e], softmax_scale, causal, window_size, softcap)[0])
+        return torch.cat(outs), None  # FA4 returns (out, lse)
+
+    def flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=None, page_table=None, block_table=None,
+                                softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0):
+        table = page_table if page_table is not None else block_table
+        if table is None:
+            return _fa_math(q, k_cache, v_cache, softmax_scale, causal, window_size, softcap)
+        return flash_attn_varlen_func(q, k_cache, v_cache, seqused_k=cache_seqlens, page_table=table,
+                                      softmax_scale=softmax_scale, causal=causal, window_size=window_size,
+                                      softcap=softcap)
+
+    mod.flash_attn_func, mod.flash_attn_varlen_func = flash_attn_func, flash_attn_varlen_func
+    if version != 4:
+        mod.flash_attn_with_kvcache = flash_attn_with_kvcache
+    return mod
+
+
+@pytest.mark.parametrize("version", [2, 3, 4])
+def test_the_flash_attention_serving_calls_pass_the_page_table_lengths_and_masks_right(version, monkeypatch):
+    import sys
+
+    from harness.backends import flash_attn as fa
+
+    name = f"fake_fa{version}"
+    monkeypatch.setitem(sys.modules, name, _fake_fa_module(version))
+    cls = {2: fa.FA2, 3: fa.FA3, 4: fa.FA4}[version]
+    monkeypatch.setattr(cls, "devices", ("cuda", "cpu"))
+    monkeypatch.setattr(cls, "unavailable", lambda self: None)
+    backend = cls()
+    backend.module = name
+    monkeypatch.setattr(registry, "get", lambda n: backend)
+    paged = 256 if version == 2 else 16  # FlashAttention-2 pages hold a multiple of 256 tokens
+    problems = [decode(page_size=0, head_dim=64),
+                decode(seqlen_q=3, seqlen_k=300, causal=True, window_left=20, softcap=5.0, head_dim=64, page_size=paged),
+                decode(seqlen_k=300, head_dim=64, page_size=paged),
+                varlen(causal=True, head_dim=64), varlen(window_left=4, window_right=2, head_dim=64),
+                Problem(batch=1, heads_q=2, seqlen_q=40, seqlen_k=56, head_dim=64, window_left=6, window_right=3,
+                        softcap=8.0)]
+    for p in problems:
+        raw = measure_cell(cls.name, p, CHECKS, QUICK, "cpu", ProblemCache(), None)
+        assert raw["status"] == "ok", (p.key(), raw["reason"])
+    if version == 2:
+        raw = measure_cell(cls.name, decode(head_dim=64), CHECKS, QUICK, "cpu", ProblemCache(), None)
+        assert raw["status"] == "skipped" and "multiple of 256" in raw["reason"]

@@ -5,8 +5,9 @@ every step; its tensor-core variant, ``use_tensor_cores=True``, for a GQA group 
 recommends); 2–16 query tokens per sequence (speculative decoding, multi-token prediction) run
 ``BatchPrefillWithPagedKVCacheWrapper`` with ``qo_indptr``, causal among the new tokens (bottom-right, as
 flashcore's masks). Both read the page pool through ``indptr``/``indices``/``last_page_len`` built from the
-harness's page table (``harness.measure.inputs_decode``); a contiguous cache is handed over as a pool of
-``batch`` pages of ``seqlen_k`` tokens each (a view, nothing copied).
+harness's page table (``harness.measure.inputs_decode``); a contiguous cache is handed over as pages in
+order (a view, nothing copied) of the largest of 64, 32, …, 1 tokens that divides ``seqlen_k`` (FlashInfer
+splits long sequences across SMs in whole pages, so one page per sequence would leave most SMs idle).
 
 ``plan`` (and the JIT build or load of the module it needs) runs in ``prepare``, untimed; the timed call is
 ``wrapper.run(q, (k_cache, v_cache))`` alone. ``window_left`` and ``logits_soft_cap`` are the problem's
@@ -35,14 +36,22 @@ def page_arrays(problem: Problem, device: torch.device) -> tuple[torch.Tensor, t
     from harness.measure.inputs_decode import paging
 
     b, sk = problem.batch, problem.seqlen_k
-    if not problem.page_size:  # the contiguous cache as b pages of sk tokens
-        return (torch.arange(b + 1, dtype=torch.int32, device=device), torch.arange(b, dtype=torch.int32, device=device),
-                torch.full((b,), sk, dtype=torch.int32, device=device), sk)
+    if not problem.page_size:  # the contiguous cache as pages in order
+        ps = contiguous_page(sk)
+        n = sk // ps
+        return (torch.arange(b + 1, dtype=torch.int32, device=device) * n,
+                torch.arange(b * n, dtype=torch.int32, device=device),
+                torch.full((b,), ps, dtype=torch.int32, device=device), ps)
     pg = paging(problem, device)
     table = pg.for_backend()["page_table"]
     indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * pg.pages_per_seq
     last = torch.full((b,), sk - (pg.pages_per_seq - 1) * pg.page_size, dtype=torch.int32, device=device)
     return indptr, table.reshape(-1).contiguous(), last, pg.page_size
+
+
+def contiguous_page(seqlen_k: int) -> int:
+    """The page a contiguous cache is viewed in: the largest of 64, 32, …, 1 tokens dividing seqlen_k."""
+    return next(p for p in (64, 32, 16, 8, 4, 2, 1) if seqlen_k % p == 0)
 
 
 def _window_args(problem: Problem) -> tuple[int, bool]:
@@ -81,8 +90,9 @@ class FlashInferDecode(Backend):
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         wrapper = self._planned(problem, q.device)
         b, sq, hq, d = problem.batch, problem.seqlen_q, problem.heads_q, problem.head_dim
-        if not problem.page_size:  # [b, sk, hkv, d] is b pages of sk tokens already
-            k, v = k.view(b, problem.seqlen_k, problem.heads_kv, d), v.view(b, problem.seqlen_k, problem.heads_kv, d)
+        if not problem.page_size:  # [b, sk, hkv, d] viewed as b·sk/P pages of P tokens, in order
+            ps = contiguous_page(problem.seqlen_k)
+            k, v = (t.view(b * problem.seqlen_k // ps, ps, problem.heads_kv, d) for t in (k, v))
         q2 = q.view(b * sq, hq, d) if sq > 1 else q.view(b, hq, d)
         shape = (b, sq, hq, d)
         kv = (k, v)
