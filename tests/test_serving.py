@@ -135,12 +135,13 @@ def test_suite_window_key_and_its_conflict(tmp_path):
 
 
 def test_the_serving_suites_load_and_the_old_correctness_rows_are_unchanged():
-    for name in ("decode", "window", "varlen"):
+    for name in ("decode", "window", "varlen", "fp8"):
         assert load_suite(name).problems
     kinds_seen = {p.kind for p in load_suite("decode").problems}
     assert kinds_seen == {"decode"}
     corr = load_suite("correctness").problems
-    dense = [p for p in corr if p.kind == "dense" and p.window_left < 0 and p.window_right < 0 and not p.softcap]
+    dense = [p for p in corr if p.kind == "dense" and p.window_left < 0 and p.window_right < 0 and not p.softcap
+             and p.dtype != "float8_e4m3"]
     assert len(dense) == 40 + 16 + 4  # the grids that were there before serving shapes
     assert {p.kind for p in corr} == {"dense", "decode", "varlen"}
 
@@ -439,7 +440,11 @@ def _fake_fa_module(version: int):
     mod = types.ModuleType(f"fake_fa{version}")
     unbounded = (None, None) if version == 4 else (-1, -1)
 
-    def flash_attn_func(q, k, v, softmax_scale=None, causal=False, window_size=unbounded, softcap=0.0):
+    def flash_attn_func(q, k, v, softmax_scale=None, causal=False, window_size=unbounded, softcap=0.0,
+                        q_descale=None, k_descale=None, v_descale=None):
+        if q.dtype == torch.float8_e4m3fn:  # dequantised with the (batch, heads_kv) descales, bfloat16 out
+            q, k, v = (t.float().mul(d[0, 0]).to(torch.bfloat16) for t, d in ((q, q_descale), (k, k_descale),
+                                                                              (v, v_descale)))
         return _fa_math(q, k, v, softmax_scale, causal, window_size, softcap)
 
     def flash_attn_varlen_func(q, k, v, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None,
@@ -495,9 +500,69 @@ def test_the_flash_attention_serving_calls_pass_the_page_table_lengths_and_masks
                 varlen(causal=True, head_dim=64), varlen(window_left=4, window_right=2, head_dim=64),
                 Problem(batch=1, heads_q=2, seqlen_q=40, seqlen_k=56, head_dim=64, window_left=6, window_right=3,
                         softcap=8.0)]
+    if version == 3:
+        problems.append(Problem(batch=2, heads_q=4, heads_kv=2, seqlen_q=64, head_dim=64, dtype="float8_e4m3", causal=True))
     for p in problems:
         raw = measure_cell(cls.name, p, CHECKS, QUICK, "cpu", ProblemCache(), None)
         assert raw["status"] == "ok", (p.key(), raw["reason"])
     if version == 2:
         raw = measure_cell(cls.name, decode(head_dim=64), CHECKS, QUICK, "cpu", ProblemCache(), None)
         assert raw["status"] == "skipped" and "multiple of 256" in raw["reason"]
+
+
+# -- FP8 -------------------------------------------------------------------------------------------------
+FP8 = Problem(batch=2, heads_q=4, heads_kv=2, seqlen_q=64, seqlen_k=80, head_dim=32, dtype="float8_e4m3", causal=True)
+
+
+def test_fp8_inputs_are_e4m3_with_a_per_tensor_descale_and_bytes_count_one_each():
+    from harness.spec.kinds import fp8
+
+    q, k, v = kinds.make_inputs(FP8, 3, "large", "cpu")
+    assert q.dtype == k.dtype == v.dtype == torch.float8_e4m3fn
+    x = kinds.make_inputs(FP8.with_(dtype="float32"), 3, "large", "cpu")[2]
+    want = (x / fp8.DESCALE).clamp(-fp8.HEADROOM, fp8.HEADROOM).to(torch.float8_e4m3fn).float() * fp8.DESCALE
+    assert torch.equal(kinds.dequantize(v), want)
+    assert float(v.float().abs().max()) <= fp8.HEADROOM
+    n_q, n_kv = 2 * 64 * 4 * 32, 2 * 80 * 2 * 32
+    assert FP8.min_bytes() == n_q + 2 * n_kv + 2 * n_q
+    ref = kinds.attention(q, k, v, FP8, torch.float64)
+    keep = keep_mask(64, 80, True, -1, -1)
+    assert torch.allclose(ref, plain(kinds.dequantize(q), kinds.dequantize(k), kinds.dequantize(v),
+                                     FP8.softmax_scale, keep), atol=1e-12)
+    assert kinds.attention(q, k, v, FP8, q.dtype).dtype == torch.bfloat16
+    gen = torch.Generator().manual_seed(0)
+    from harness.measure import guards
+
+    scales = guards.timing_scales(2, 2, 32, "cpu", gen)
+    v2 = torch.empty_like(v)
+    kinds.apply_v_scales(FP8, v2, v, scales)
+    assert torch.equal(v2.float(), v.float() * scales)  # exact: ±1, ±2 within the headroom
+
+
+def test_fp8_cells_pass_with_the_dequantised_reference_and_an_ignored_descale_fails():
+    for backend in ("reference", "naive"):
+        raw = measure_cell(backend, FP8, Checks(distributions=("normal", "large")), QUICK, "cpu", ProblemCache(), None)
+        assert raw["status"] == "ok" and raw["passed"] and raw["timed_outputs_ok"], raw["reason"]
+    raw = measure_cell("sdpa-math", FP8, CHECKS, QUICK, "cpu", ProblemCache(), None)
+    assert raw["status"] == "skipped" and "fp8" in raw["reason"]
+
+    class NoDescale(_Wrong):
+        name = "test-serving-no-descale"
+        features = ("fp8",)
+
+        def prepare(self, problem, q, k, v):  # the stored values taken as the real ones
+            bf = problem.with_(dtype="bfloat16")
+            return lambda: kinds.attention(q.to(torch.bfloat16), k.to(torch.bfloat16), v.to(torch.bfloat16), bf,
+                                           torch.bfloat16)
+
+    registry.register(NoDescale)
+    try:
+        raw = measure_cell(NoDescale.name, FP8, CHECKS, Timing(enabled=False), "cpu", ProblemCache(), None)
+    finally:
+        registry._REGISTRY.pop(NoDescale.name, None)
+    assert raw["status"] == "failed" and "max_abs_err" in raw["reason"]
+
+
+def test_fp8_is_dense_only():
+    with pytest.raises(ProblemError, match="FP8 inputs are measured on dense problems only"):
+        decode(dtype="float8_e4m3")

@@ -44,7 +44,8 @@ class Backend(abc.ABC):
     #: problem kinds (harness.spec.kinds) this backend's prepare understands; a problem of another kind is
     #: recorded as skipped without calling it (a backend written for dense inputs never sees a page pool)
     kinds: ClassVar[tuple[str, ...]] = ("dense",)
-    #: problem options it implements: "window" (local attention), "softcap" (logit soft-capping)
+    #: problem options it implements: "window" (local attention), "softcap" (logit soft-capping), "fp8" (e4m3
+    #: inputs with per-tensor descales, harness.spec.kinds.fp8)
     features: ClassVar[tuple[str, ...]] = ()
 
     def unavailable(self) -> str | None:
@@ -74,10 +75,13 @@ def serving_unsupported(backend: Backend, problem: Problem) -> str | None:
         needs.append("window")
     if getattr(problem, "softcap", 0.0):
         needs.append("softcap")
+    if str(getattr(problem, "dtype", "")).startswith("float8"):
+        needs.append("fp8")
     missing = [f for f in needs if f not in backend.features]
     if missing:
-        return (f"{backend.name} does not implement {' or '.join(missing)} (local window / logit soft-capping): "
-                f"it supports {', '.join(backend.features) or 'neither'}")
+        return (f"{backend.name} does not implement {' or '.join(missing)} (of window: local attention, softcap: "
+                f"logit soft-capping, fp8: e4m3 inputs with descales): it supports "
+                f"{', '.join(backend.features) or 'none of them'}")
     return None
 
 

@@ -91,7 +91,7 @@ class FA2(_FlashAttn):
 #: with FLASHATTENTION_DISABLE_FP16 (its fa3_fwd_config.CONFIG says so), renamed to fa3_fwd_interface
 FA3_MODULES = ("flash_attn_interface", "fa3_fwd_interface")
 #: dtypes each FA3 module was built for
-FA3_DTYPES = {"flash_attn_interface": ("float16", "bfloat16"), "fa3_fwd_interface": ("bfloat16",)}
+FA3_DTYPES = {"flash_attn_interface": ("float16", "bfloat16", "float8_e4m3"), "fa3_fwd_interface": ("bfloat16",)}
 FA3_DISTRIBUTIONS = {"flash_attn_interface": "flash_attn_3", "fa3_fwd_interface": "fa3-fwd"}
 
 
@@ -140,6 +140,8 @@ class FA3(_FlashAttn):
         self._found = found is not None
         if self._found:  # `flashcore env` shows which build this process uses
             self.description = f"FlashAttention-3 via {fa3_description()}"
+        if "float8_e4m3" in FA3_DTYPES.get(self.module, ()):  # e4m3 with descales (harness.spec.kinds.fp8)
+            self.features = (*_FlashAttn.features, "fp8")
 
     def unavailable(self) -> str | None:
         why = cuda_unavailable()
@@ -154,6 +156,9 @@ class FA3(_FlashAttn):
         if self._found and problem.dtype not in dtypes:
             return (f"fa3 here is {self.module} (the fa3-fwd wheel, built without fp16): allowed dtype "
                     f"{', '.join(dtypes)}, got {problem.dtype}; build flash-attention/hopper for float16")
+        if problem.dtype == "float8_e4m3":
+            return None if problem.head_dim in self.head_dims else (
+                f"head_dim={problem.head_dim} not supported by {self.name}: allowed {self.head_dims}")
         return super().unsupported(problem)
 
 

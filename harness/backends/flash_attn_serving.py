@@ -7,6 +7,8 @@
 * varlen: ``flash_attn_varlen_func(q, k, v, cu_seqlens_q=, cu_seqlens_k=, max_seqlen_q=, max_seqlen_k=)``.
 * window and soft-capping: ``window_size=(left, right)`` (-1 unbounded in FA2/FA3, None in FA4) and
   ``softcap``, on every entry point.
+* FP8 (FA3's full build only): ``flash_attn_func`` on the e4m3 inputs with ``q_descale``, ``k_descale``,
+  ``v_descale`` float32 ``[batch, heads_kv]`` tensors holding the per-tensor descale; bfloat16 out.
 
 An entry point or keyword the installed build lacks makes the cell skipped with that reason (the
 signatures are read, not guessed). The page table, sequence lengths and ``cu_seqlens`` handed to a kernel
@@ -80,6 +82,11 @@ def serving_run(module: str, version: int, problem: Problem, q: torch.Tensor, k:
     if problem.kind == "decode":
         return _decode_run(module, version, problem, q, k, v, kw)
     fn = _entry(module, "flash_attn_func")
+    if problem.dtype.startswith("float8"):
+        from harness.spec.kinds.fp8 import DESCALE
+
+        for name in ("q_descale", "k_descale", "v_descale"):
+            kw[name] = torch.full((problem.batch, problem.heads_kv), DESCALE, dtype=torch.float32, device=q.device)
     _accepts(fn, *kw)
     if problem.layout != "bshd":
         q, k, v = (t.contiguous() for t in (q, k, v))

@@ -19,7 +19,7 @@ class Naive(Backend):
     description = "eager QKᵀ → softmax → PV in the input dtype (three+ kernels, S and P in memory)"
     devices = ("cuda", "cpu")
     kinds = ("dense", "decode", "varlen")  # decode: reads the paged cache through the table, timed
-    features = ("window", "softcap")
+    features = ("window", "softcap", "fp8")
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         dt = q.dtype

@@ -15,7 +15,7 @@ class Reference(Backend):
     description = "float64 eager attention (chunked), the correctness oracle"
     devices = ("cuda", "cpu")
     kinds = ("dense", "decode", "varlen")
-    features = ("window", "softcap")
+    features = ("window", "softcap", "fp8")
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         return lambda: kinds.attention(q, k, v, problem, torch.float64, q.dtype)

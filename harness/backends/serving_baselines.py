@@ -33,7 +33,7 @@ from harness.spec.problem import Problem
 def is_serving(problem: Problem) -> bool:
     """Whether a problem needs these paths rather than a backend's plain dense one."""
     return (problem.kind != "dense" or masks.windowed(problem.window_left, problem.window_right)
-            or bool(problem.softcap))
+            or bool(problem.softcap) or problem.dtype.startswith("float8"))
 
 
 def _gathered(problem: Problem, k: torch.Tensor, v: torch.Tensor) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:

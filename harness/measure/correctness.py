@@ -90,7 +90,7 @@ def build_oracle(problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Te
     ref = kinds.attention(q, k, v, problem, torch.float64)
     low = kinds.attention(q, k, v, problem, q.dtype)
     torch_err = error_metrics(low, ref).max_abs
-    rounded = (ref.to(q.dtype) + 0.3 - 0.3).to(torch.float64)
+    rounded = (ref.to(kinds.out_dtype(problem, q.dtype)) + 0.3 - 0.3).to(torch.float64)
     floor = 2.0 * float((rounded - ref).abs().max())
     oracle = Oracle(ref=ref, torch_err=torch_err, floor=floor)
     if calibrate:
@@ -110,8 +110,9 @@ def output_problem(out: object, problem: Problem, like: torch.Tensor) -> str | N
     want_shape = kinds.out_shape(problem)
     if tuple(out.shape) != want_shape:
         return f"output shape {tuple(out.shape)}, expected {want_shape}"
-    if out.dtype != like.dtype:
-        return f"output dtype {out.dtype}, expected {like.dtype}"
+    want_dtype = kinds.out_dtype(problem, like.dtype)
+    if out.dtype != want_dtype:
+        return f"output dtype {out.dtype}, expected {want_dtype}"
     if out.device != like.device:
         return f"output on {out.device}, expected {like.device}"
     if out.is_meta or out.untyped_storage().nbytes() == 0 and out.numel() > 0:

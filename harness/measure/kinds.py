@@ -14,7 +14,25 @@ import torch
 from harness.measure import inputs_decode, inputs_varlen
 from harness.measure.inputs import make_inputs as _dense_inputs
 from harness.spec import attention_math
+from harness.spec.kinds import fp8
 from harness.spec.problem import Problem
+
+FP8_TORCH = torch.float8_e4m3fn
+
+
+def out_dtype(problem: Problem, input_dtype: torch.dtype) -> torch.dtype:
+    """The dtype of a right output: the inputs' own, bfloat16 for FP8 inputs."""
+    return torch.bfloat16 if fp8.is_fp8(problem.dtype) else input_dtype
+
+
+def dequantize(t: torch.Tensor) -> torch.Tensor:
+    """An FP8 input's real values (float32): stored · the per-tensor descale."""
+    return t.to(torch.float32) * fp8.DESCALE
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """float32 values to the stored e4m3 (x / descale, clipped to the headroom), layout kept."""
+    return (x / fp8.DESCALE).clamp_(-fp8.HEADROOM, fp8.HEADROOM).to(FP8_TORCH)
 
 
 def make_inputs(problem: Problem, seed: int, distribution: str,
@@ -23,6 +41,9 @@ def make_inputs(problem: Problem, seed: int, distribution: str,
         return inputs_decode.make_decode_inputs(problem, seed, distribution, device)
     if problem.kind == "varlen":
         return inputs_varlen.make_varlen_inputs(problem, seed, distribution, device)
+    if fp8.is_fp8(problem.dtype):  # drawn as float32 exactly as other dtypes, then stored in e4m3
+        q, k, v = _dense_inputs(problem.with_(dtype="float32"), seed, distribution, device)
+        return quantize(q), quantize(k), quantize(v)
     return _dense_inputs(problem, seed, distribution, device)
 
 
@@ -41,6 +62,14 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, problem: Proble
               out_dtype: torch.dtype | None = None, budget_bytes: float | None = None) -> torch.Tensor:
     """``attention_math.attention`` for any kind, in the kind's output layout."""
     kw = {} if budget_bytes is None else {"budget_bytes": budget_bytes}
+    if fp8.is_fp8(problem.dtype):
+        # from the dequantised inputs; "the input dtype" is the FP8-aware computation (float32, e4m3 P)
+        q, k, v = dequantize(q), dequantize(k), dequantize(v)
+        out_dtype = torch.bfloat16 if out_dtype is not None else None
+        if compute_dtype == FP8_TORCH:
+            return attention_math.attention(q, k, v, problem, torch.float32, torch.bfloat16, p_round=FP8_TORCH, **kw)
+        return attention_math.attention(q.to(compute_dtype), k.to(compute_dtype), v.to(compute_dtype), problem,
+                                        compute_dtype, out_dtype, **kw)
     if problem.kind == "decode":
         k, v = inputs_decode.gather(problem, k), inputs_decode.gather(problem, v)
         return attention_math.attention(q, k, v, problem, compute_dtype, out_dtype, **kw)
@@ -59,6 +88,8 @@ def null_outputs(problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Te
     """Outputs a non-kernel could return (zeros, mean(V), V, Q), in the kind's output layout."""
     from harness.measure.correctness import _null_outputs
 
+    if fp8.is_fp8(problem.dtype):
+        return _null_outputs(problem, dequantize(q).to(torch.bfloat16), dequantize(v).to(torch.bfloat16))
     if problem.kind == "decode":
         return _null_outputs(problem, q, inputs_decode.gather(problem, v))
     if problem.kind == "varlen":
@@ -82,6 +113,9 @@ def apply_v_scales(problem: Problem, dst_v: torch.Tensor, src_v: torch.Tensor, s
         scales = scales[inputs_decode.paging(problem, scales.device).owner]
     elif problem.kind == "varlen":
         scales = scales[:, 0][inputs_varlen.token_seq(problem, scales.device)]
+    if fp8.is_fp8(problem.dtype):  # no e4m3 arithmetic: through float32, exact (±1, ±2 within the headroom)
+        dst_v.copy_((src_v.to(torch.float32) * scales.to(torch.float32)).to(dst_v.dtype))
+        return
     guards.apply_scales(dst_v, src_v, scales)
 
 

@@ -34,9 +34,10 @@ def window_keep(problem: Problem, sq: int, sk: int, q0: int, q1: int, device: to
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, problem: Problem,
               compute_dtype: torch.dtype, out_dtype: torch.dtype | None = None,
-              budget_bytes: float = _BUDGET_BYTES) -> torch.Tensor:
+              budget_bytes: float = _BUDGET_BYTES, p_round: torch.dtype | None = None) -> torch.Tensor:
     """O for bshd inputs, computed in ``compute_dtype``; returns bshd in ``out_dtype`` (default compute).
-    Query rows are processed in chunks whose score matrices fit ``budget_bytes``."""
+    Query rows are processed in chunks whose score matrices fit ``budget_bytes``. ``p_round``: the
+    probabilities are rounded to this dtype before P·V (an FP8 kernel's e4m3 P)."""
     b, sq, hq, d = q.shape
     sk, hkv = k.shape[1], k.shape[2]
     group = hq // hkv
@@ -67,6 +68,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, problem: Proble
         probs = torch.softmax(scores, dim=-1)
         if (problem.causal and sq > sk) or windowed:
             probs = torch.nan_to_num(probs, nan=0.0)  # rows with no key: softmax of all -inf
+        if p_round is not None:
+            probs = probs.to(p_round).to(compute_dtype)
         out[:, :, q0:q1] = torch.matmul(probs.to(compute_dtype), vh)
         del scores, probs
     o = out.transpose(1, 2)

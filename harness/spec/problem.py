@@ -16,12 +16,13 @@ from typing import Any
 
 from harness.spec.kinds import KINDS
 from harness.spec.kinds import decode as _decode
+from harness.spec.kinds import fp8 as _fp8
 from harness.spec.kinds import masks as _masks
 from harness.spec.kinds import varlen as _varlen
 
-DTYPES = ("float16", "bfloat16", "float32")
+DTYPES = ("float16", "bfloat16", "float32", "float8_e4m3")  # float8_e4m3: harness.spec.kinds.fp8
 LAYOUTS = ("bshd", "bhsd")
-DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
+DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float8_e4m3": 1}
 
 
 class ProblemError(ValueError):
@@ -145,7 +146,7 @@ class Problem:
             raise ProblemError(f"page_size={self.page_size}: only a decode problem has a paged cache (kind=decode)")
         if self.lengths and self.kind != "varlen":
             raise ProblemError(f"lengths={_short(self.lengths)}: only a varlen problem has lengths (kind=varlen)")
-        why = {"decode": _decode.check, "varlen": _varlen.check}.get(self.kind, lambda p: None)(self)
+        why = {"decode": _decode.check, "varlen": _varlen.check}.get(self.kind, lambda p: None)(self) or _fp8.check(self)
         if why:
             raise ProblemError(why)
 
@@ -189,6 +190,8 @@ class Problem:
         """Read Q, K, V once; write O once (decode: the cached tokens and the page table; varlen: the real
         tokens and cu_seqlens)."""
         e = DTYPE_BYTES[self.dtype]
+        if _fp8.is_fp8(self.dtype):
+            return _fp8.min_bytes(self)
         if self.kind == "decode":
             return _decode.min_bytes(self, e)
         if self.kind == "varlen":

@@ -47,6 +47,12 @@ class CellContext:
 
         return out_shape(self.problem)
 
+    def out_dtype(self, input_dtype: Any) -> Any:
+        """The dtype a right output has (bfloat16 for FP8 inputs), for poisoning the memory it may take."""
+        from harness.measure.kinds import out_dtype
+
+        return out_dtype(self.problem, input_dtype)
+
 
 class Stage(Protocol):
     name: str
