@@ -65,3 +65,11 @@ def test_window_and_softcap_backends_pass_or_skip(backend, kw):
 
     p = Problem(batch=2, heads_q=16, heads_kv=4, seqlen_q=1024, head_dim=128, dtype="bfloat16", **kw)
     _ok_or_skipped(_cell(backend, p), backend)
+
+
+@pytest.mark.parametrize("backend", ["fa3", "naive"])
+def test_fp8_backends_pass_or_skip(backend):
+    from harness.spec.problem import Problem
+
+    p = Problem(batch=2, heads_q=16, heads_kv=4, seqlen_q=1024, head_dim=128, dtype="float8_e4m3", causal=True)
+    _ok_or_skipped(_cell(backend, p), backend)
