@@ -566,3 +566,72 @@ def test_fp8_cells_pass_with_the_dequantised_reference_and_an_ignored_descale_fa
 def test_fp8_is_dense_only():
     with pytest.raises(ProblemError, match="FP8 inputs are measured on dense problems only"):
         decode(dtype="float8_e4m3")
+
+
+# -- end to end: suite → plan → worker → store → show, export, report ------------------------------------
+def test_a_serving_suite_runs_end_to_end_on_the_cpu(tmp_path):
+    import csv
+
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    suite = tmp_path / "serve.toml"
+    suite.write_text('''[suite]
+name = "serve-cpu"
+backends = ["reference", "naive", "sdpa-math", "flashinfer-decode", "fa3"]
+[[grid]]
+kind = "decode"
+batch = 2
+heads_q = 8
+heads_kv = 2
+seqlen_q = [1, 3]
+seqlen_k = 70
+head_dim = 32
+causal = true
+page_size = 16
+[[grid]]
+kind = "varlen"
+batch = 4
+heads_q = 4
+seqlen_q = 40
+head_dim = 32
+lengths = "one_long"
+window = 8
+[[grid]]
+batch = 1
+heads_q = 2
+seqlen_q = 32
+head_dim = 32
+dtype = "float8_e4m3"
+softcap = 20.0
+[checks]
+determinism_runs = 2
+[timing]
+min_samples = 3
+max_samples = 6
+time_cap_s = 0.05
+min_time_s = 0
+warmup = 1
+''')
+    db = tmp_path / "s.db"
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", "--suite", str(suite), "--db", str(db)])
+    assert res.exit_code == 0, res.output
+    rows = sqlite3.connect(db).execute("select backend, problem_key, status, reason, kind from results").fetchall()
+    assert len(rows) == 4 * 5
+    ok = {(b, k) for b, k, s, _, _ in rows if s == "ok"}
+    assert {b for b, _ in ok} == {"reference", "naive", "sdpa-math"}
+    assert ("naive", "decode-b2-hq8-hkv2-sq3-sk70-d32-bfloat16-causal-bshd-page16") in ok
+    assert all(s in ("ok", "skipped") for _, _, s, _, _ in rows)
+    assert {k for _, _, _, _, k in rows} == {"decode", "varlen", "dense"}
+    res = runner.invoke(app, ["show", "--db", str(db)], env={"COLUMNS": "300"})
+    assert res.exit_code == 0 and "GB/s" in res.output and "% copy" in res.output
+    out = tmp_path / "e.csv"
+    assert runner.invoke(app, ["export", "--db", str(db), "--format", "csv", "--out", str(out)]).exit_code == 0
+    exported = list(csv.DictReader(out.open()))
+    assert {r["kind"] for r in exported} == {"decode", "varlen", "dense"} and "pct_bandwidth" in exported[0]
+    res = runner.invoke(app, ["report", "--db", str(db), "--out", str(tmp_path / "dash")])
+    assert res.exit_code == 0, res.output
+    html = "".join(p.read_text() for p in (tmp_path / "dash").glob("*.html"))
+    assert "decode page 16" in html and "varlen one_long" in html
