@@ -143,9 +143,23 @@ def softcap_mod(problem: Problem) -> Callable[..., Any] | None:
     return mod
 
 
+_MASKS: dict[tuple[str, str], Any] = {}
+
+
+def _block_mask(problem: Problem, mod: Callable[..., Any], sq: int, sk: int, device: torch.device) -> Any:
+    """One block mask per problem, shared by its prepares (the harness prepares a call per timing buffer);
+    a large one is built compiled, not from the materialised [sq, sk] grid."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    key = (problem.key(), str(device))
+    if key not in _MASKS:
+        _MASKS.clear()
+        _MASKS[key] = create_block_mask(mod, None, None, sq, sk, device=device, _compile=sq * sk > 1 << 26)
+    return _MASKS[key]
+
+
 def flex_run(problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
              flex: Callable[..., torch.Tensor]) -> Callable[[], torch.Tensor]:
-    from torch.nn.attention.flex_attention import create_block_mask
 
     kw: dict[str, Any] = {"scale": problem.softmax_scale}
     if problem.heads_q != problem.heads_kv:
@@ -164,13 +178,13 @@ def flex_run(problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
             same = doc[q_idx] == doc[kv_idx]
             return same if inner is None else same & inner(b, h, q_idx, kv_idx)
 
-        kw["block_mask"] = create_block_mask(document, None, None, total, total, device=q.device)
+        kw["block_mask"] = _block_mask(problem, document, total, total, q.device)
         qh, kh, vh = (t.unsqueeze(0).transpose(1, 2) for t in (q, k, v))
         return lambda: flex(qh, kh, vh, **kw).transpose(1, 2)[0]
     sq, sk = problem.seqlen_q, problem.seqlen_k
     mod = _window_mod(problem, sk - sq)
     if mod is not None:
-        kw["block_mask"] = create_block_mask(mod, None, None, sq, sk, device=q.device)
+        kw["block_mask"] = _block_mask(problem, mod, sq, sk, q.device)
     cache = _gathered(problem, k, v)
     qh = q.transpose(1, 2)
 
