@@ -635,3 +635,24 @@ warmup = 1
     assert res.exit_code == 0, res.output
     html = "".join(p.read_text() for p in (tmp_path / "dash").glob("*.html"))
     assert "decode page 16" in html and "varlen one_long" in html
+
+
+def test_sdpa_kernels_without_gqa_get_the_heads_repeated_inside_the_call():
+    import torch.nn.functional as F
+
+    from harness.backends.serving_baselines import sdpa_run
+
+    seen = []
+
+    def spy(qh, kh, vh, **kw):
+        seen.append((kh.shape[1], kw.get("enable_gqa", False)))
+        return F.scaled_dot_product_attention(qh, kh, vh, **kw)
+
+    for p in (decode(), varlen(), Problem(batch=1, heads_q=4, heads_kv=2, seqlen_q=40, head_dim=32, window_left=6)):
+        q, k, v = kinds.make_inputs(p, 1, "normal", "cpu")
+        ref = kinds.attention(q, k, v, p, torch.float64)
+        for expand in (False, True):
+            seen.clear()
+            out = sdpa_run(p, q, k, v, spy, expand_gqa=expand)()
+            assert seen == [(p.heads_q, False)] if expand else seen == [(p.heads_kv, True)]
+            assert float((out.double() - ref).abs().max()) < 0.02

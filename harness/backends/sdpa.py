@@ -70,7 +70,9 @@ class _Sdpa(Backend):
                 with sdpa_kernel([backend]):
                     return F.scaled_dot_product_attention(*a, **kw)
 
-            run = serving_baselines.sdpa_run(problem, q, k, v, forced)
+            # memory-efficient and cuDNN take no enable_gqa: a serving user repeats K and V heads (timed)
+            run = serving_baselines.sdpa_run(problem, q, k, v, forced,
+                                             expand_gqa=self.kernel_name in ("EFFICIENT_ATTENTION", "CUDNN_ATTENTION"))
 
         # PyTorch decides per call whether the forced kernel can run; find out now, untimed.
         with warnings.catch_warnings(record=True) as caught:

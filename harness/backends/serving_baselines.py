@@ -62,14 +62,22 @@ def _sdpa_mask(problem: Problem, sq: int, sk: int, device: torch.device) -> dict
 
 
 def sdpa_run(problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-             sdpa: Callable[..., torch.Tensor]) -> Callable[[], torch.Tensor]:
-    """The timed callable of an SDPA backend (``sdpa(q, k, v, **kw)`` runs the forced kernel, bhsd)."""
+             sdpa: Callable[..., torch.Tensor], expand_gqa: bool = False) -> Callable[[], torch.Tensor]:
+    """The timed callable of an SDPA backend (``sdpa(q, k, v, **kw)`` runs the forced kernel, bhsd).
+    ``expand_gqa``: the kernel takes no ``enable_gqa`` (memory-efficient, cuDNN), so K and V are repeated to
+    the query heads inside the timed call, as a user of that kernel must."""
     if problem.softcap:
         from harness.backends.base import Unsupported
 
         raise Unsupported("SDPA has no logit soft-capping")
     kw: dict[str, Any] = {"scale": problem.softmax_scale}
-    if problem.heads_q != problem.heads_kv:
+    group = problem.heads_q // problem.heads_kv
+    if group > 1 and expand_gqa:
+        inner = sdpa
+
+        def sdpa(qh: torch.Tensor, kh: torch.Tensor, vh: torch.Tensor, **kw2: Any) -> torch.Tensor:  # noqa: F811
+            return inner(qh, kh.repeat_interleave(group, dim=1), vh.repeat_interleave(group, dim=1), **kw2)
+    elif group > 1:
         kw["enable_gqa"] = True
     if problem.kind == "varlen":
         return _sdpa_padded(problem, q, k, v, sdpa, kw)
