@@ -179,7 +179,7 @@ def flex_run(problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
         from harness.measure import inputs_varlen
 
         total = q.shape[0]
-        doc = inputs_varlen.token_seq(problem, q.device)
+        doc = inputs_varlen.token_seq(problem, q.device).clone()  # the harness keeps its own
         inner = _window_mod(problem, 0)
 
         def document(b, h, q_idx, kv_idx):

@@ -24,9 +24,15 @@ def cu_seqlens(problem: Problem, device: str | torch.device) -> torch.Tensor:
 
 
 def token_seq(problem: Problem, device: str | torch.device) -> torch.Tensor:
-    """int64 [total_tokens]: the sequence each packed token belongs to."""
-    lengths = torch.tensor(problem.seq_lengths(), device=device)
-    return torch.arange(problem.batch, device=device).repeat_interleave(lengths)
+    """int64 [total_tokens]: the sequence each packed token belongs to (made once per problem and device:
+    the timed loop maps V's scales through it before every call, with no host-to-device copy)."""
+    return _token_seq(problem.seq_lengths(), str(torch.device(device)))
+
+
+@lru_cache(maxsize=8)
+def _token_seq(lengths: tuple[int, ...], device: str) -> torch.Tensor:
+    n = torch.tensor(lengths, device=device)
+    return torch.arange(len(lengths), device=device).repeat_interleave(n)
 
 
 def make_varlen_inputs(problem: Problem, seed: int, distribution: str,
