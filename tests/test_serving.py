@@ -37,10 +37,11 @@ def varlen(**kw) -> Problem:
 
 
 # -- the problem model -----------------------------------------------------------------------------------
-def test_every_stored_dense_problem_keeps_its_key_byte_for_byte():
-    db = ROOT / "results" / "h200" / "flashcore.db"
+@pytest.mark.parametrize("db", sorted((ROOT / "results").glob("*/*.db")) or [ROOT / "results" / "none.db"],
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_stored_dense_problem_keeps_its_key_byte_for_byte(db):
     if not db.exists():
-        pytest.skip("no committed H200 database")
+        pytest.skip("no committed database")
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     rows = conn.execute("SELECT DISTINCT problem_key, batch, heads_q, heads_kv, seqlen_q, seqlen_k, head_dim, dtype, "
                         "causal, softmax_scale, layout FROM results").fetchall()
