@@ -86,6 +86,8 @@ def to_result(run_id: str, suite: str, cell: Cell, reply: dict[str, Any], peaks:
         extra["enqueue_ms"] = raw.get("enqueue_ms")
         if peaks:
             res.pct_peak = 100.0 * res.tflops / peaks["matmul_tflops"]
+            if peaks.get("copy_gbs"):  # the roof of bandwidth-bound kinds (decode): % of the measured copy
+                res.pct_bandwidth = 100.0 * res.gbs / peaks["copy_gbs"]
         if res.status in ("ok", "rejected"):
             why = impossible(res, raw, peaks)
             if why and res.status == "ok":
@@ -162,11 +164,14 @@ def pool(prev: Result, new: Result) -> Result:
     samples = net_samples(new)
     s = summarize(samples)
     peak = 100.0 * new.tflops / new.pct_peak if new.tflops and new.pct_peak else None  # this run's matmul peak
+    bw = 100.0 * new.gbs / new.pct_bandwidth if new.gbs and new.pct_bandwidth else None  # and copy bandwidth
     new.median_ms, new.p10_ms, new.p90_ms, new.rel_spread, new.n_samples = s.median, s.p10, s.p90, s.rel_spread, s.n
     new.tflops = new.flops / (s.median * 1e-3) / 1e12
     new.gbs = new.min_bytes / (s.median * 1e-3) / 1e9
     if peak:
         new.pct_peak = 100.0 * new.tflops / peak
+    if bw:
+        new.pct_bandwidth = 100.0 * new.gbs / bw
     stops = dict.fromkeys(str(v.get("stop_reason") or "") for v in visits)
     new.stop_reason = "; ".join(x for x in stops if x)[:500]
     return new

@@ -55,6 +55,12 @@ class Backend(abc.ABC):
     custom_kernel: ClassVar[bool] = False
     #: the operations it runs (harness.spec.problem.OPS); a cell of another is skipped with the reason
     operations: ClassVar[frozenset[str]] = frozenset({"fwd"})
+    #: problem kinds (harness.spec.kinds) this backend's prepare understands; a problem of another kind is
+    #: recorded as skipped without calling it (a backend written for dense inputs never sees a page pool)
+    kinds: ClassVar[tuple[str, ...]] = ("dense",)
+    #: problem options it implements: "window" (local attention), "softcap" (logit soft-capping), "fp8" (e4m3
+    #: inputs with per-tensor descales, harness.spec.kinds.fp8)
+    features: ClassVar[tuple[str, ...]] = ()
 
     def unavailable(self) -> str | None:
         """None if usable here, else a one-line reason."""
@@ -87,6 +93,26 @@ class Backend(abc.ABC):
                         do: torch.Tensor) -> FwdBwdFn:
         """Return forward + backward in one callable, to validate and time."""
         raise Unsupported(self.op_unsupported("fwd_bwd") or f"{self.name}: no backward kernel")
+
+
+def serving_unsupported(backend: Backend, problem: Problem) -> str | None:
+    """Why ``backend`` cannot run ``problem``'s kind or options (its ``kinds`` and ``features``), or None."""
+    kind = getattr(problem, "kind", "dense")
+    if kind not in backend.kinds:
+        return f"{backend.name} has no {kind} entry: it runs kinds {', '.join(backend.kinds)}"
+    needs = []
+    if getattr(problem, "window_left", -1) >= 0 or getattr(problem, "window_right", -1) >= 0:
+        needs.append("window")
+    if getattr(problem, "softcap", 0.0):
+        needs.append("softcap")
+    if str(getattr(problem, "dtype", "")).startswith("float8"):
+        needs.append("fp8")
+    missing = [f for f in needs if f not in backend.features]
+    if missing:
+        return (f"{backend.name} does not implement {' or '.join(missing)} (of window: local attention, softcap: "
+                f"logit soft-capping, fp8: e4m3 inputs with descales): it supports "
+                f"{', '.join(backend.features) or 'none of them'}")
+    return None
 
 
 def half_precision_unsupported(name: str, problem: Problem, head_dims: tuple[int, ...]) -> str | None:

@@ -47,6 +47,10 @@ def _import_func(module: str) -> tuple[Callable[..., Any] | None, str]:
 
 class _FlashAttn(Backend):
     module = ""
+    version = 2
+    # serving shapes through harness.backends.flash_attn_serving (with_kvcache / varlen entry points)
+    kinds = ("dense", "decode", "varlen")
+    features = ("window", "softcap")
     package_hint = ""
     min_capability = (8, 0)
     head_dims: tuple[int, ...] = (64, 96, 128, 192, 256)
@@ -77,6 +81,12 @@ class _FlashAttn(Backend):
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         fn = self._func()
+        from harness.backends import flash_attn_serving, serving_baselines
+
+        if serving_baselines.is_serving(problem):
+            run = flash_attn_serving.serving_run(self.module, self.version, problem, q, k, v)
+            flash_attn_serving.try_once(run, self.name)
+            return run
         if problem.layout != "bshd":  # FA wants the last dim contiguous and bshd strides; convert untimed
             q, k, v = (t.contiguous() for t in (q, k, v))
 
@@ -148,7 +158,7 @@ class FA2(_FlashAttn):
 #: with FLASHATTENTION_DISABLE_FP16 (its fa3_fwd_config.CONFIG says so), renamed to fa3_fwd_interface
 FA3_MODULES = ("flash_attn_interface", "fa3_fwd_interface")
 #: dtypes each FA3 module was built for
-FA3_DTYPES = {"flash_attn_interface": ("float16", "bfloat16"), "fa3_fwd_interface": ("bfloat16",)}
+FA3_DTYPES = {"flash_attn_interface": ("float16", "bfloat16", "float8_e4m3"), "fa3_fwd_interface": ("bfloat16",)}
 FA3_DISTRIBUTIONS = {"flash_attn_interface": "flash_attn_3", "fa3_fwd_interface": "fa3-fwd"}
 
 
@@ -186,6 +196,7 @@ class FA3(_FlashAttn):
     description = ("FlashAttention-3 for Hopper (flash_attn_interface.flash_attn_func; else the forward-only "
                    "wheel fa3-fwd, fa3_fwd_interface.flash_attn_func)")
     module = "flash_attn_interface"  # resolved per process by fa3_module()
+    version = 3
     package_hint = ("pip install fa3-fwd (forward only, bfloat16 only), or build flash-attention/hopper "
                     "from source for fp16 too")
     min_capability = (9, 0)
@@ -196,6 +207,8 @@ class FA3(_FlashAttn):
         self._found = found is not None
         if self._found:  # `flashcore env` shows which build this process uses
             self.description = f"FlashAttention-3 via {fa3_description()}"
+        if "float8_e4m3" in FA3_DTYPES.get(self.module, ()):  # e4m3 with descales (harness.spec.kinds.fp8)
+            self.features = (*_FlashAttn.features, "fp8")
 
     def op_unsupported(self, op: str) -> str | None:
         if op != "fwd" and self._found and self.module == "fa3_fwd_interface":
@@ -216,6 +229,9 @@ class FA3(_FlashAttn):
         if self._found and problem.dtype not in dtypes:
             return (f"fa3 here is {self.module} (the fa3-fwd wheel, built without fp16): allowed dtype "
                     f"{', '.join(dtypes)}, got {problem.dtype}; build flash-attention/hopper for float16")
+        if problem.dtype == "float8_e4m3":
+            return None if problem.head_dim in self.head_dims else (
+                f"head_dim={problem.head_dim} not supported by {self.name}: allowed {self.head_dims}")
         return super().unsupported(problem)
 
 
@@ -224,6 +240,7 @@ class FA4(_FlashAttn):
     name = "fa4"
     description = "FlashAttention-4, CuTe DSL (flash_attn.cute.flash_attn_func)"
     module = "flash_attn.cute"
+    version = 4
     package_hint = "pip install flash-attn-4 (CuTe DSL; see shared/device/stage-fa4.sh offline)"
     min_capability = (9, 0)
     head_dims = (64, 96, 128)

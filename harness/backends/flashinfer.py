@@ -45,9 +45,11 @@ _TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 def module_args(problem: Problem) -> tuple[Any, ...]:
     """The arguments FlashInfer's ``get_batch_prefill_module`` takes after the template name, as the
-    ragged wrapper's ``plan`` passes them for a plain problem (no RoPE, window, soft cap, fp16 QK)."""
+    ragged wrapper's ``plan`` passes them: no RoPE, no fp16 QK reduction; a sliding window and a soft cap
+    when the problem has them."""
     dt = _TORCH_DTYPES[problem.dtype]
-    return (dt, dt, dt, torch.int32, problem.head_dim, problem.head_dim, 0, False, False, False)
+    window = problem.window_left >= 0
+    return (dt, dt, dt, torch.int32, problem.head_dim, problem.head_dim, 0, window, bool(problem.softcap), False)
 
 
 def build_module(template: str, problem: Problem) -> dict[str, Any]:
@@ -90,6 +92,10 @@ def flashinfer_description() -> str:
 
 class _FlashInfer(Backend):
     template: ClassVar[str] = ""
+    # varlen: the ragged wrapper with the sequences' cu_seqlens as qo and kv indptr; window_left and
+    # logits_soft_cap from the problem (no right bound but causal's 0)
+    kinds: ClassVar[tuple[str, ...]] = ("dense", "varlen")
+    features: ClassVar[tuple[str, ...]] = ("window", "softcap")
     min_capability: ClassVar[tuple[int, int]] = (8, 0)
     head_dims: ClassVar[tuple[int, ...]] = (64, 128)
 
@@ -116,11 +122,14 @@ class _FlashInfer(Backend):
             return why
         if problem.heads_q % problem.heads_kv:
             return f"{self.name} needs heads_q a multiple of heads_kv, got {problem.heads_q} and {problem.heads_kv}"
+        if problem.window_right > 0:
+            return (f"{self.name}: FlashInfer has no right window bound but causal's 0 (window_right="
+                    f"{problem.window_right})")
         return None
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         # the ragged layout is [tokens, heads, head_dim]: bshd is that already; bhsd is converted untimed
-        q2, k2, v2 = (t.contiguous().view(-1, t.shape[2], t.shape[3]) for t in (q, k, v))
+        q2, k2, v2 = (t.contiguous().view(-1, t.shape[-2], t.shape[-1]) for t in (q, k, v))
         try:
             build_module(self.template, problem)
         except Exception as exc:
@@ -128,6 +137,8 @@ class _FlashInfer(Backend):
                               f"{type(exc).__name__}: {str(exc)[-300:]}") from None
         wrapper = self._planned(problem, q.device)
         shape = (problem.batch, problem.seqlen_q, problem.heads_q, problem.head_dim)
+        if problem.kind == "varlen":  # packed [tokens, heads, d] already
+            shape = tuple(q.shape)
 
         def run() -> torch.Tensor:
             return wrapper.run(q2, k2, v2).view(shape)
@@ -148,12 +159,23 @@ class _FlashInfer(Backend):
         b, sq, sk = problem.batch, problem.seqlen_q, problem.seqlen_k
         qo_indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * sq
         kv_indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * sk
+        if problem.kind == "varlen":
+            from harness.measure.inputs_varlen import cu_seqlens
+
+            qo_indptr, kv_indptr = cu_seqlens(problem, device), cu_seqlens(problem, device)
+        serving: dict = {}
+        if problem.window_left >= 0:
+            serving["window_left"] = problem.window_left
+        if problem.softcap:
+            serving["logits_soft_cap"] = problem.softcap
+        # (left, 0) without causal is the causal mask with a left bound (FlashInfer's causal is bottom-right too)
+        causal = problem.causal or problem.window_right == 0
         wrapper = BatchPrefillWithRaggedKVCacheWrapper(
             torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device=device), "NHD", backend=self.template)
         dt = _TORCH_DTYPES[problem.dtype]
         try:
             wrapper.plan(qo_indptr, kv_indptr, problem.heads_q, problem.heads_kv, problem.head_dim,
-                         causal=problem.causal, sm_scale=problem.softmax_scale, q_data_type=dt, kv_data_type=dt)
+                         causal=causal, sm_scale=problem.softmax_scale, q_data_type=dt, kv_data_type=dt, **serving)
         except (ValueError, NotImplementedError, RuntimeError) as exc:
             if "out of memory" in str(exc):
                 raise

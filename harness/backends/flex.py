@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from harness.backends import autograd
+from harness.backends import autograd, serving_baselines
 from harness.backends.base import Backend, FwdBwdFn, GradFn, RunFn, Unsupported, cuda_unavailable
 from harness.backends.registry import register
 from harness.spec.problem import OPS, Problem
@@ -34,6 +34,10 @@ class Flex(Backend):
     name = "flex"
     description = "torch.compile'd FlexAttention (block mask for causal)"
     operations: ClassVar[frozenset[str]] = frozenset(OPS)
+    # serving shapes through harness.backends.serving_baselines: decode on the gathered cache, varlen with a
+    # document mask, a window as mask_mod, soft-capping as score_mod
+    kinds = ("dense", "decode", "varlen")
+    features = ("window", "softcap")
 
     def unavailable(self) -> str | None:
         why = cuda_unavailable()
@@ -52,7 +56,7 @@ class Flex(Backend):
         kwargs: dict = {"scale": problem.softmax_scale}
         if problem.heads_q != problem.heads_kv:
             kwargs["enable_gqa"] = True
-        if problem.causal:
+        if problem.causal and not serving_baselines.is_serving(problem):  # serving shapes make their own masks
             offset = problem.seqlen_k - problem.seqlen_q
 
             def bottom_right(b, h, q_idx, kv_idx):
@@ -77,6 +81,9 @@ class Flex(Backend):
 
         def run() -> torch.Tensor:
             return flex(qh, kh, vh, **kwargs).transpose(1, 2)
+
+        if serving_baselines.is_serving(problem):
+            run = serving_baselines.flex_run(problem, q, k, v, flex)
 
         _lowered(run)  # compile now, untimed
         return run

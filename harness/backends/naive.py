@@ -12,6 +12,7 @@ import torch
 from harness.backends import autograd
 from harness.backends.base import Backend, FwdBwdFn, GradFn, RunFn
 from harness.backends.registry import register
+from harness.measure import kinds
 from harness.spec import attention_math
 from harness.spec.problem import OPS, Problem
 
@@ -22,6 +23,8 @@ class Naive(Backend):
     description = "eager QKᵀ → softmax → PV in the input dtype (three+ kernels, S and P in memory)"
     devices = ("cuda", "cpu")
     operations: ClassVar[frozenset[str]] = frozenset(OPS)
+    kinds = ("dense", "decode", "varlen")  # decode: reads the paged cache through the table, timed
+    features = ("window", "softcap", "fp8")
 
     @staticmethod
     def _forward(problem: Problem) -> autograd.Forward:
@@ -30,7 +33,8 @@ class Naive(Backend):
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
         dt = q.dtype
-        return lambda: attention_math.attention(q, k, v, problem, dt, budget_bytes=float("inf"))
+        # one pass, no chunking: the whole score matrix goes through memory, as in the seeds' pipeline
+        return lambda: kinds.attention(q, k, v, problem, dt, budget_bytes=float("inf"))
 
     def prepare_backward(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                          do: torch.Tensor) -> GradFn:

@@ -11,6 +11,7 @@ import torch
 
 from harness.backends.base import Backend, FwdBwdFn, GradFn, RunFn
 from harness.backends.registry import register
+from harness.measure import kinds
 from harness.spec import attention_math
 from harness.spec.problem import OPS, Problem
 
@@ -21,9 +22,11 @@ class Reference(Backend):
     description = "float64 eager attention (chunked), the correctness oracle"
     devices = ("cuda", "cpu")
     operations: ClassVar[frozenset[str]] = frozenset(OPS)
+    kinds = ("dense", "decode", "varlen")
+    features = ("window", "softcap", "fp8")
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
-        return lambda: attention_math.attention(q, k, v, problem, torch.float64, q.dtype)
+        return lambda: kinds.attention(q, k, v, problem, torch.float64, q.dtype)
 
     def prepare_backward(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                          do: torch.Tensor) -> GradFn:

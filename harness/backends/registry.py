@@ -20,6 +20,7 @@ _BUILTIN_MODULES = (
     "harness.backends.naive",
     "harness.backends.flash_attn",
     "harness.backends.flashinfer",
+    "harness.backends.flashinfer_decode",
     "harness.backends.cudnn_frontend",
     "harness.backends.flashcore_ops",
 )

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from harness.backends import autograd
+from harness.backends import autograd, serving_baselines
 from harness.backends.base import Backend, FwdBwdFn, GradFn, RunFn, Unsupported, cuda_unavailable
 from harness.backends.registry import register
 from harness.spec.problem import OPS, Problem
@@ -50,6 +50,10 @@ class _Sdpa(Backend):
     operations: ClassVar[frozenset[str]] = frozenset(OPS)
     #: what every pass runs under (the deterministic variants: deterministic algorithms)
     context: ClassVar[autograd.Context] = contextlib.nullcontext
+    # serving shapes through harness.backends.serving_baselines (decode on the gathered cache, varlen padded,
+    # a window as an explicit mask); SDPA has no soft-capping
+    kinds = ("dense", "decode", "varlen")
+    features = ("window",)
 
     def unavailable(self) -> str | None:
         if "cpu" not in self.devices:
@@ -121,6 +125,15 @@ class _Sdpa(Backend):
         def run() -> torch.Tensor:
             with sdpa_kernel([backend]):
                 return F.scaled_dot_product_attention(qh, kh, vh, **kwargs).transpose(1, 2)
+
+        if serving_baselines.is_serving(problem):
+            def forced(*a, **kw) -> torch.Tensor:
+                with sdpa_kernel([backend]):
+                    return F.scaled_dot_product_attention(*a, **kw)
+
+            # memory-efficient and cuDNN take no enable_gqa: a serving user repeats K and V heads (timed)
+            run = serving_baselines.sdpa_run(problem, q, k, v, forced,
+                                             expand_gqa=self.kernel_name in ("EFFICIENT_ATTENTION", "CUDNN_ATTENTION"))
 
         # PyTorch decides per call whether the forced kernel can run; find out now, untimed.
         self._refused_or(run)

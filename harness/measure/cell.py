@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.backends import registry
-from harness.backends.base import Unsupported
+from harness.backends.base import Unsupported, serving_unsupported
 from harness.measure import guards
 from harness.measure.environment import clocks
 from harness.measure.problem_cache import InputSet, ProblemCache, derive_seed
@@ -55,7 +55,8 @@ def _measure(raw: dict[str, Any], backend_name: str, problem: Problem, checks: C
         raise Verdict("skipped", why)
     if device not in backend.devices:
         raise Verdict("skipped", f"runs on {'/'.join(backend.devices)} only; this machine has no CUDA GPU")
-    why = backend.unsupported(problem) or backend.op_unsupported(problem.op)
+    why = (serving_unsupported(backend, problem) or backend.op_unsupported(problem.op)
+           or backend.unsupported(problem))
     if why:
         raise Verdict("skipped", why)
     raw["extra"]["clocks_before"] = clocks()

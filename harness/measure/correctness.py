@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from harness.measure import kinds
 from harness.measure.guards import INT_VIEW
 from harness.spec import attention_math
 from harness.spec.problem import Problem
@@ -106,11 +107,11 @@ def _calibrate(oracle: Oracle, nulls: dict[str, torch.Tensor], prefix: str = "")
 
 def build_oracle(problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                  calibrate: bool = True) -> Oracle:
-    ref = attention_math.attention(q, k, v, problem, torch.float64)
-    low = attention_math.attention(q, k, v, problem, q.dtype)
-    oracle = _oracle(ref, low, q.dtype)
+    ref = kinds.attention(q, k, v, problem, torch.float64)
+    low = kinds.attention(q, k, v, problem, q.dtype)
+    oracle = _oracle(ref, low, kinds.out_dtype(problem, q.dtype))
     if calibrate:
-        _calibrate(oracle, _null_outputs(problem, q, v))
+        _calibrate(oracle, kinds.null_outputs(problem, q, k, v))
     return oracle
 
 
@@ -134,19 +135,20 @@ def build_grad_oracles(problem: Problem, q: torch.Tensor, k: torch.Tensor, v: to
 
 def output_problem(out: object, problem: Problem, like: torch.Tensor) -> str | None:
     """None if ``out`` is a real, plainly stored output tensor of the right kind, else why not."""
-    want_shape = (problem.batch, problem.seqlen_q, problem.heads_q, problem.head_dim)
-    return tensor_problem(out, want_shape, like)
+    return tensor_problem(out, kinds.out_shape(problem), like, want_dtype=kinds.out_dtype(problem, like.dtype))
 
 
-def tensor_problem(out: object, want_shape: tuple[int, ...], like: torch.Tensor, what: str = "output") -> str | None:
-    """None if ``out`` is a real, plainly stored tensor of ``want_shape`` and ``like``'s dtype and device,
-    else why not (``what`` names it: ``output``, ``dq``, ...)."""
+def tensor_problem(out: object, want_shape: tuple[int, ...], like: torch.Tensor, what: str = "output",
+                   want_dtype: torch.dtype | None = None) -> str | None:
+    """None if ``out`` is a real, plainly stored tensor of ``want_shape`` and ``want_dtype`` (default:
+    ``like``'s) on ``like``'s device, else why not (``what`` names it: ``output``, ``dq``, ...)."""
+    want_dtype = like.dtype if want_dtype is None else want_dtype
     if type(out) is not torch.Tensor:
         return f"{what} is a {type(out).__module__}.{type(out).__qualname__}, not a plain torch.Tensor"
     if tuple(out.shape) != tuple(want_shape):
         return f"{what} shape {tuple(out.shape)}, expected {tuple(want_shape)}"
-    if out.dtype != like.dtype:
-        return f"{what} dtype {out.dtype}, expected {like.dtype}"
+    if out.dtype != want_dtype:
+        return f"{what} dtype {out.dtype}, expected {want_dtype}"
     if out.device != like.device:
         return f"{what} on {out.device}, expected {like.device}"
     if out.is_meta or out.untyped_storage().nbytes() == 0 and out.numel() > 0:

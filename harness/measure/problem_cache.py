@@ -10,7 +10,8 @@ import torch
 
 from harness.measure import correctness as C
 from harness.measure import guards
-from harness.measure.inputs import make_grad_output, make_inputs
+from harness.measure.inputs import make_grad_output
+from harness.measure.kinds import make_inputs
 from harness.spec.problem import Problem
 
 

@@ -27,6 +27,13 @@ class Result:
     softmax_scale: float = 0.0
     layout: str = "bshd"
     op: str = "fwd"  # fwd | bwd | fwd_bwd (rows from before operations: fwd)
+    # serving shapes (harness.spec.kinds); rows from before them are dense with no window or soft cap
+    kind: str = "dense"
+    page_size: int = 0
+    lengths: str = ""
+    window_left: int = -1
+    window_right: int = -1
+    softcap: float = 0.0
     flops: float = 0.0
     min_bytes: int = 0
     # timing
@@ -43,6 +50,7 @@ class Result:
     tflops: float | None = None
     gbs: float | None = None
     pct_peak: float | None = None  # of the matmul peak measured in the same run
+    pct_bandwidth: float | None = None  # gbs as % of the copy bandwidth measured in the same run
     # correctness (worst over trials and distributions)
     max_abs_err: float | None = None
     mean_abs_err: float | None = None

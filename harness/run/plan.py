@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from harness.spec.kinds import KINDS
 from harness.spec.problem import DTYPES, LAYOUTS, OPS, Problem
 from harness.spec.suite import Suite
 
@@ -20,7 +21,8 @@ _OPS: dict[str, Callable[[object, object], bool]] = {
     ">": operator.gt, "<": operator.lt,
 }
 _TERM = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|!=|==|=|>|<)\s*(\S+)\s*$")
-FILTER_KEYS = ("batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim", "dtype", "causal", "layout", "op")
+FILTER_KEYS = ("batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim", "dtype", "causal", "layout", "op",
+               "kind", "page_size", "lengths", "window_left", "window_right", "softcap")
 
 
 class FilterError(ValueError):
@@ -61,6 +63,12 @@ def _check_filter_value(term: str, key: str, value: object) -> None:
         ok, allowed = value in LAYOUTS, ", ".join(LAYOUTS)
     elif key == "op":
         ok, allowed = value in OPS, ", ".join(OPS)
+    elif key == "kind":
+        ok, allowed = value in KINDS, ", ".join(KINDS)
+    elif key == "lengths":
+        ok, allowed = isinstance(value, str), "a length distribution name"
+    elif key == "softcap":
+        ok, allowed = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
     else:
         ok, allowed = isinstance(value, int) and not isinstance(value, bool), "an integer"
     if not ok:

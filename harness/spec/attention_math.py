@@ -4,12 +4,15 @@ Used for the float64 reference, for "PyTorch's own computation in the input dtyp
 the pass rule), and by the naive/reference backends. ``attention_grads`` gives O, dQ, dK and dV the
 same way, by autograd over one chunk of query rows at a time (rows are independent in the backward too:
 dQ of a chunk needs only that chunk's dO; dK and dV are sums over the chunks). Causal masking is
-bottom-right aligned; a query row that attends no key gets output 0 (the FlashAttention convention).
+bottom-right aligned; a query row that attends no key gets output 0 (the FlashAttention convention). A
+local window and soft-capping (``harness.spec.kinds.masks``) are applied when the problem has them: the
+scaled scores are capped, then masked, then go through softmax.
 """
 from __future__ import annotations
 
 import torch
 
+from harness.spec.kinds import masks
 from harness.spec.problem import Problem
 
 _BUDGET_BYTES = 1 << 30
@@ -25,11 +28,21 @@ def causal_keep(sq: int, sk: int, q0: int, q1: int, device: torch.device) -> tor
     return cols <= rows + (sk - sq)
 
 
+def window_keep(problem: Problem, sq: int, sk: int, q0: int, q1: int, device: torch.device) -> torch.Tensor:
+    """Boolean [q1-q0, sk] mask of a local window (and causal): key j visible to row i iff
+    ``i + lo <= j <= i + hi`` (``masks.bounds``)."""
+    lo, hi = masks.bounds(sq, sk, problem.causal, problem.window_left, problem.window_right)
+    rows = torch.arange(q0, q1, device=device).unsqueeze(1)
+    cols = torch.arange(sk, device=device).unsqueeze(0)
+    return (cols >= rows + lo) & (cols <= rows + hi)
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, problem: Problem,
               compute_dtype: torch.dtype, out_dtype: torch.dtype | None = None,
-              budget_bytes: float = _BUDGET_BYTES) -> torch.Tensor:
+              budget_bytes: float = _BUDGET_BYTES, p_round: torch.dtype | None = None) -> torch.Tensor:
     """O for bshd inputs, computed in ``compute_dtype``; returns bshd in ``out_dtype`` (default compute).
-    Query rows are processed in chunks whose score matrices fit ``budget_bytes``."""
+    Query rows are processed in chunks whose score matrices fit ``budget_bytes``. ``p_round``: the
+    probabilities are rounded to this dtype before P·V (an FP8 kernel's e4m3 P)."""
     b, sq, hq, d = q.shape
     sk, hkv = k.shape[1], k.shape[2]
     group = hq // hkv
@@ -46,24 +59,31 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, problem: Proble
     rows = sq if budget_bytes == float("inf") else int(min(sq, max(1, budget_bytes // per_row)))
     for q0 in range(0, sq, rows):
         q1 = min(sq, q0 + rows)
-        out[:, :, q0:q1] = _rows(qh[:, :, q0:q1], kh, vh, problem, q0, sq, compute_dtype)
+        out[:, :, q0:q1] = _rows(qh[:, :, q0:q1], kh, vh, problem, q0, sq, compute_dtype, p_round)
     o = out.transpose(1, 2)
     return o.to(out_dtype) if out_dtype is not None else o
 
 
 def _rows(qc: torch.Tensor, kh: torch.Tensor, vh: torch.Tensor, problem: Problem, q0: int, sq: int,
-          compute_dtype: torch.dtype) -> torch.Tensor:
+          compute_dtype: torch.dtype, p_round: torch.dtype | None = None) -> torch.Tensor:
     """Output rows ``q0 : q0 + len`` (b h s d) of queries ``qc`` against all keys (kv heads already
     repeated to the query heads)."""
     sk = kh.shape[2]
     q1 = q0 + qc.shape[2]
+    windowed = masks.windowed(problem.window_left, problem.window_right)
     scores = torch.matmul(qc * problem.softmax_scale, kh.transpose(-1, -2))
-    if problem.causal:
+    if problem.softcap:
+        scores = torch.tanh(scores / problem.softcap) * problem.softcap
+    if windowed:
+        scores = scores.masked_fill(~window_keep(problem, sq, sk, q0, q1, qc.device), float("-inf"))
+    elif problem.causal:
         keep = causal_keep(sq, sk, q0, q1, qc.device)
         scores = scores.masked_fill(~keep, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
-    if problem.causal and sq > sk:
+    if (problem.causal and sq > sk) or windowed:
         probs = torch.nan_to_num(probs, nan=0.0)  # rows with no key: softmax of all -inf
+    if p_round is not None:
+        probs = probs.to(p_round).to(compute_dtype)
     return torch.matmul(probs.to(compute_dtype), vh)
 
 

@@ -22,7 +22,13 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-DTYPES = ("float16", "bfloat16", "float32")
+from harness.spec.kinds import KINDS
+from harness.spec.kinds import decode as _decode
+from harness.spec.kinds import fp8 as _fp8
+from harness.spec.kinds import masks as _masks
+from harness.spec.kinds import varlen as _varlen
+
+DTYPES = ("float16", "bfloat16", "float32", "float8_e4m3")  # float8_e4m3: harness.spec.kinds.fp8
 #: the operations a problem times: the forward, the backward alone, or both
 OPS = ("fwd", "bwd", "fwd_bwd")
 #: FLOPs of each operation as a multiple of the forward's (FlashAttention's convention)
@@ -30,7 +36,7 @@ OP_FLOPS = {"fwd": 1.0, "bwd": 2.5, "fwd_bwd": 3.5}
 #: what a call of each operation returns, in order
 OP_OUTPUTS = {"fwd": ("o",), "bwd": ("dq", "dk", "dv"), "fwd_bwd": ("o", "dq", "dk", "dv")}
 LAYOUTS = ("bshd", "bhsd")
-DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
+DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float8_e4m3": 1}
 
 
 class ProblemError(ValueError):
@@ -90,6 +96,13 @@ class Problem:
     softmax_scale: float | None = None  # None: 1/sqrt(head_dim)
     layout: str = "bshd"
     op: str = "fwd"  # fwd | bwd | fwd_bwd
+    # serving shapes (harness.spec.kinds); the defaults are the plain dense problem
+    kind: str = "dense"
+    page_size: int = 0  # decode: 0 a contiguous cache, else tokens per page of a shuffled page pool
+    lengths: str = ""  # varlen: the length distribution (harness.spec.kinds.varlen.LENGTHS)
+    window_left: int = -1  # local attention, FlashAttention's window_size; -1: unbounded
+    window_right: int = -1
+    softcap: float = 0.0  # > 0: scores become softcap·tanh(score/softcap) before softmax
 
     def __post_init__(self) -> None:
         # every given value is checked before any default is derived from another one (a head_dim of 0
@@ -103,6 +116,8 @@ class Problem:
             object.__setattr__(self, "softmax_scale", 1.0 / math.sqrt(self.head_dim))
         else:
             object.__setattr__(self, "softmax_scale", float(self.softmax_scale))
+        if _is_int(self.softcap):
+            object.__setattr__(self, "softcap", float(self.softcap))
         self.validate()
 
     def validate(self) -> None:
@@ -126,11 +141,47 @@ class Problem:
             raise ProblemError(f"causal={_short(self.causal)}: must be true or false")
         if self.softmax_scale is not None:
             check_scale(self.softmax_scale)
+        self._validate_serving()
+
+    def _validate_serving(self) -> None:
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
+            raise ProblemError(f"kind={_short(self.kind)}: allowed {', '.join(KINDS)}")
+        for name in ("window_left", "window_right"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < -1:
+                raise ProblemError(f"{name}={_short(value)}: must be an integer >= 0, or -1 for unbounded")
+        if self.causal and self.window_right > 0:
+            raise ProblemError(f"window_right={self.window_right} with causal=true: causal is the right bound 0; "
+                               "give window_right 0 or -1, or causal=false")
+        sc = self.softcap
+        if isinstance(sc, bool) or not isinstance(sc, (int, float)) or not math.isfinite(sc) or sc < 0:
+            raise ProblemError(f"softcap={_short(sc)}: must be a finite number >= 0 (0: no soft-capping)")
+        if not _is_int(self.page_size) or self.page_size not in _decode.PAGE_SIZES:
+            raise ProblemError(f"page_size={_short(self.page_size)}: allowed "
+                               f"{', '.join(map(str, _decode.PAGE_SIZES))} (0: a contiguous cache)")
+        if self.page_size and self.kind != "decode":
+            raise ProblemError(f"page_size={self.page_size}: only a decode problem has a paged cache (kind=decode)")
+        if self.lengths and self.kind != "varlen":
+            raise ProblemError(f"lengths={_short(self.lengths)}: only a varlen problem has lengths (kind=varlen)")
+        why = {"decode": _decode.check, "varlen": _varlen.check}.get(self.kind, lambda p: None)(self) or _fp8.check(self)
+        if why:
+            raise ProblemError(why)
+        if self.op != "fwd" and (self.kind != "dense" or _fp8.is_fp8(self.dtype) or self.softcap
+                                 or _masks.windowed(self.window_left, self.window_right)):
+            # the gradients' reference and checks are those of plain dense attention
+            raise ProblemError(f"op={self.op}: the backward is measured on plain dense problems only "
+                               "(kind=dense, no window, no softcap, not float8); use op=fwd for serving shapes")
 
     # -- counts -----------------------------------------------------------------------------
     def attended_pairs(self) -> int:
-        """Number of unmasked (query, key) pairs per (batch, head)."""
+        """Number of unmasked (query, key) pairs per (batch, head); for varlen, summed over the sequences
+        (per head)."""
         sq, sk = self.seqlen_q, self.seqlen_k
+        if self.kind == "varlen":
+            return sum(_masks.attended_pairs(n, n, self.causal, self.window_left, self.window_right)
+                       for n in self.seq_lengths())
+        if _masks.windowed(self.window_left, self.window_right):
+            return _masks.attended_pairs(sq, sk, self.causal, self.window_left, self.window_right)
         if not self.causal:
             return sq * sk
         # bottom-right alignment: row i attends clamp(i + 1 + offset, 0, sk) keys
@@ -143,15 +194,35 @@ class Problem:
 
     def forward_flops(self) -> float:
         """Forward FLOPs: 2 matmuls × 2 FLOPs per multiply-add, over attended pairs."""
-        return 4.0 * self.batch * self.heads_q * self.attended_pairs() * self.head_dim
+        per_batch = 1 if self.kind == "varlen" else self.batch  # varlen's pairs are summed over its sequences
+        return 4.0 * per_batch * self.heads_q * self.attended_pairs() * self.head_dim
+
+    def seq_lengths(self) -> tuple[int, ...]:
+        """The sequences' lengths: varlen's drawn ones, else ``batch`` times seqlen_q."""
+        if self.kind == "varlen":
+            return _varlen.seq_lengths(self.batch, self.seqlen_q, self.lengths)
+        return (self.seqlen_q,) * self.batch
+
+    @property
+    def bandwidth_bound(self) -> bool:
+        """Whether the headline number is GB/s of the copy bandwidth rather than TFLOPS (decode)."""
+        return self.kind == "decode"
 
     def flops(self) -> float:
         """FLOPs of the problem's operation: the forward's × 1 (fwd), 2.5 (bwd) or 3.5 (fwd_bwd)."""
         return OP_FLOPS[self.op] * self.forward_flops()
 
     def min_bytes(self) -> int:
-        """fwd: read Q, K, V, write O; bwd: read Q, K, V, O, dO, write dQ, dK, dV; fwd_bwd: both."""
+        """fwd: read Q, K, V, write O; bwd: read Q, K, V, O, dO, write dQ, dK, dV; fwd_bwd: both (decode:
+        the cached tokens and the page table; varlen: the real tokens and cu_seqlens; both forward only)."""
         e = DTYPE_BYTES[self.dtype]
+        if _fp8.is_fp8(self.dtype):
+            return _fp8.min_bytes(self)
+        if self.kind == "decode":
+            return _decode.min_bytes(self, e)
+        if self.kind == "varlen":
+            total = sum(self.seq_lengths())
+            return e * total * self.head_dim * (2 * self.heads_q + 2 * self.heads_kv) + 4 * (self.batch + 1)
         q = self.batch * self.seqlen_q * self.heads_q * self.head_dim
         kv = 2 * self.batch * self.seqlen_k * self.heads_kv * self.head_dim
         fwd = 2 * q + kv  # Q, K, V in; O out
@@ -179,6 +250,15 @@ class Problem:
         s += f"-{self.dtype}-{'causal' if self.causal else 'full'}-{self.layout}"
         if abs(self.softmax_scale - 1.0 / math.sqrt(self.head_dim)) > 1e-12:
             s += f"-scale{self.softmax_scale:g}"
+        # serving shapes: only a problem that has them gets these parts (a plain dense key is unchanged)
+        if self.kind == "decode":
+            s = f"decode-{s}-" + (f"page{self.page_size}" if self.page_size else "contig")
+        elif self.kind == "varlen":
+            s = f"varlen-{self.lengths}-{s}"
+        if _masks.windowed(self.window_left, self.window_right):
+            s += f"-win{self.window_left}_{self.window_right}"
+        if self.softcap:
+            s += f"-softcap{self.softcap:g}"
         return s
 
     def as_dict(self) -> dict[str, Any]:

@@ -21,7 +21,9 @@ TIMING_MODES = ("events", "graph")
 MEASURE_MODES = ("isolated", "sustained")
 L2_FLUSH_MODES = ("read", "write")  # harness.measure.timing.l2.FLUSH_MODES, without importing torch here
 GRID_KEYS = ("batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim", "dtype", "causal",
-             "softmax_scale", "layout", "op", "tokens", "hidden")
+             "softmax_scale", "layout", "op", "tokens", "hidden",
+             # serving shapes (harness.spec.kinds); window = N stands for window_left = N, window_right = 0
+             "kind", "page_size", "lengths", "window_left", "window_right", "window", "softcap")
 
 # TOML has real types: a bool is not an int and "3" is not a number, so scalars are strict
 Bool = Annotated[bool, Strict()]
@@ -153,6 +155,13 @@ class GridTable(BaseModel):
     op: Axis = None
     tokens: Axis = None
     hidden: Axis = None
+    kind: Axis = None
+    page_size: Axis = None
+    lengths: Axis = None
+    window_left: Axis = None
+    window_right: Axis = None
+    window: Axis = None
+    softcap: Axis = None
 
     @model_validator(mode="before")
     @classmethod

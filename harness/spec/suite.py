@@ -125,7 +125,10 @@ def _expand_grid(path: Path, i: int, axes: dict[str, list[Any]]) -> list[Problem
     for combo in itertools.product(*axes.values()):
         d = dict(zip(axes.keys(), combo))
         tokens, hidden = d.pop("tokens", None), d.pop("hidden", None)
+        window = d.pop("window", None)
         try:
+            if window is not None:
+                _window(d, window)
             # the sizes tokens and hidden divide are checked first, so a zero is named as itself
             for key in ("seqlen_q", "head_dim"):
                 if key in d:
@@ -156,6 +159,15 @@ def _expand_grid(path: Path, i: int, axes: dict[str, list[Any]]) -> list[Problem
             raise SuiteError(f"{path}: {where} {_short(dict(zip(axes.keys(), combo)), 200)}: "
                              f"{_short(str(exc), 300)[1:-1]}") from None
     return problems
+
+
+def _window(d: dict[str, Any], window: Any) -> None:
+    """``window = N``: causal local attention, FlashAttention's ``window_size=(N, 0)``."""
+    if "window_left" in d or "window_right" in d:
+        raise ProblemError("give either window or window_left/window_right, not both")
+    if not _is_int(window) or window < 0:
+        raise ProblemError(f"window={_short(window)} must be an integer >= 0 (keys to the left; the right bound is 0)")
+    d["window_left"], d["window_right"] = window, 0
 
 
 def _where(loc: tuple[Any, ...]) -> str:

@@ -104,6 +104,8 @@ class RunInfo:
 
 _RUN_FIELDS = {f.name for f in fields(RunInfo)}
 _RESULT_FIELDS = set(Result.columns())
+#: problem fields with a non-null default, added after the first schema (serving shapes)
+_PROBLEM_DEFAULTED = ("kind", "page_size", "lengths", "window_left", "window_right", "softcap")
 
 
 class Heartbeat:
@@ -497,6 +499,9 @@ class Store:
         for b in ("causal", "seed_bounds_ok", "timed_outputs_ok", "deterministic", "passed"):
             if d.get(b) is not None:  # a column an older schema lacks keeps the Result default
                 d[b] = bool(d[b])
+        for c in _PROBLEM_DEFAULTED:  # a row written before the column existed (NULL) is the plain dense problem
+            if d.get(c) is None:
+                d.pop(c, None)
         return Result(**{k: v for k, v in d.items() if k in _RESULT_FIELDS})
 
     def results_frame(self, run_id: str | None = None):  # -> pandas.DataFrame

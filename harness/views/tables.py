@@ -19,6 +19,8 @@ from rich.table import Table
 
 from harness.store.database import Store
 
+#: problem kinds whose roof is the memory bandwidth, not the tensor peak (harness.spec.problem.Problem.bandwidth_bound)
+BANDWIDTH_KINDS = ("decode",)
 _STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "rejected": "bold red"}
 
 
@@ -115,6 +117,11 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
             ("tol", "right"), ("det", "center"), ("method", "left")]
     if bases:  # each backend's ratio to the baseline (time / baseline's time), 95% bootstrap interval
         cols.insert(8, (f"× {', '.join(sorted(bases))} [95%]", "right"))
+    # bandwidth-bound kinds (decode): their headline is GB/s over the minimum bytes, and its % of the copy
+    # bandwidth measured in the same run
+    bandwidth = any(getattr(r, "kind", "dense") in BANDWIDTH_KINDS for r in results)
+    if bandwidth:
+        cols[8:8] = [("GB/s", "right"), ("% copy", "right")]
     if several:
         cols.insert(3, ("gpu", "right"))
     for c, j in cols:
@@ -136,6 +143,9 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
                _fmt(r.max_abs_err, ".2g"), _fmt(r.tolerance, ".2g"), det, r.timing_method]
         if bases:
             row.insert(8, ratio_text(r.extra.get("ratio_to_baseline")))
+        if bandwidth:
+            ok = r.status == "ok"
+            row[8:8] = [_fmt(r.gbs, ".0f") if ok else "", _fmt(r.pct_bandwidth, ".1f") if ok else ""]
         if several:
             row.insert(3, gpu_label(r))
         t.add_row(*row)

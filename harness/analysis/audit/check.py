@@ -67,7 +67,7 @@ def ratio(a: float, b: float) -> float:
 def problem_label(p: Problem | None) -> str:
     if p is None:
         return "unknown"
-    short = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}[p.dtype]
+    short = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float8_e4m3": "e4m3"}.get(p.dtype, p.dtype)
     h = f"H{p.heads_q}" + (f"/{p.heads_kv}" if p.heads_kv != p.heads_q else "")
     s = f"S{p.seqlen_q}" + (f"/{p.seqlen_k}" if p.seqlen_k != p.seqlen_q else "")
     return f"B{p.batch}·{h}·{s}·D{p.head_dim} {short}{' causal' if p.causal else ''}"

@@ -43,9 +43,16 @@ class CellContext:
     first_outputs: list[tuple[InputSet, Any, Any]] = field(default_factory=list)
 
     @property
-    def out_shape(self) -> tuple[int, int, int, int]:
-        p = self.problem
-        return (p.batch, p.seqlen_q, p.heads_q, p.head_dim)
+    def out_shape(self) -> tuple[int, ...]:
+        from harness.measure.kinds import out_shape
+
+        return out_shape(self.problem)
+
+    def out_dtype(self, input_dtype: Any) -> Any:
+        """The dtype a right output has (bfloat16 for FP8 inputs), for poisoning the memory it may take."""
+        from harness.measure.kinds import out_dtype
+
+        return out_dtype(self.problem, input_dtype)
 
 
 class Stage(Protocol):

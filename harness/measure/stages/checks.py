@@ -86,7 +86,7 @@ class CorrectnessStage:
                 ctx.sets.append(s)
                 run = backend.prepare(problem, s.q, s.k, s.v)
                 guard = C.InputGuard(s.q, s.k, s.v)
-                guards.poison_free_memory(ctx.out_shape, s.q.dtype, device)
+                guards.poison_free_memory(ctx.out_shape, ctx.out_dtype(s.q.dtype), device)
                 out = run()
                 _sync(device)
                 bad = C.output_problem(out, problem, s.q) or unwritten(out)
@@ -162,7 +162,7 @@ class DeterminismStage:
         for n, (s, run, first) in enumerate(ctx.first_outputs):
             n_runs = max(2, ctx.checks.determinism_runs) if n == 0 else 2
             for _ in range(n_runs - 1):
-                guards.poison_free_memory(ctx.out_shape, s.q.dtype, ctx.device)
+                guards.poison_free_memory(ctx.out_shape, ctx.out_dtype(s.q.dtype), ctx.device)
                 again = run()
                 _sync(ctx.device)
                 bad = unwritten(again)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from harness.measure import guards
+from harness.measure import guards, kinds
 from harness.measure.problem_cache import InputSet
 from harness.measure.stages.base import CellContext
 from harness.spec.problem import OP_OUTPUTS
@@ -59,7 +59,7 @@ class Forward:
         scales = guards.timing_scales(p.batch, p.heads_kv, p.head_dim, self.ctx.device, gen)
         buf[0].copy_(src.q)
         buf[1].copy_(src.k)
-        guards.apply_scales(buf[2], src.v, scales)
+        kinds.apply_v_scales(p, buf[2], src.v, scales)  # wherever the problem's kind keeps V
         return scales
 
     def ratio(self, out: Any, src: InputSet, scales: Any) -> torch.Tensor | None:
@@ -68,7 +68,7 @@ class Forward:
         o = src.oracle
         if o is None:
             return None
-        return (guards.unscale_output(out, scales, self.problem.heads_q) - o.ref).abs().max() / max(o.tolerance, 1e-30)
+        return (kinds.unscale_output(self.problem, out, scales) - o.ref).abs().max() / max(o.tolerance, 1e-30)
 
 
 class Backward(Forward):

@@ -40,6 +40,18 @@ def category(status: str, passed: Any) -> str:
     return status if status in CATEGORIES else "failed"
 
 
+def _serving_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """The serving-shape fields a row holds (a row from before them has none: the plain dense problem)."""
+    out: dict[str, Any] = {}
+    for key, cast in (("kind", str), ("page_size", int), ("lengths", str), ("window_left", int),
+                      ("window_right", int), ("softcap", float)):
+        value = row.get(key)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        out[key] = cast(value)
+    return out
+
+
 def shape_label(row: dict[str, Any]) -> str:
     p = Problem(
         batch=int(row["batch"]),
@@ -52,8 +64,17 @@ def shape_label(row: dict[str, Any]) -> str:
         causal=bool(row["causal"]),
         softmax_scale=num(row["softmax_scale"]) or None,  # not stored: the default
         layout=row["layout"] or "bshd",
+        **_serving_fields(row),
     )
     label = problem_label(p)
+    if p.kind == "decode":
+        label = f"decode {'page ' + str(p.page_size) if p.page_size else 'contiguous'}: {label}"
+    elif p.kind == "varlen":
+        label = f"varlen {p.lengths}: {label}"
+    if p.window_left >= 0 or p.window_right >= 0:
+        label += f" window ({p.window_left}, {p.window_right})"
+    if p.softcap:
+        label += f" softcap {p.softcap:g}"
     if p.layout != "bshd":
         label += f" {p.layout}"
     if abs(p.softmax_scale - 1.0 / math.sqrt(p.head_dim)) > 1e-12:
@@ -146,8 +167,12 @@ def _derive(df: pd.DataFrame) -> pd.DataFrame:
     df["timed"] = (df["category"] == "passed") & med.gt(0)
     df["ai"] = flops / pd.to_numeric(df["min_bytes"], errors="coerce")
     # order problems the way a reader scans a sweep: dtype, mask, head_dim, then size
+    # grouped by problem kind first (dense, then decode, then varlen)
+    kinds = df["kind"].fillna("dense") if "kind" in df else pd.Series(["dense"] * len(df), index=df.index)
+    df["kind"] = kinds
     df["order"] = list(
         zip(
+            kinds.map({"dense": 0, "decode": 1, "varlen": 2}).fillna(3),
             df["dtype"],
             df["causal"].astype(bool),
             df["head_dim"],

@@ -361,7 +361,10 @@ def roofline(
                 name=backend,
                 marker={"color": colors.get(backend), "size": 9, "line": {"width": 0.5, "color": "#fff"}},
                 hovertext=[
-                    hover(r, f"intensity {r['ai']:.4g} FLOP/byte (min bytes {r['min_bytes']:,})")
+                    hover(r, f"intensity {r['ai']:.4g} FLOP/byte (min bytes {r['min_bytes']:,})"
+                          + (f"<br>{r['min_bytes'] / (r['median_ms'] * 1e-3) / 1e9:.0f} GB/s, "
+                             f"{100 * r['min_bytes'] / (r['median_ms'] * 1e-3) / 1e9 / peak_gbs:.1f}% of the copy bandwidth"
+                             if peak_gbs and r.get("kind") == "decode" else ""))
                     for r in recs
                 ],
                 hovertemplate="%{hovertext}<extra></extra>",

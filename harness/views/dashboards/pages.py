@@ -281,7 +281,9 @@ def _roofline(run: dict[str, Any], cells: pd.DataFrame, colors: dict[str, str], 
         "Roofs are this run's own measurements: the dense matmul rate (runs.peak_tflops) and the device copy "
         "bandwidth (runs.peak_gbs), not datasheet numbers. Intensity uses the minimum traffic (Q, K, V read "
         "and O written once; a backward also reads O and dO and writes dQ, dK, dV), so a point's distance "
-        "below the memory roof is traffic beyond that minimum or latency not hidden."
+        "below the memory roof is traffic beyond that minimum or latency not hidden. Decode cells (few query "
+        "tokens against a long KV cache: minimum bytes are the cached K and V) sit far left, under the memory "
+        "roof; their headline is GB/s and % of the copy bandwidth, shown in the hover."
     )
     return section(
         "roofline" if only else f"roofline-{suffix or mode}",
