@@ -597,3 +597,23 @@ def test_cudnn_frontends_training_graphs_hand_over_every_tensor(monkeypatch, nam
         outs = run()
         for n, x in zip(("o", "dq", "dk", "dv")[4 - len(outs):], outs):
             assert C.passes(C.error_metrics(x, oracles[n].ref), oracles[n]), (op, n)
+
+
+def test_flashattentions_forward_on_a_bhsd_view_reads_the_inputs_of_each_call_not_a_copy(monkeypatch):
+    """The harness refills the buffers it prepared with before every timed call; an adapter that copied a
+    bhsd view in prepare would compute on stale inputs (measured on a GPU: FA4 rejected on every bhsd cell)."""
+    import sys
+
+    from harness.backends import flash_attn
+
+    mod, _ = _fake_flash_attn()
+    monkeypatch.setitem(sys.modules, "fake_flash_attn", mod)
+    b = flash_attn.FA4()
+    b.module = "fake_flash_attn"
+    p = P.with_(layout="bhsd")
+    q, k, v = make_inputs(p, 1, "normal", "cpu")
+    assert not q.is_contiguous()
+    run = b.prepare(p, q, k, v)
+    v.mul_(-2)  # what the timing stage does to V before a timed call
+    want = attention_math.attention(q, k, v, p, torch.float64)
+    assert C.passes(C.error_metrics(run(), want), C.build_oracle(p, q, k, v, calibrate=False))

@@ -88,8 +88,8 @@ def serving_run(module: str, version: int, problem: Problem, q: torch.Tensor, k:
         for name in ("q_descale", "k_descale", "v_descale"):
             kw[name] = torch.full((problem.batch, problem.heads_kv), DESCALE, dtype=torch.float32, device=q.device)
     _accepts(fn, *kw)
-    if problem.layout != "bshd":
-        q, k, v = (t.contiguous() for t in (q, k, v))
+    # a bhsd view goes in as it is (any outer strides, contiguous last dim): a copy made here would freeze
+    # the inputs the harness refills before each timed call
     return lambda: _first(fn(q, k, v, **kw))
 
 

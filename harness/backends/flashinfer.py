@@ -128,8 +128,13 @@ class _FlashInfer(Backend):
         return None
 
     def prepare(self, problem: Problem, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> RunFn:
-        # the ragged layout is [tokens, heads, head_dim]: bshd is that already; bhsd is converted untimed
-        q2, k2, v2 = (t.contiguous().view(-1, t.shape[-2], t.shape[-1]) for t in (q, k, v))
+        # the ragged layout is [tokens, heads, head_dim]: bshd is that already (a view); a bhsd view is copied
+        # inside each call, so the copy is timed (one made here would freeze the inputs refilled per call)
+        def ragged(t: torch.Tensor) -> torch.Tensor:
+            return t.contiguous().view(-1, t.shape[-2], t.shape[-1])
+
+        strided = not all(t.is_contiguous() for t in (q, k, v))
+        q2, k2, v2 = (q, k, v) if strided else (ragged(t) for t in (q, k, v))
         try:
             build_module(self.template, problem)
         except Exception as exc:
@@ -141,6 +146,8 @@ class _FlashInfer(Backend):
             shape = tuple(q.shape)
 
         def run() -> torch.Tensor:
+            if strided:
+                return wrapper.run(ragged(q2), ragged(k2), ragged(v2)).view(shape)
             return wrapper.run(q2, k2, v2).view(shape)
 
         return run
