@@ -175,7 +175,16 @@ def run(
     except user_errors() as exc:
         raise fail(named(exc, db)) from None
     except KeyboardInterrupt:
-        raise fail("interrupted: every finished cell is stored; continue with --resume", 130) from None
+        raise fail(INTERRUPTED, 130) from None
+    except RuntimeError as exc:
+        # Ctrl-C (or timeout -s INT) landing inside a threading wait can surface as "release unlocked lock"
+        # raised while the KeyboardInterrupt was being handled: the same interruption
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise fail(INTERRUPTED, 130) from None
+        raise
+
+
+INTERRUPTED = "interrupted: every finished cell is stored; continue with --resume"
 
 
 def _workers(executor: str, address: str | None, gpus: str | None):

@@ -456,7 +456,8 @@ class _Sweep:
 
     def _store(self, sh: Shard, cell: Cell, prev: Result | None, reply: dict[str, Any], elapsed_s: float) -> None:
         assert sh.unit is not None
-        result = verdict.to_result(self.run_id, self.suite.name, cell, reply, sh.peaks, elapsed_s)
+        result = verdict.to_result(self.run_id, self.suite.name, cell, reply, sh.peaks, elapsed_s,
+                                   gpu_shared_by=self._sharing(sh))
         if prev is not None:
             result = verdict.pool(prev, result)
         sh.stamp(result, self.sharded)
@@ -469,6 +470,16 @@ class _Sweep:
             sh.unit_failed.add(cell.key)
         self.measured += 1
         self._last = result
+
+    def _sharing(self, sh: Shard) -> int:
+        """How many workers of this run run on ``sh``'s GPU (``--gpus 0,0``: 2); 1 on the CPU."""
+        if sh.device != "cuda":
+            return 1
+
+        def gpu(o: Shard) -> str:
+            return str(o.gpu.get("uuid") or o.slot.visible or "")
+
+        return max(1, sum(1 for o in self.shards if o.device == "cuda" and gpu(o) == gpu(sh)))
 
     def _lose(self, sh: Shard, cell: Cell, prev: Result | None, out: dict[str, Any]) -> None:
         """The shard's worker is gone for good: fail the cell in flight, give the problem back."""
