@@ -10,29 +10,9 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.store.database import Store
+from harness.testing import tiny_suite
 
 cli = CliRunner()
-
-SUITE = """
-[suite]
-name = "ray"
-backends = ["reference", "naive"]
-
-[[grid]]
-batch = 1
-heads_q = 1
-seqlen_q = [8, 16, 24, 32]
-head_dim = 8
-dtype = "float32"
-
-[timing]
-min_samples = 3
-max_samples = 3
-time_cap_s = 0.05
-min_time_s = 0
-warmup = 1
-"""
-
 
 def test_without_ray_asking_for_it_says_how_to_install_it(tmp_path, monkeypatch):
     import builtins
@@ -46,7 +26,7 @@ def test_without_ray_asking_for_it_says_how_to_install_it(tmp_path, monkeypatch)
 
     monkeypatch.setattr(builtins, "__import__", no_ray)
     suite = tmp_path / "ray.toml"
-    suite.write_text(SUITE)
+    suite.write_text(tiny_suite("ray", ["reference", "naive"], [8, 16, 24, 32], cell_timeout_s=None))
     res = cli.invoke(app, ["run", "--suite", str(suite), "--db", str(tmp_path / "r.db"), "--executor", "ray"])
     assert res.exit_code != 0
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
@@ -74,7 +54,7 @@ def test_a_run_on_a_two_node_ray_cluster_is_stored_once_and_resumes(tmp_path, cl
     from harness.spec.suite import load_suite
 
     suite = tmp_path / "ray.toml"
-    suite.write_text(SUITE)
+    suite.write_text(tiny_suite("ray", ["reference", "naive"], [8, 16, 24, 32], cell_timeout_s=None))
     db = tmp_path / "r.db"
     s = load_suite(str(suite))
     executor = RayExecutor(cluster.address)

@@ -18,37 +18,15 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.store.database import STALE_S, Heartbeat, RunInfo, Store, StoreError, now
-from harness.testing import FAULTS, TOOLS, registered
+from harness.testing import FAULTS, TOOLS, registered, tiny_suite
 from harness.testing.faulty import MIN_SEQLEN_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 cli = CliRunner()
 
-TINY = """
-[suite]
-name = "{name}"
-backends = {backends}
-
-[[grid]]
-batch = 1
-heads_q = 1
-seqlen_q = {seqlens}
-head_dim = 8
-dtype = "float32"
-
-[timing]
-min_samples = 3
-max_samples = 3
-time_cap_s = 0.05
-min_time_s = 0
-warmup = 1
-cell_timeout_s = 60
-"""
-
-
 def _suite(tmp_path: Path, name: str, backends: list[str], seqlens: list[int]) -> Path:
     p = tmp_path / f"{name}.toml"
-    p.write_text(TINY.format(name=name, backends=str(backends).replace("'", '"'), seqlens=seqlens))
+    p.write_text(tiny_suite(name, backends, seqlens))
     return p
 
 

@@ -4,7 +4,6 @@ pinned with its own CUDA_VISIBLE_DEVICES, a sharded run resumed, and a worker lo
 problem over to the others."""
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 
@@ -18,36 +17,13 @@ from harness.run.shards import GpuSpecError, Slot, parse_gpus, units
 from harness.run.supervisor import RunOptions, Worker, WorkerError, run_suite
 from harness.spec.suite import load_suite
 from harness.store.database import Store
-from harness.testing import FAULTS, registered
+from harness.testing import FAULTS, registered, tiny_suite
 
 cli = CliRunner()
 
-SUITE = """
-[suite]
-name = "{name}"
-backends = {backends}
-
-[[grid]]
-batch = 1
-heads_q = 1
-seqlen_q = {seqlens}
-head_dim = 8
-dtype = "float32"
-
-[timing]
-min_samples = 3
-max_samples = 3
-time_cap_s = 0.05
-min_time_s = 0
-warmup = 1
-rounds = {rounds}
-cell_timeout_s = 60
-"""
-
-
 def _suite(tmp_path: Path, name: str, backends: list[str], seqlens: list[int], rounds: int = 1) -> Path:
     p = tmp_path / f"{name}.toml"
-    p.write_text(SUITE.format(name=name, backends=json.dumps(backends), seqlens=seqlens, rounds=rounds))
+    p.write_text(tiny_suite(name, backends, seqlens, rounds))
     return p
 
 

@@ -43,19 +43,25 @@ def make_inputs(problem: Problem, seed: int, distribution: str = "normal",
                                             (problem.seqlen_k, problem.heads_kv),
                                             (problem.seqlen_k, problem.heads_kv)]):
         t = empty_like_layout(problem, seqlen, heads, device)
-        # draw in float32 then round once, so every dtype sees the same underlying values
-        base = torch.empty(t.shape, dtype=torch.float32, device=device)
-        if distribution == "uniform":
-            base.uniform_(0.0, 1.0, generator=gen)
-        else:
-            base.normal_(0.0, 1.0, generator=gen)
-            if distribution == "large_logits" and which in "qk":
-                base.mul_(4.0)
-            elif distribution == "large":
-                base.mul_(30.0 if which == "v" else 2.0)
-        t.copy_(base)
+        t.copy_(draw(t.shape, which, distribution, gen, device))
         out.append(t)
     return out[0], out[1], out[2]
+
+
+def draw(shape: tuple[int, ...] | torch.Size, which: str, distribution: str, gen: torch.Generator,
+         device: str | torch.device) -> torch.Tensor:
+    """Values of q, k or v (``which``) from ``distribution``, drawn in float32: each dtype then rounds
+    the same underlying values once."""
+    base = torch.empty(tuple(shape), dtype=torch.float32, device=device)
+    if distribution == "uniform":
+        base.uniform_(0.0, 1.0, generator=gen)
+    else:
+        base.normal_(0.0, 1.0, generator=gen)
+        if distribution == "large_logits" and which in "qk":
+            base.mul_(4.0)
+        elif distribution == "large":
+            base.mul_(30.0 if which == "v" else 2.0)
+    return base
 
 
 def make_grad_output(problem: Problem, seed: int, device: str | torch.device = "cuda") -> torch.Tensor:

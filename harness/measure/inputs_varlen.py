@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import torch
 
-from harness.measure.inputs import TORCH_DTYPES
+from harness.measure.inputs import TORCH_DTYPES, draw
 from harness.spec.distributions import DISTRIBUTIONS
 from harness.spec.kinds.varlen import cu_seqlens as _cu
 from harness.spec.problem import Problem
@@ -43,15 +43,7 @@ def make_varlen_inputs(problem: Problem, seed: int, distribution: str,
     gen = torch.Generator(device=device).manual_seed(seed)
     out = []
     for which, heads in zip("qkv", (problem.heads_q, problem.heads_kv, problem.heads_kv)):
-        base = torch.empty((total, heads, problem.head_dim), dtype=torch.float32, device=device)
-        if distribution == "uniform":
-            base.uniform_(0.0, 1.0, generator=gen)
-        else:
-            base.normal_(0.0, 1.0, generator=gen)
-            if distribution == "large_logits" and which in "qk":
-                base.mul_(4.0)
-            elif distribution == "large":
-                base.mul_(30.0 if which == "v" else 2.0)
+        base = draw((total, heads, problem.head_dim), which, distribution, gen, device)
         out.append(base.to(TORCH_DTYPES[problem.dtype]))
     return out[0], out[1], out[2]
 

@@ -82,3 +82,15 @@ def registered(*groups: dict[str, str]) -> Iterator[str]:
             for name in g:
                 registry._REGISTRY.pop(name, None)
         registry._loaded = False
+
+
+def tiny_suite(name: str, backends: list[str], seqlens: list[int], rounds: int = 1,
+               cell_timeout_s: float | None = 60) -> str:
+    """The TOML of a suite small enough for tests of the run itself: one float32 problem per seqlen
+    (batch 1, one head, head_dim 8), three samples per cell."""
+    quoted = ", ".join(f'"{b}"' for b in backends)
+    timeout = "" if cell_timeout_s is None else f"cell_timeout_s = {cell_timeout_s:g}\n"
+    return (f'[suite]\nname = "{name}"\nbackends = [{quoted}]\n\n'
+            f"[[grid]]\nbatch = 1\nheads_q = 1\nseqlen_q = {list(seqlens)}\nhead_dim = 8\ndtype = \"float32\"\n\n"
+            "[timing]\nmin_samples = 3\nmax_samples = 3\ntime_cap_s = 0.05\nmin_time_s = 0\nwarmup = 1\n"
+            f"rounds = {rounds}\n{timeout}")
