@@ -281,17 +281,17 @@ def sanitize(session: nox.Session) -> None:
 
 
 # -- GPU evidence in stages, each fitting one call on an offline GPU machine ----------------------------
-EVIDENCE_STAGES = ("setup", "gpu-tests", "peers", "fa-paper", "crosscheck", "rounds")
+EVIDENCE_STAGES = ("setup", "gpu-tests", "peers", "fa-paper", "crosscheck", "rounds", "core-compare")
 EVIDENCE_BACKENDS = "sdpa-cudnn,fa4,fa3,flashcore-bleeding-edge"
 
 
-def _evidence_step(session: nox.Session, *args: str, timed: bool = False) -> None:
+def _evidence_step(session: nox.Session, *args: str, timed: bool = False, env: dict[str, str] | None = None) -> None:
     """Run one step of the procedure and print its exit code; a failing step does not stop the stage."""
     import time
 
     t0 = time.monotonic()
     session.log(f"+ {' '.join(args)}")
-    code = session.run(*args, external=True, success_codes=range(256))
+    code = session.run(*args, external=True, success_codes=range(256), env=env)
     session.log(f"exit code {0 if code is True else code}")
     if timed:
         session.log(f"wall {time.monotonic() - t0:.0f} s: {' '.join(args)}")
@@ -299,7 +299,8 @@ def _evidence_step(session: nox.Session, *args: str, timed: bool = False) -> Non
 
 @nox.session(python=False, tags=["gpu"], default=False)
 def evidence(session: nox.Session) -> None:
-    """GPU evidence by stage (nox -s evidence -- STAGE): setup, gpu-tests, peers, fa-paper, crosscheck, rounds.
+    """GPU evidence by stage (nox -s evidence -- STAGE): setup, gpu-tests, peers, fa-paper, crosscheck, rounds,
+    core-compare (OLD=PATH: an earlier core's source tree, run beside this one in the same call).
 
     For an offline GPU machine with the optional backends staged in /opt (the peers: flashcore wheelhouse).
     Databases go to $DB (default $GPU_DIR/flashcore.db, GPU_DIR default results/gpu), logs and a consistent
@@ -351,6 +352,31 @@ def evidence(session: nox.Session) -> None:
                            "--filter", env.get("FILTER", "seqlen_q>=2048"), "--db", db,
                            "--run-id", f"{tag}-rounds-{r}", "--log-dir", logs, timed=True)
         _evidence_step(session, *fc, "compare", f"{tag}-rounds-a", f"{tag}-rounds-b", "--db", db)
+    elif stage == "core-compare":  # an earlier core (OLD: its source tree, e.g. a git worktree) against this one
+        old_tree = env.get("OLD")
+        if not old_tree or not Path(old_tree, "harness").is_dir():
+            session.error("core-compare needs OLD=PATH, a source tree of the earlier core (git worktree add PATH REV)")
+        old_db = f"{gpu}/old-core.db"
+        old_env = {"PYTHONPATH": os.pathsep.join([str(Path(old_tree).resolve()), session.env["PYTHONPATH"]])}
+        # both cores read the earlier tree's suite files: the same cells, in a format both know
+        suites = Path(old_tree).resolve() / "suites"
+        cells = ["--backends", env.get("BACKENDS", "sdpa-flash,sdpa-cudnn,sdpa-math,naive"), "--log-dir", logs]
+        timed_cells = ["--suite", str(suites / "fa-paper.toml"), "--modes", "isolated", "--filter",
+                       env.get("FILTER", "seqlen_q<=4096"), "--backends", env.get("BACKENDS", "sdpa-cudnn,sdpa-flash"),
+                       "--log-dir", logs]
+        for suite in ("correctness", "determinism"):  # the same status for every cell
+            path = str(suites / f"{suite}.toml")
+            _evidence_step(session, *fc, "run", "--suite", path, *cells, "--db", old_db, "--run-id",
+                           f"{tag}-old-{suite}", env=old_env, timed=True)
+            _evidence_step(session, *fc, "run", "--suite", path, *cells, "--db", db, "--run-id",
+                           f"{tag}-new-{suite}", timed=True)
+        # medians: old, new, old again, so the old core's own run-to-run spread is the yardstick
+        for who, where, extra_env in (("old-a", old_db, old_env), ("new", db, None), ("old-b", old_db, old_env)):
+            _evidence_step(session, *fc, "run", *timed_cells, "--db", where, "--run-id", f"{tag}-{who}-fa-paper",
+                           env=extra_env, timed=True)
+        _evidence_step(session, *fc, "db", "merge", old_db, db)
+        _evidence_step(session, *fc, "compare", f"{tag}-old-a-fa-paper", f"{tag}-old-b-fa-paper", "--db", db)
+        _evidence_step(session, *fc, "compare", f"{tag}-old-a-fa-paper", f"{tag}-new-fa-paper", "--db", db)
     _evidence_step(session, *fc, "db", "copy", db, f"{out}/")
     if Path(logs).is_dir():
         import tarfile
