@@ -103,12 +103,9 @@ class _FlashInfer(Backend):
         why = cuda_unavailable()
         if why:
             return why
-        try:
-            import flashinfer  # noqa: F401
-            from flashinfer import BatchPrefillWithRaggedKVCacheWrapper  # noqa: F401
-        except Exception as exc:  # ImportError, or a broken install raising anything at import
-            return (f"flashinfer not importable ({type(exc).__name__}: {str(exc)[:160]}); pip install "
-                    "flashinfer-python apache-tvm-ffi (compiles on first use: needs nvcc and ninja)")
+        why = flashinfer_unavailable("BatchPrefillWithRaggedKVCacheWrapper")
+        if why:
+            return why
         cap = torch.cuda.get_device_capability()
         if cap < self.min_capability:
             return f"{self.name} needs compute capability {self.min_capability}, this GPU is {cap}"
@@ -194,6 +191,19 @@ class _FlashInfer(Backend):
     def cell_extra(self) -> dict[str, Any]:
         """What this process compiled or loaded, for a cell's record."""
         return {"flashinfer_jit": [e for e in JIT_TIMES.values() if e["template"] == self.template]}
+
+
+def flashinfer_unavailable(*names: str) -> str | None:
+    """None if FlashInfer imports with ``names``, else why not and how to install it."""
+    try:
+        import flashinfer
+
+        for name in names:
+            getattr(flashinfer, name)
+    except Exception as exc:  # ImportError, or a broken install raising anything at import
+        return (f"flashinfer not importable ({type(exc).__name__}: {str(exc)[:160]}); pip install "
+                "flashinfer-python apache-tvm-ffi (compiles on first use: needs nvcc and ninja)")
+    return None
 
 
 @register

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import torch
 
 from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable, half_precision_unsupported
+from harness.backends.flashinfer import flashinfer_unavailable
 from harness.backends.registry import register
 from harness.spec.problem import Problem
 
@@ -77,12 +78,7 @@ class FlashInferDecode(Backend):
         why = cuda_unavailable()
         if why:
             return why
-        try:
-            from flashinfer import BatchDecodeWithPagedKVCacheWrapper, BatchPrefillWithPagedKVCacheWrapper  # noqa: F401
-        except Exception as exc:  # ImportError, or a broken install raising anything at import
-            return (f"flashinfer not importable ({type(exc).__name__}: {str(exc)[:160]}); pip install "
-                    "flashinfer-python apache-tvm-ffi (compiles on first use: needs nvcc and ninja)")
-        return None
+        return flashinfer_unavailable("BatchDecodeWithPagedKVCacheWrapper", "BatchPrefillWithPagedKVCacheWrapper")
 
     def unsupported(self, problem: Problem) -> str | None:
         return half_precision_unsupported(self.name, problem, self.head_dims)

@@ -18,6 +18,19 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def trace_custom_kernel(run: Any, device: str) -> KernelTrace:
+    """The kernels and ops one call of a project kernel launches; Verdict (rejected) if it launched a
+    library attention kernel."""
+    from harness.tools import kernel_names
+
+    launched: dict[str, Any] = {}
+    why = kernel_names.check_custom(run, device, launched)
+    trace = KernelTrace(**launched)
+    if why:
+        raise Verdict("rejected", why, (trace,))
+    return trace
+
+
 def unwritten(out: torch.Tensor, what: str = "output") -> str | None:
     n = guards.poisoned(out)
     if not n:
@@ -97,12 +110,7 @@ class CorrectnessStage:
                     raise Verdict("rejected", f"the call modified its input(s) {', '.join('qkv'[i] for i in changed)}",
                                   (trace,) if trace else ())
                 if backend.custom_kernel and trace is None:
-                    from harness.tools import kernel_names
-                    launched: dict[str, Any] = {}
-                    why = kernel_names.check_custom(run, device, launched)
-                    trace = KernelTrace(**launched)
-                    if why:
-                        raise Verdict("rejected", why, (trace,))
+                    trace = trace_custom_kernel(run, device)
                 if s.oracle is not None:
                     err = C.error_metrics(out, s.oracle.ref)
                     d = per_dist.setdefault(dist, {"max_abs": 0.0, "mean_abs": 0.0, "nan": 0, "inf": 0})

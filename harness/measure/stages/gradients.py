@@ -24,7 +24,7 @@ from harness.measure import guards
 from harness.measure.observation import Observation
 from harness.measure.problem_cache import derive_seed
 from harness.measure.stages.base import CellContext, Ending
-from harness.measure.stages.checks import Binding, KernelTrace, _sync, unwritten
+from harness.measure.stages.checks import Binding, KernelTrace, _sync, trace_custom_kernel, unwritten
 from harness.measure.verdict import Verdict
 from harness.spec.problem import OP_OUTPUTS, Problem
 
@@ -134,12 +134,7 @@ class GradientCorrectnessStage:
                     raise Verdict("rejected", "the call modified its input(s) "
                                   f"{', '.join(('q', 'k', 'v', 'do')[i] for i in changed)}", seen)
                 if backend.custom_kernel and trace is None:
-                    from harness.tools import kernel_names
-                    launched: dict[str, Any] = {}
-                    why = kernel_names.check_custom(run, device, launched)
-                    trace = KernelTrace(**launched)
-                    if why:
-                        raise Verdict("rejected", why, (trace,))
+                    trace = trace_custom_kernel(run, device)
                 first_ok = True
                 if s.grads is not None:
                     d = per_dist.setdefault(dist, {})
