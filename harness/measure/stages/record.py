@@ -21,8 +21,8 @@ def _(obs: KernelTrace, raw: dict[str, Any]) -> None:
     raw["extra"].update(kernels_launched=obs.kernels_launched, ops_called=obs.ops_called)
 
 
-@record.register
-def _(obs: CorrectnessObservation, raw: dict[str, Any]) -> None:
+def _checked(obs: CorrectnessObservation | GradientCorrectnessObservation, raw: dict[str, Any]) -> None:
+    """What the forward's and the gradients' correctness observations record alike."""
     if obs.kernel_trace is not None:
         record(obs.kernel_trace, raw)
     raw["extra"]["per_distribution"] = obs.per_distribution
@@ -31,11 +31,17 @@ def _(obs: CorrectnessObservation, raw: dict[str, Any]) -> None:
         raw["extra"]["weak_distributions"] = obs.weak_distributions
     if obs.binding is not None:
         raw.update(obs.binding.model_dump())
-        raw["seed_bounds_ok"] = obs.seed_bounds_ok
     if obs.passed is not None:
         raw["passed"] = obs.passed
     if obs.fail_reason:
         raw["fail_reason"] = obs.fail_reason
+
+
+@record.register
+def _(obs: CorrectnessObservation, raw: dict[str, Any]) -> None:
+    _checked(obs, raw)
+    if obs.binding is not None:
+        raw["seed_bounds_ok"] = obs.seed_bounds_ok
 
 
 @record.register
@@ -49,24 +55,14 @@ GRADIENT_COLUMNS = ("dq", "dk", "dv")
 
 @record.register
 def _(obs: GradientCorrectnessObservation, raw: dict[str, Any]) -> None:
-    if obs.kernel_trace is not None:
-        record(obs.kernel_trace, raw)
+    _checked(obs, raw)
     raw["extra"]["per_output"] = obs.per_output
-    raw["extra"]["per_distribution"] = obs.per_distribution
-    raw["extra"].update(obs.backend_extra)
-    if obs.weak_distributions:
-        raw["extra"]["weak_distributions"] = obs.weak_distributions
     for name in GRADIENT_COLUMNS:
         if name in obs.per_output:
             raw[f"{name}_max_err"] = obs.per_output[name]["max_abs"]
             raw[f"{name}_rel_l2_err"] = obs.per_output[name]["rel_l2"]
     if obs.binding is not None:
-        raw.update(obs.binding.model_dump())
         raw["extra"]["binding_output"] = obs.binding_output
-    if obs.passed is not None:
-        raw["passed"] = obs.passed
-    if obs.fail_reason:
-        raw["fail_reason"] = obs.fail_reason
 
 
 @record.register
