@@ -24,7 +24,8 @@ HARNESS_MODULES = ("harness.measure.cell", "harness.measure.correctness", "harne
                    "harness.measure.stages.checks", "harness.measure.stages.timing", "harness.measure.stages.record",
                    "harness.measure.timing.loop", "harness.measure.timing.probes",
                    "harness.measure.stages.gradients", "harness.measure.stages.work", "harness.measure.kinds",
-                   "harness.measure.inputs_decode", "harness.measure.inputs_varlen", "harness.spec.kinds.masks")
+                   "harness.measure.inputs_decode", "harness.measure.inputs_varlen", "harness.spec.kinds.masks",
+                   "harness.records.observations")
 #: (module, dotted attribute) of library functions the measurement relies on
 LIBRARY = (
     ("time", "perf_counter"), ("time", "perf_counter_ns"), ("time", "monotonic"),

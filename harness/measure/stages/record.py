@@ -6,9 +6,14 @@ from functools import singledispatch
 from typing import Any
 
 from harness.measure.observation import Observation
-from harness.measure.stages.checks import CorrectnessObservation, DeterminismObservation, KernelTrace
-from harness.measure.stages.gradients import GradientCorrectnessObservation, GradientDeterminismObservation
-from harness.measure.stages.timing import TimingObservation
+from harness.records.observations import (
+    CorrectnessObservation,
+    DeterminismObservation,
+    GradientCorrectnessObservation,
+    GradientDeterminismObservation,
+    KernelTrace,
+    TimingObservation,
+)
 
 
 @singledispatch

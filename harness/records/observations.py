@@ -1,0 +1,107 @@
+"""What a cell's stages observe, as typed records (``harness.measure.stages`` returns them).
+
+Plain data only, and no torch here: the supervisor can read them without importing it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from harness.measure.observation import Observation
+
+
+class Ending(Observation):
+    """A verdict an observation carries: ``status`` rejected or failed, and why."""
+
+    status: str
+    reason: str
+
+
+class KernelTrace(Observation):
+    """What a backend claiming a custom kernel launched (``harness.tools.kernel_names.check_custom``)."""
+
+    kernels_launched: list[str]
+    ops_called: list[str]
+
+
+class Binding(Observation):
+    """The trial closest to failing, with its own tolerance."""
+
+    max_abs_err: float
+    mean_abs_err: float
+    rel_l2_err: float
+    nan_count: int  # over every distribution
+    inf_count: int
+    tolerance: float
+    torch_err: float
+    binding_distribution: str
+
+
+class CorrectnessObservation(Observation):
+    per_distribution: dict[str, dict[str, Any]]  # max_abs, mean_abs, nan, inf, tolerance, torch_err
+    weak_distributions: dict[str, str]  # distributions left out: a null output passes their tolerance
+    backend_extra: dict[str, Any]  # what the backend did untimed in prepare (e.g. a JIT compile and its seconds)
+    kernel_trace: KernelTrace | None = None
+    binding: Binding | None = None  # None without a reference (correctness off)
+    seed_bounds_ok: bool | None = None
+    passed: bool | None = None
+    fail_reason: str = ""
+    ending: Ending | None = None
+
+
+class DeterminismObservation(Observation):
+    runs: int  # calls compared, the first ones included
+    mismatches: int  # repeated calls that differ from the first bit for bit
+    ending: Ending | None = None
+
+    @property
+    def deterministic(self) -> bool:
+        return self.mismatches == 0
+
+
+class GradientCorrectnessObservation(Observation):
+    # per output, worst over trials and distributions: max_abs, mean_abs, rel_l2, nan, inf, tolerance, torch_err
+    per_output: dict[str, dict[str, Any]]
+    per_distribution: dict[str, dict[str, dict[str, Any]]]  # distribution -> output -> the same
+    weak_distributions: dict[str, str]
+    backend_extra: dict[str, Any]
+    kernel_trace: KernelTrace | None = None
+    binding: Binding | None = None  # the output and trial closest to failing
+    binding_output: str = ""
+    passed: bool | None = None
+    fail_reason: str = ""
+    ending: Ending | None = None
+
+
+class GradientDeterminismObservation(Observation):
+    runs: int  # calls compared, the first ones included
+    repeats: int  # repeated calls compared with their first
+    mismatches: int  # repeated calls in which any output differs from the first bit for bit
+    per_output: dict[str, int]  # output -> repeated calls in which it differs
+    ending: Ending | None = None
+
+    @property
+    def deterministic(self) -> bool:
+        return self.mismatches == 0
+
+
+class TimingObservation(Observation):
+    samples_ms: list[float]
+    method: str
+    stop_reason: str
+    synced_ms: list[float]  # the cross-check's device-synchronised calls
+    wall_ms: list[float]
+    enqueue_ms: float
+    tare_ms: float
+    worst_err_over_tol: float  # of every timed output (NaN if one was NaN)
+    extra: dict[str, Any]  # the mode's own observations, as stored in the cell's extra
+    ending: Ending | None = None
+
+    @property
+    def outputs_ok(self) -> bool:
+        return bool(self.worst_err_over_tol <= 1.0)
+
+
+#: every observation a stage returns, or a verdict carries (a closed set: a report can be rebuilt from
+#: its JSON as well as from its pickle)
+StageObservation = (KernelTrace | CorrectnessObservation | DeterminismObservation | GradientCorrectnessObservation
+                    | GradientDeterminismObservation | TimingObservation)
