@@ -39,7 +39,9 @@ class Binding(Observation):
 class CorrectnessObservation(Observation):
     per_distribution: dict[str, dict[str, Any]]  # max_abs, mean_abs, nan, inf, tolerance, torch_err
     weak_distributions: dict[str, str]  # distributions left out: a null output passes their tolerance
-    backend_extra: dict[str, Any]  # what the backend did untimed in prepare (e.g. a JIT compile and its seconds)
+    # what the backend reported of its untimed work in prepare (e.g. a JIT compile and its seconds), each
+    # name one the backend declares (``Backend.metrics``)
+    backend_metrics: dict[str, Any]
     kernel_trace: KernelTrace | None = None
     binding: Binding | None = None  # None without a reference (correctness off)
     seed_bounds_ok: bool | None = None
@@ -63,7 +65,7 @@ class GradientCorrectnessObservation(Observation):
     per_output: dict[str, dict[str, Any]]
     per_distribution: dict[str, dict[str, dict[str, Any]]]  # distribution -> output -> the same
     weak_distributions: dict[str, str]
-    backend_extra: dict[str, Any]
+    backend_metrics: dict[str, Any]  # as the forward's
     kernel_trace: KernelTrace | None = None
     binding: Binding | None = None  # the output and trial closest to failing
     binding_output: str = ""

@@ -25,7 +25,7 @@ HARNESS_MODULES = ("harness.measure.cell", "harness.measure.correctness", "harne
                    "harness.measure.timing.loop", "harness.measure.timing.probes",
                    "harness.measure.stages.gradients", "harness.measure.stages.work", "harness.measure.kinds",
                    "harness.measure.inputs_decode", "harness.measure.inputs_varlen", "harness.spec.kinds.masks",
-                   "harness.records.observations")
+                   "harness.records.observations", "harness.backends.metrics")
 #: (module, dotted attribute) of library functions the measurement relies on
 LIBRARY = (
     ("time", "perf_counter"), ("time", "perf_counter_ns"), ("time", "monotonic"),

@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from harness.backends.metrics import reported_metrics
 from harness.measure import correctness as C
 from harness.measure import guards
 from harness.measure.problem_cache import derive_seed
@@ -101,7 +102,7 @@ class CorrectnessStage:
                 ctx.first_outputs.append((s, run, out.clone()))
                 del out
         common = dict(per_distribution=per_dist, weak_distributions=weak,
-                      backend_extra=getattr(backend, "cell_extra", dict)(), kernel_trace=trace)
+                      backend_metrics=reported_metrics(backend), kernel_trace=trace)
         if not ctx.sets:
             return CorrectnessObservation(**common, ending=Ending(status="rejected", reason="problem too weak: " + "; ".join(
                 f"{d} inputs: {w}" for d, w in weak.items())))

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from harness.backends.metrics import reported_metrics
 from harness.measure import correctness as C
 from harness.measure import guards
 from harness.measure.problem_cache import derive_seed
@@ -156,7 +157,7 @@ class GradientCorrectnessStage:
                     do.copy_(s.do)
                 ctx.first_outputs.append((s, run, first))
         common = dict(per_output=per_output, per_distribution=per_dist, weak_distributions=weak,
-                      backend_extra=getattr(backend, "cell_extra", dict)(), kernel_trace=trace)
+                      backend_metrics=reported_metrics(backend), kernel_trace=trace)
         if not ctx.sets:
             why = "; ".join(f"{d} inputs: {w}" for d, w in weak.items())
             return GradientCorrectnessObservation(**common, ending=Ending(status="rejected",

@@ -31,7 +31,7 @@ def _checked(obs: CorrectnessObservation | GradientCorrectnessObservation, raw: 
     if obs.kernel_trace is not None:
         record(obs.kernel_trace, raw)
     raw["extra"]["per_distribution"] = obs.per_distribution
-    raw["extra"].update(obs.backend_extra)
+    raw["extra"].update(obs.backend_metrics)
     if obs.weak_distributions:
         raw["extra"]["weak_distributions"] = obs.weak_distributions
     if obs.binding is not None:
