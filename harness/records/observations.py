@@ -1,6 +1,9 @@
 """What a cell's stages observe, as typed records (``harness.measure.stages`` returns them).
 
-Plain data only, and no torch here: the supervisor can read them without importing it.
+They cross the worker pipe as they are, inside a ``CellReport``, and the supervisor reads them into the
+stored row (``harness.analysis.record``). Plain data only: the supervisor unpickles them without
+importing torch, and a patch the measured code makes to these classes in the worker cannot reach what the
+supervisor reads.
 """
 from __future__ import annotations
 
@@ -14,6 +17,31 @@ class Ending(Observation):
 
     status: str
     reason: str
+
+
+class NvmlClocks(Observation):
+    """The GPU's clocks as NVML reads them at one moment (``harness.measure.environment.clocks``): every field None without
+    NVML; only ``error`` where NVML is present but a query failed."""
+
+    sm_mhz: int | float | None = None
+    mem_mhz: int | float | None = None
+    sm_max_mhz: int | float | None = None
+    temp_c: int | float | None = None
+    power_w: float | None = None
+    throttle: list[str] | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, reading: dict[str, Any] | None) -> NvmlClocks:
+        return cls(**(reading or {}))
+
+    def as_stored(self) -> dict[str, Any] | None:
+        """As ``clocks()`` returned it, which is how ``extra`` keeps it."""
+        if self.error is not None:
+            return {"error": self.error}
+        if self.sm_mhz is None:
+            return None
+        return self.model_dump(exclude={"error"})
 
 
 class KernelTrace(Observation):
