@@ -16,6 +16,11 @@ from harness.measure.inputs import make_grad_output, make_inputs
 from harness.measure.stages.base import CellContext
 from harness.measure.stages.gradients import GradientDeterminismStage
 from harness.measure.stages.work import Backward
+from harness.records.observations import (
+    GradientCorrectnessObservation,
+    GradientDeterminismObservation,
+    TimingObservation,
+)
 from harness.run.plan import FilterError, make_plan, parse_filter
 from harness.spec import attention_math
 from harness.spec.problem import Problem, ProblemError
@@ -162,23 +167,23 @@ def test_honest_backwards_pass_on_every_distribution_with_every_timed_output_che
     cache = ProblemCache()
     checks = Checks(distributions=("normal", "uniform", "large_logits", "large"), determinism_runs=3)
     for p in (P.with_(op=op), P.with_(op=op, seqlen_q=40, seqlen_k=24, layout="bhsd", dtype="float16")):
-        raw = measure_cell(backend, p, checks, T, "cpu", cache, None)
-        assert raw["status"] == "ok", raw["reason"]
-        assert raw["passed"] and raw["deterministic"] and raw["timed_outputs_ok"]
+        report = measure_cell(backend, p, checks, T, "cpu", cache, None)
+        assert report.status == "ok", report.reason
+        grads, det = report.get(GradientCorrectnessObservation), report.get(GradientDeterminismObservation)
+        assert grads.passed and det.deterministic and report.get(TimingObservation).outputs_ok
         for name in ("dq", "dk", "dv"):
-            assert 0 <= raw[f"{name}_max_err"] <= raw["extra"]["per_output"][name]["tolerance"]
-            assert raw[f"{name}_rel_l2_err"] is not None
-        per = raw["extra"]["determinism_per_output"]
-        assert set(per) == ({"o", "dq", "dk", "dv"} if op == "fwd_bwd" else {"dq", "dk", "dv"})
-        assert all(d["deterministic"] and d["of"] == 2 + 3 for d in per.values())  # 3 runs of set 1, 2 of 3 others
-        assert raw["samples_ms"]
+            assert 0 <= grads.per_output[name]["max_abs"] <= grads.per_output[name]["tolerance"]
+            assert grads.per_output[name]["rel_l2"] is not None
+        assert set(det.per_output) == ({"o", "dq", "dk", "dv"} if op == "fwd_bwd" else {"dq", "dk", "dv"})
+        assert not any(det.per_output.values()) and det.repeats == 2 + 3  # 3 runs of set 1, 2 of 3 others
+        assert report.get(TimingObservation).samples_ms
 
 
 def test_a_backend_without_the_operation_is_skipped_with_the_reason():
     with registered(EXPLOITS):
-        raw = measure_cell("control-custom", P.with_(op="bwd"), Checks(), T, "cpu", ProblemCache(), None)
-    assert raw["status"] == "skipped"
-    assert raw["reason"] == "control-custom: no backward kernel (supports fwd)"
+        report = measure_cell("control-custom", P.with_(op="bwd"), Checks(), T, "cpu", ProblemCache(), None)
+    assert report.status == "skipped"
+    assert report.reason == "control-custom: no backward kernel (supports fwd)"
 
 
 @pytest.fixture(scope="module")
@@ -379,16 +384,17 @@ def flash_on_cpu(monkeypatch):
 def test_sdpas_autograd_backward_passes_gqa_and_lower_right_causal(flash_on_cpu, backend, op):
     cache = ProblemCache()
     for p in (P.with_(op=op), P.with_(op=op, heads_kv=4, seqlen_k=24, layout="bhsd")):
-        raw = measure_cell(backend, p, Checks(distributions=("normal", "large_logits")), T, "cpu", cache, None)
-        assert raw["status"] == "ok", (p.key(), raw["reason"])
-        assert raw["passed"] and raw["timed_outputs_ok"] and raw["deterministic"]
+        report = measure_cell(backend, p, Checks(distributions=("normal", "large_logits")), T, "cpu", cache, None)
+        assert report.status == "ok", (p.key(), report.reason)
+        assert report.get(GradientCorrectnessObservation).passed and report.get(TimingObservation).outputs_ok
+        assert report.get(GradientDeterminismObservation).deterministic
     assert not torch.are_deterministic_algorithms_enabled()  # the variant's setting stays inside its calls
 
 
 def test_the_deterministic_variants_have_no_forward_of_their_own(flash_on_cpu):
-    raw = measure_cell("sdpa-flash-det", P, Checks(), T, "cpu", ProblemCache(), None)
-    assert raw["status"] == "skipped"
-    assert raw["reason"] == "sdpa-flash-det: no forward of its own (supports bwd, fwd_bwd)"
+    report = measure_cell("sdpa-flash-det", P, Checks(), T, "cpu", ProblemCache(), None)
+    assert report.status == "skipped"
+    assert report.reason == "sdpa-flash-det: no forward of its own (supports bwd, fwd_bwd)"
 
 
 def test_deterministic_algorithms_are_on_inside_the_context_only():
@@ -488,11 +494,12 @@ def test_a_kernel_refusing_gqa_runs_the_backward_on_expanded_heads_and_says_so(f
     cache = ProblemCache()
     p = P.with_(seqlen_k=P.seqlen_q)  # is_causal: the lower-right mask's own dispatch would bypass the patch
     fwd = measure_cell("sdpa-flash", p, Checks(), T, "cpu", cache, None)
-    assert fwd["status"] == "skipped" and "PyTorch refused FLASH_ATTENTION" in fwd["reason"]  # as before
+    assert fwd.status == "skipped" and "PyTorch refused FLASH_ATTENTION" in fwd.reason  # as before
     for op in ("bwd", "fwd_bwd"):
-        raw = measure_cell("sdpa-flash", p.with_(op=op), Checks(), T, "cpu", cache, None)
-        assert raw["status"] == "ok" and raw["passed"] and raw["timed_outputs_ok"], raw["reason"]
-        assert "expanded to the query heads" in raw["extra"]["gqa_expanded"]
+        report = measure_cell("sdpa-flash", p.with_(op=op), Checks(), T, "cpu", cache, None)
+        assert report.status == "ok", report.reason
+        assert report.get(GradientCorrectnessObservation).passed and report.get(TimingObservation).outputs_ok
+        assert "expanded to the query heads" in report.metrics["gqa_expanded"]
 
 
 class _FakeCudnn:

@@ -6,6 +6,11 @@ from __future__ import annotations
 import pytest
 
 from harness.measure.cell import ProblemCache, measure_cell
+from harness.records.observations import (
+    GradientCorrectnessObservation,
+    GradientDeterminismObservation,
+    TimingObservation,
+)
 from harness.spec.problem import Problem
 from harness.spec.suite import Checks, Timing
 
@@ -33,34 +38,36 @@ def flusher():
 def test_a_library_backward_passes_and_is_timed_or_is_skipped_with_its_reason(backend, op, flusher):
     cache = ProblemCache()
     for p in PROBLEMS:
-        raw = measure_cell(backend, p.with_(op=op), Checks(distributions=("normal", "large_logits")), T, "cuda",
-                           cache, flusher)
-        if raw["status"] == "skipped":
-            assert raw["reason"] and "\n" not in raw["reason"]
+        report = measure_cell(backend, p.with_(op=op), Checks(distributions=("normal", "large_logits")), T, "cuda",
+                              cache, flusher)
+        if report.status == "skipped":
+            assert report.reason and "\n" not in report.reason
             continue
-        assert raw["status"] == "ok", (p.key(), raw["reason"])
-        assert raw["passed"] and raw["timed_outputs_ok"], raw
-        assert raw["timing_method"].startswith("cuda-events")
-        assert {"dq", "dk", "dv"} <= set(raw["extra"]["determinism_per_output"])
+        assert report.status == "ok", (p.key(), report.reason)
+        grads, timed = report.get(GradientCorrectnessObservation), report.get(TimingObservation)
+        assert grads.passed and timed.outputs_ok, report
+        assert timed.method.startswith("cuda-events")
+        assert {"dq", "dk", "dv"} <= set(report.get(GradientDeterminismObservation).per_output)
         for name in ("dq", "dk", "dv"):
-            assert raw[f"{name}_max_err"] <= raw["extra"]["per_output"][name]["tolerance"]
+            assert grads.per_output[name]["max_abs"] <= grads.per_output[name]["tolerance"]
 
 
 @pytest.mark.parametrize("backend", ["sdpa-flash-det", "sdpa-efficient-det", "fa4-det", "cudnn-frontend-det"])
 def test_the_deterministic_variants_are_bit_reproducible(backend, flusher):
     p = Problem(batch=2, heads_q=8, seqlen_q=2048, head_dim=128, op="bwd")
-    raw = measure_cell(backend, p, Checks(determinism_runs=20, require_deterministic=True),
-                       Timing(enabled=False), "cuda", ProblemCache(), flusher)
-    if raw["status"] == "skipped":
-        pytest.skip(raw["reason"])
-    assert raw["status"] == "ok" and raw["deterministic"], raw["reason"]
+    report = measure_cell(backend, p, Checks(determinism_runs=20, require_deterministic=True),
+                          Timing(enabled=False), "cuda", ProblemCache(), flusher)
+    if report.status == "skipped":
+        pytest.skip(report.reason)
+    assert report.status == "ok" and report.get(GradientDeterminismObservation).deterministic, report.reason
 
 
 def test_the_sustained_mode_times_a_backward(flusher):
     p = Problem(batch=4, heads_q=16, seqlen_q=2048, head_dim=128, op="bwd")
-    raw = measure_cell("sdpa-flash", p, Checks(), T, "cuda", ProblemCache(), flusher, timing_mode="sustained")
-    assert raw["status"] == "ok", raw["reason"]
-    assert raw["timed_outputs_ok"] and raw["timing_method"].startswith("sustained-events")
+    report = measure_cell("sdpa-flash", p, Checks(), T, "cuda", ProblemCache(), flusher, timing_mode="sustained")
+    assert report.status == "ok", report.reason
+    timed = report.get(TimingObservation)
+    assert timed.outputs_ok and timed.method.startswith("sustained-events")
 
 
 def test_the_backward_exploits_are_caught_on_the_gpu(flusher):
@@ -70,5 +77,5 @@ def test_the_backward_exploits_are_caught_on_the_gpu(flusher):
     with registered(EXPLOITS):
         stale = measure_cell("exploit-stale-grads", p, Checks(), T, "cuda", ProblemCache(), flusher)
         dq_only = measure_cell("exploit-dq-only", p, Checks(), T, "cuda", ProblemCache(), flusher)
-    assert stale["status"] == "rejected" and "stale gradients" in stale["reason"]
-    assert dq_only["status"] == "failed" and "dk max_abs_err" in dq_only["reason"]
+    assert stale.status == "rejected" and "stale gradients" in stale.reason
+    assert dq_only.status == "failed" and "dk max_abs_err" in dq_only.reason

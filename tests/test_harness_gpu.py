@@ -1,6 +1,8 @@
 """The harness on a real GPU (run on the H100; skipped elsewhere)."""
 import pytest
 
+from harness.records.observations import CorrectnessObservation, DeterminismObservation, TimingObservation
+
 pytestmark = pytest.mark.gpu
 
 
@@ -42,13 +44,15 @@ def test_a_library_backend_passes_correctness_and_gets_timed(tmp_path):
     from harness.spec.suite import Checks, Timing
 
     p = Problem(batch=2, heads_q=8, seqlen_q=1024, head_dim=128, causal=True)
-    raw = measure_cell("sdpa-flash", p, Checks(distributions=("normal", "large_logits")), Timing(time_cap_s=0.3),
-                       "cuda", ProblemCache(), L2Flusher())
-    assert raw["status"] == "ok", raw["reason"]
-    assert raw["passed"] and raw["deterministic"] and raw["timed_outputs_ok"]
-    assert raw["timing_method"] == "cuda-events+l2flush-read+hold+settle-tare"
-    assert len(raw["samples_ms"]) >= 10 and min(raw["samples_ms"]) > 0
-    assert raw["extra"]["settle_calls"] > 0  # the first 0.2 s of samples were set aside
+    report = measure_cell("sdpa-flash", p, Checks(distributions=("normal", "large_logits")),
+                          Timing(time_cap_s=0.3), "cuda", ProblemCache(), L2Flusher())
+    assert report.status == "ok", report.reason
+    timed = report.get(TimingObservation)
+    assert report.get(CorrectnessObservation).passed and report.get(DeterminismObservation).deterministic
+    assert timed.outputs_ok
+    assert timed.method == "cuda-events+l2flush-read+hold+settle-tare"
+    assert len(timed.samples_ms) >= 10 and min(timed.samples_ms) > 0
+    assert timed.extra["settle_calls"] > 0  # the first 0.2 s of samples were set aside
 
 
 def test_each_sample_records_the_sm_clock_and_cooling_idles_the_gpu_as_long_as_the_call():
@@ -64,16 +68,18 @@ def test_each_sample_records_the_sm_clock_and_cooling_idles_the_gpu_as_long_as_t
     top_mhz = torch.cuda.get_device_properties(0).clock_rate / 1e3
     p = Problem(batch=4, heads_q=16, seqlen_q=2048, head_dim=128)
     cache, flusher = ProblemCache(), L2Flusher()
-    cooled = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.3, cool=1), "cuda", cache, flusher)
-    hot = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.3), "cuda", cache, flusher)
-    for raw in (cooled, hot):
-        x = raw["extra"]
-        assert raw["status"] == "ok" and len(x["sm_mhz_samples"]) == len(raw["samples_ms"])
+    reports = [measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.3, cool=1), "cuda", cache, flusher),
+               measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.3), "cuda", cache, flusher)]
+    assert [r.status for r in reports] == ["ok", "ok"], [r.reason for r in reports]
+    cooled, hot = (r.get(TimingObservation) for r in reports)
+    for timed in (cooled, hot):
+        x = timed.extra
+        assert len(x["sm_mhz_samples"]) == len(timed.samples_ms)
         assert 0.3 * top_mhz < x["sm_mhz_min"] <= x["sm_mhz"] < 1.02 * top_mhz  # a clock, not noise
-    assert cooled["extra"]["hold_ms"] >= 0.9 * median(cooled["samples_ms"])  # idle at least as long as busy
+    assert cooled.extra["hold_ms"] >= 0.9 * median(cooled.samples_ms)  # idle at least as long as busy
     # without cooling, just the hold that queues the call: twice the host's enqueue time, plus 20 µs
-    assert hot["extra"]["hold_ms"] <= 2 * hot["enqueue_ms"] + 0.021 < cooled["extra"]["hold_ms"]
-    assert "+cool" not in hot["timing_method"]
+    assert hot.extra["hold_ms"] <= 2 * hot.enqueue_ms + 0.021 < cooled.extra["hold_ms"]
+    assert "+cool" not in hot.method
 
 
 def test_the_kernel_clock_sums_the_calls_kernels_and_leaves_out_the_event_overhead():
@@ -85,12 +91,14 @@ def test_the_kernel_clock_sums_the_calls_kernels_and_leaves_out_the_event_overhe
     from harness.spec.suite import Checks, Timing
 
     p = Problem(batch=4, heads_q=16, seqlen_q=2048, head_dim=128)
-    raw = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.3, kernel_clock_calls=8), "cuda",
-                       ProblemCache(), L2Flusher())
-    x = raw["extra"]
-    assert raw["status"] == "ok" and "kernel_clock_error" not in x, x.get("kernel_clock_error")
+    report = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.3, kernel_clock_calls=8), "cuda",
+                          ProblemCache(), L2Flusher())
+    assert report.status == "ok", report.reason
+    timed = report.get(TimingObservation)
+    x = timed.extra
+    assert "kernel_clock_error" not in x, x.get("kernel_clock_error")
     assert len(x["kernel_samples_ms"]) == 8 and x["kernels_per_call"] >= 1
-    events = median(raw["samples_ms"])
+    events = median(timed.samples_ms)
     # the flush, hold and output check launched around the calls are not counted: the kernel time is
     # the event time less a few microseconds of overhead, not more
     assert 0.9 * events < x["kernel_ms"] < 1.1 * events
@@ -116,9 +124,9 @@ def test_a_wrong_kernel_is_failed_even_though_it_is_fast():
                                                           scale=1.0).transpose(1, 2)
 
     p = Problem(batch=1, heads_q=4, seqlen_q=256, head_dim=64)
-    raw = measure_cell("test-wrong-scale", p, Checks(), Timing(), "cuda", ProblemCache(), None)
-    assert raw["status"] == "failed" and "tolerance" in raw["reason"]
-    assert "samples_ms" not in raw  # never timed, never shown as fast
+    report = measure_cell("test-wrong-scale", p, Checks(), Timing(), "cuda", ProblemCache(), None)
+    assert report.status == "failed" and "tolerance" in report.reason
+    assert report.get(TimingObservation) is None  # never timed, never shown as fast
     torch.cuda.synchronize()
 
 
@@ -129,7 +137,8 @@ def test_cuda_graph_mode_times_replays_and_checks_their_outputs():
     from harness.spec.suite import Checks, Timing
 
     p = Problem(batch=1, heads_q=4, seqlen_q=128, head_dim=64)
-    raw = measure_cell("sdpa-flash", p, Checks(), Timing(mode="graph", time_cap_s=0.2), "cuda", ProblemCache(),
-                       L2Flusher())
-    assert raw["status"] == "ok", raw["reason"]
-    assert raw["timing_method"].startswith("cuda-graph") and raw["timed_outputs_ok"]
+    report = measure_cell("sdpa-flash", p, Checks(), Timing(mode="graph", time_cap_s=0.2), "cuda", ProblemCache(),
+                          L2Flusher())
+    assert report.status == "ok", report.reason
+    timed = report.get(TimingObservation)
+    assert timed.method.startswith("cuda-graph") and timed.outputs_ok

@@ -26,7 +26,8 @@ ENTRY_POINTS = {
         "try:\n    app()\nexcept SystemExit as e:\n    assert e.code == 0, e.code",
         ["harness.cli.run"]),
     "the supervisor": ("import harness.run.supervisor", ["harness.run.supervisor", "harness.run.plan",
-                                                         "harness.spec.suite"]),
+                                                         "harness.spec.suite", "harness.run.jobs",
+                                                         "harness.records.report", "harness.analysis.record"]),
     "the plan": ("import harness.run.plan", ["harness.run.plan"]),
     "the executors and shards": ("import harness.run.executors.local, harness.run.executors.ray, harness.run.shards",
                                  ["harness.run.executors.local", "harness.run.executors.ray", "harness.run.shards"]),
@@ -52,6 +53,23 @@ def test_an_entry_point_imports_neither_torch_nor_plotly(name):
     assert not missing, f"{name}: the probe did not import {missing}: it tests nothing"
     for heavy in HEAVY:
         assert heavy not in mods, f"{name} imports {heavy}"
+
+
+def test_a_cells_report_is_read_back_without_torch():
+    # what a worker sends over the pipe: the supervisor unpickles it without importing torch
+    import pickle
+
+    from harness.records.observations import CorrectnessObservation, TimingObservation
+    from harness.records.report import CellReport
+
+    report = CellReport(observations=[
+        CorrectnessObservation(per_distribution={}, weak_distributions={}, backend_metrics={}, passed=True),
+        TimingObservation(samples_ms=[1.0], method="cpu-wallclock", stop_reason="", synced_ms=[], wall_ms=[],
+                          enqueue_ms=0.0, tare_ms=0.0, worst_err_over_tol=0.0, extra={})])
+    code = (f"import pickle; r = pickle.loads(bytes.fromhex({pickle.dumps(report).hex()!r}))\n"
+            "assert type(r).__name__ == 'CellReport' and len(r.observations) == 2")
+    mods = imported_after(code)
+    assert "harness.records.observations" in mods and "torch" not in mods
 
 
 def test_the_probe_sees_a_heavy_import():

@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 import torch
 
+from harness.analysis.verdict import to_result
 from harness.backends import cudnn_frontend, flash_attn, flashinfer, registry
 from harness.backends.base import Unsupported
+from harness.backends.metrics import MetricSpec
 from harness.measure import environment
+from harness.run.plan import Cell
 from harness.spec import attention_math
 from harness.spec.problem import Problem
 
@@ -379,13 +382,60 @@ def test_a_backends_untimed_observations_land_in_its_cell_record() -> None:
 
     class CompilingNaive(Naive):
         name = "naive-compiling"
+        metrics = (MetricSpec("compile_s", "s", higher_is_better=False),)
 
         def cell_extra(self) -> dict[str, object]:
             return {"compile_s": 12.5}
 
     registry.register(CompilingNaive)
     p = Problem(batch=1, heads_q=2, seqlen_q=16, head_dim=64, dtype="float32")
-    raw = measure_cell("naive-compiling", p, Checks(trials=1, determinism_runs=0), Timing(max_samples=3, min_samples=1),
-                       "cpu", ProblemCache(), None)
-    assert raw["status"] == "ok", raw["reason"]
-    assert raw["extra"]["compile_s"] == 12.5
+    try:
+        report = measure_cell("naive-compiling", p, Checks(trials=1, determinism_runs=0),
+                              Timing(max_samples=3, min_samples=1), "cpu", ProblemCache(), None)
+    finally:
+        registry._REGISTRY.pop("naive-compiling", None)
+    assert report.status == "ok", report.reason
+    assert report.metrics == {"compile_s": 12.5}
+    row = to_result("r", "s", Cell("naive-compiling", p), report, None, 1.0)
+    assert row.extra["compile_s"] == 12.5
+
+
+def test_a_metric_the_backend_does_not_declare_fails_its_cell_with_how_to_declare_it() -> None:
+    """``extra`` holds the harness's keys and the names backends declare (name, unit, better-is-higher):
+    a backend reporting anything else is told so, and its cell is stored failed with that message."""
+    from harness.backends import registry
+    from harness.backends.metrics import UndeclaredMetric
+    from harness.backends.naive import Naive
+    from harness.measure.cell import ProblemCache, measure_cell
+    from harness.run.worker import _failure
+    from harness.spec.problem import Problem
+    from harness.spec.suite import Checks, Timing
+
+    class Chatty(Naive):
+        name = "naive-chatty"
+        metrics = (MetricSpec("compile_s", "s", higher_is_better=False),)
+
+        def cell_extra(self) -> dict[str, object]:
+            return {"compile_s": 1.0, "samples_ms": [0.0]}
+
+    registry.register(Chatty)
+    p = Problem(batch=1, heads_q=2, seqlen_q=16, head_dim=64, dtype="float32")
+    try:
+        with pytest.raises(UndeclaredMetric) as caught:
+            measure_cell("naive-chatty", p, Checks(trials=1, determinism_runs=0), Timing(enabled=False), "cpu",
+                         ProblemCache(), None)
+        row = to_result("r", "s", Cell("naive-chatty", p), _failure(caught.value, tampered=False), None, 1.0)
+    finally:
+        registry._REGISTRY.pop("naive-chatty", None)
+    assert "'samples_ms'" in str(caught.value) and "MetricSpec(name, unit, higher_is_better)" in str(caught.value)
+    assert row.status == "failed" and row.reason.startswith("UndeclaredMetric: naive-chatty: cell_extra() reported")
+    assert "samples_ms" not in row.extra
+
+
+def test_the_backends_declare_every_metric_they_report() -> None:
+    from harness.backends import flashinfer, flashinfer_decode, sdpa
+
+    assert [m.name for m in sdpa.SdpaFlash.metrics] == ["gqa_expanded"]
+    assert [(m.name, m.unit, m.higher_is_better) for m in flashinfer.FlashInferFA3.metrics] == [
+        ("flashinfer_jit", "s", False)]
+    assert [m.name for m in flashinfer_decode.FlashInferDecode.metrics] == ["flashinfer_plan"]

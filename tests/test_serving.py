@@ -17,6 +17,8 @@ from harness.backends import registry
 from harness.backends.base import Backend
 from harness.measure import inputs_decode, kinds
 from harness.measure.cell import ProblemCache, measure_cell
+from harness.records.observations import CorrectnessObservation, DeterminismObservation, TimingObservation
+from harness.records.report import CellReport
 from harness.spec.kinds import masks
 from harness.spec.problem import Problem, ProblemError
 from harness.spec.suite import Checks, SuiteError, Timing, load_suite
@@ -298,7 +300,7 @@ class _Wrong(Backend):
         raise AssertionError(m)
 
 
-def _cell(mistake: str, problem: Problem, timing: Timing | None = None) -> dict:
+def _cell(mistake: str, problem: Problem, timing: Timing | None = None) -> CellReport:
     name = f"test-serving-{mistake.replace(' ', '-')}"
     cls = type(name, (_Wrong,), {"name": name, "mistake": mistake})
     registry.register(cls)
@@ -313,12 +315,13 @@ def _cell(mistake: str, problem: Problem, timing: Timing | None = None) -> dict:
                                              window_right=0, softcap=15.0)], ids=lambda p: p.key())
 @pytest.mark.parametrize("backend", ["reference", "naive", "sdpa-math"])
 def test_the_cpu_backends_pass_every_serving_kind(problem, backend):
-    raw = measure_cell(backend, problem, CHECKS, QUICK, "cpu", ProblemCache(), None)
+    report = measure_cell(backend, problem, CHECKS, QUICK, "cpu", ProblemCache(), None)
     if backend == "sdpa-math" and problem.softcap:
-        assert raw["status"] == "skipped" and "softcap" in raw["reason"]
+        assert report.status == "skipped" and "softcap" in report.reason
         return
-    assert raw["status"] == "ok", raw["reason"]
-    assert raw["passed"] and raw["deterministic"] and raw["timed_outputs_ok"]
+    assert report.status == "ok", report.reason
+    assert report.get(CorrectnessObservation).passed and report.get(DeterminismObservation).deterministic
+    assert report.get(TimingObservation).outputs_ok
 
 
 @pytest.mark.parametrize("mistake,problem,status,why", [
@@ -331,19 +334,19 @@ def test_the_cpu_backends_pass_every_serving_kind(problem, backend):
     ("writes the cache", decode(), "rejected", "modified its input"),
 ])
 def test_wrong_serving_kernels_are_caught(mistake, problem, status, why):
-    raw = _cell(mistake, problem)
-    assert raw["status"] == status and why in raw["reason"], raw["reason"]
+    report = _cell(mistake, problem)
+    assert report.status == status and why in report.reason, report.reason
 
 
 @pytest.mark.parametrize("problem", [decode(), varlen()], ids=lambda p: p.kind)
 def test_an_answer_kept_across_timed_calls_is_rejected(problem):
-    raw = _cell("keeps its first answer", problem, QUICK)
-    assert raw["status"] == "rejected" and "timed calls returned wrong outputs" in raw["reason"]
+    report = _cell("keeps its first answer", problem, QUICK)
+    assert report.status == "rejected" and "timed calls returned wrong outputs" in report.reason
 
 
 def test_a_dense_only_backend_never_sees_a_page_pool():
-    raw = measure_cell("cudnn-frontend", decode(), CHECKS, QUICK, "cpu", ProblemCache(), None)
-    assert raw["status"] == "skipped"
+    report = measure_cell("cudnn-frontend", decode(), CHECKS, QUICK, "cpu", ProblemCache(), None)
+    assert report.status == "skipped"
     from harness.backends.base import serving_unsupported
 
     assert "no decode entry" in serving_unsupported(registry.get("flashcore-phase4"), decode())
@@ -362,8 +365,8 @@ def test_flex_masks_on_the_cpu(monkeypatch):
     for p in (decode(seqlen_q=3, causal=True, window_left=30), varlen(causal=True, window_left=5), varlen(),
               Problem(batch=1, heads_q=2, seqlen_q=40, seqlen_k=56, head_dim=32, window_left=6, window_right=3,
                       softcap=10.0)):
-        raw = measure_cell("flex", p, CHECKS, Timing(enabled=False), "cpu", ProblemCache(), None)
-        assert raw["status"] == "ok", (p.key(), raw["reason"])
+        report = measure_cell("flex", p, CHECKS, Timing(enabled=False), "cpu", ProblemCache(), None)
+        assert report.status == "ok", (p.key(), report.reason)
 
 
 def test_flash_attention_options_follow_each_versions_window_convention():
@@ -421,9 +424,9 @@ def test_a_pct_of_copy_bandwidth_is_recorded_from_the_runs_peak():
     from harness.run.plan import Cell
 
     p = decode(batch=4, seqlen_k=4096, heads_q=32, heads_kv=8, head_dim=128)
-    raw = {"status": "ok", "reason": "", "extra": {}, "samples_ms": [0.1] * 10, "tare_ms": 0.0,
-           "timing_method": "cpu-wallclock"}
-    res = to_result("r", "decode", Cell("naive", p), {"ok": True, "raw": raw},
+    timed = TimingObservation(samples_ms=[0.1] * 10, method="cpu-wallclock", stop_reason="", synced_ms=[], wall_ms=[],
+                              enqueue_ms=0.0, tare_ms=0.0, worst_err_over_tol=0.0, extra={})
+    res = to_result("r", "decode", Cell("naive", p), CellReport(observations=[timed]),
                     {"matmul_tflops": 700.0, "copy_gbs": 4000.0}, 1.0)
     assert res.gbs == pytest.approx(p.min_bytes() / 1e-4 / 1e9)
     assert res.pct_bandwidth == pytest.approx(100 * res.gbs / 4000.0)
@@ -509,11 +512,11 @@ def test_the_flash_attention_serving_calls_pass_the_page_table_lengths_and_masks
     if version == 3:
         problems.append(Problem(batch=2, heads_q=4, heads_kv=2, seqlen_q=64, head_dim=64, dtype="float8_e4m3", causal=True))
     for p in problems:
-        raw = measure_cell(cls.name, p, CHECKS, QUICK, "cpu", ProblemCache(), None)
-        assert raw["status"] == "ok", (p.key(), raw["reason"])
+        report = measure_cell(cls.name, p, CHECKS, QUICK, "cpu", ProblemCache(), None)
+        assert report.status == "ok", (p.key(), report.reason)
     if version == 2:
-        raw = measure_cell(cls.name, decode(head_dim=64), CHECKS, QUICK, "cpu", ProblemCache(), None)
-        assert raw["status"] == "skipped" and "multiple of 256" in raw["reason"]
+        report = measure_cell(cls.name, decode(head_dim=64), CHECKS, QUICK, "cpu", ProblemCache(), None)
+        assert report.status == "skipped" and "multiple of 256" in report.reason
 
 
 # -- FP8 -------------------------------------------------------------------------------------------------
@@ -547,10 +550,12 @@ def test_fp8_inputs_are_e4m3_with_a_per_tensor_descale_and_bytes_count_one_each(
 
 def test_fp8_cells_pass_with_the_dequantised_reference_and_an_ignored_descale_fails():
     for backend in ("reference", "naive"):
-        raw = measure_cell(backend, FP8, Checks(distributions=("normal", "large")), QUICK, "cpu", ProblemCache(), None)
-        assert raw["status"] == "ok" and raw["passed"] and raw["timed_outputs_ok"], raw["reason"]
-    raw = measure_cell("sdpa-math", FP8, CHECKS, QUICK, "cpu", ProblemCache(), None)
-    assert raw["status"] == "skipped" and "fp8" in raw["reason"]
+        report = measure_cell(backend, FP8, Checks(distributions=("normal", "large")), QUICK, "cpu", ProblemCache(),
+                              None)
+        assert report.status == "ok", report.reason
+        assert report.get(CorrectnessObservation).passed and report.get(TimingObservation).outputs_ok
+    report = measure_cell("sdpa-math", FP8, CHECKS, QUICK, "cpu", ProblemCache(), None)
+    assert report.status == "skipped" and "fp8" in report.reason
 
     class NoDescale(_Wrong):
         name = "test-serving-no-descale"
@@ -563,10 +568,10 @@ def test_fp8_cells_pass_with_the_dequantised_reference_and_an_ignored_descale_fa
 
     registry.register(NoDescale)
     try:
-        raw = measure_cell(NoDescale.name, FP8, CHECKS, Timing(enabled=False), "cpu", ProblemCache(), None)
+        report = measure_cell(NoDescale.name, FP8, CHECKS, Timing(enabled=False), "cpu", ProblemCache(), None)
     finally:
         registry._REGISTRY.pop(NoDescale.name, None)
-    assert raw["status"] == "failed" and "max_abs_err" in raw["reason"]
+    assert report.status == "failed" and "max_abs_err" in report.reason
 
 
 def test_fp8_is_dense_only():

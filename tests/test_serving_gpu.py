@@ -21,11 +21,14 @@ def _cell(backend, problem, require_deterministic=None):
                         Timing(time_cap_s=0.2, min_time_s=0.02, max_samples=50), "cuda", ProblemCache(), L2Flusher())
 
 
-def _ok_or_skipped(raw, backend, deterministic=True):
-    assert raw["status"] in ("ok", "skipped"), f"{backend}: {raw['status']}: {raw['reason']}"
-    if raw["status"] == "ok":
-        assert raw["passed"] and raw["timed_outputs_ok"], backend
-        assert raw["deterministic"] if deterministic else raw["deterministic"] in (True, False), backend
+def _ok_or_skipped(report, backend, deterministic=True):
+    from harness.records.observations import CorrectnessObservation, DeterminismObservation, TimingObservation
+
+    assert report.status in ("ok", "skipped"), f"{backend}: {report.status}: {report.reason}"
+    if report.status == "ok":
+        assert report.get(CorrectnessObservation).passed and report.get(TimingObservation).outputs_ok, backend
+        det = report.get(DeterminismObservation).deterministic
+        assert det if deterministic else det in (True, False), backend
 
 
 @pytest.mark.parametrize("page_size,seqlen_q", [(0, 1), (16, 1), (64, 1), (256, 1), (16, 4)])
@@ -46,8 +49,8 @@ def test_the_fused_paged_decode_kernels_run_here():
 
     p = Problem(batch=4, heads_q=32, heads_kv=8, seqlen_q=1, seqlen_k=3000, head_dim=128, dtype="bfloat16",
                 kind="decode", page_size=16)
-    raw = _cell("flashinfer-decode", p)
-    assert raw["status"] == "ok", raw["reason"]
+    report = _cell("flashinfer-decode", p)
+    assert report.status == "ok", report.reason
 
 
 @pytest.mark.parametrize("lengths,causal", [("uniform", False), ("long_tail", True), ("one_long", True)])

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.run import executors
+from harness.run.jobs import CellJob, EnvJob
 from harness.run.plan import make_plan
 from harness.run.shards import GpuSpecError, Slot, parse_gpus, units
 from harness.run.supervisor import RunOptions, Worker, WorkerError, run_suite
@@ -106,7 +107,7 @@ def test_a_worker_that_comes_back_on_another_device_is_lost():
             self.killed = True
 
     fake = Fake()
-    out = executors.attempt(fake, {"kind": "env"}, 1, expect_device="cuda")
+    out = executors.attempt(fake, EnvJob(), 1, expect_device="cuda")
     assert "not 'cuda'" in out["lost"] and out["ran"] is False and fake.killed
 
 
@@ -313,7 +314,7 @@ def test_a_host_that_dies_mid_cell_fails_that_cell_and_hands_its_problem_over(tm
         cells = 0
 
         def submit(self, host, job, timeout_s):
-            if job["kind"] == "cell" and host.label.startswith("worker 1"):
+            if isinstance(job, CellJob) and host.label.startswith("worker 1"):
                 self.cells += 1
                 if self.cells == 2:  # its second cell: the host is gone
                     fut: Future = Future()

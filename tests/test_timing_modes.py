@@ -552,21 +552,23 @@ def test_sustained_mode_on_a_gpu_rotates_past_the_l2_and_checks_its_outputs():
 
     from harness.measure.cell import ProblemCache, measure_cell
     from harness.measure.timing.sustained import l2_bytes
+    from harness.records.observations import TimingObservation
     from harness.spec.problem import Problem
     from harness.spec.suite import Checks, Timing
 
     p = Problem(batch=4, heads_q=16, seqlen_q=2048, head_dim=128)  # 48 MB of inputs per set
-    raw = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.5), "cuda", ProblemCache(), None,
-                       timing_mode="sustained")
-    assert raw["status"] == "ok", raw["reason"]
-    assert raw["timed_outputs_ok"] and raw["tare_ms"] == 0.0
-    x = raw["extra"]
+    report = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.5), "cuda", ProblemCache(), None,
+                          timing_mode="sustained")
+    assert report.status == "ok", report.reason
+    timed = report.get(TimingObservation)
+    assert timed.outputs_ok and timed.tare_ms == 0.0
+    x = timed.extra
     assert x["sustained_covers_l2"] and x["sustained_sets"] * x["sustained_set_bytes"] > 2 * l2_bytes()
-    assert raw["timing_method"] == f"sustained-events+rotate{x['sustained_sets']}"
+    assert timed.method == f"sustained-events+rotate{x['sustained_sets']}"
     assert x["sustained_window_ms"] >= 0.15 * 1e3 * 0.99 and x["sustained_warmup_calls"] >= 1
     assert not x["sustained_host_bound"]
     # back to back: the window is the calls and almost nothing else
-    assert x["sustained_batch_mean_ms"] == pytest.approx(median(raw["samples_ms"]), rel=0.05)
+    assert x["sustained_batch_mean_ms"] == pytest.approx(median(timed.samples_ms), rel=0.05)
 
 
 @pytest.mark.gpu
@@ -578,9 +580,9 @@ def test_a_kernel_that_caches_across_calls_is_rejected_in_the_sustained_mode_too
 
     p = Problem(batch=2, heads_q=8, seqlen_q=1024, head_dim=64)
     with registered(EXPLOITS):
-        raw = measure_cell("exploit-cache-content", p, Checks(), Timing(time_cap_s=0.3), "cuda", ProblemCache(),
-                           None, timing_mode="sustained")
-    assert raw["status"] == "rejected", raw["reason"]
+        report = measure_cell("exploit-cache-content", p, Checks(), Timing(time_cap_s=0.3), "cuda", ProblemCache(),
+                              None, timing_mode="sustained")
+    assert report.status == "rejected", report.reason
 
 
 def test_a_do_bench_child_that_dies_is_replaced_and_the_cell_it_died_on_is_named(monkeypatch):

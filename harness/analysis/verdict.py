@@ -1,4 +1,4 @@
-"""From a worker's raw observations to a stored Result: statistics, throughput, and the checks that
+"""From a worker's typed report to a stored Result: statistics, throughput, and the checks that
 only the supervisor can make (physically impossible speed, work that escaped the timed stream).
 
 Thresholds, and why:
@@ -18,9 +18,13 @@ from __future__ import annotations
 from statistics import median
 from typing import Any
 
+from harness.analysis.record import binding, record_report
 from harness.analysis.stats import summarize
+from harness.records.observations import TimingObservation
+from harness.records.report import CellReport
 from harness.records.result import Result
 from harness.run.plan import Cell
+from harness.run.replies import WorkerFailure
 
 PEAK_MARGIN = 1.05
 BANDWIDTH_MARGIN = 1.15
@@ -29,64 +33,53 @@ MIN_SAMPLE_MS = 1e-6
 EMPTY_EVENTS_MS, EMPTY_SYNCED_MS = 0.0005, 0.005
 
 
-def to_result(run_id: str, suite: str, cell: Cell, reply: dict[str, Any], peaks: dict[str, float] | None,
+def to_result(run_id: str, suite: str, cell: Cell, reply: CellReport | WorkerFailure, peaks: dict[str, float] | None,
               elapsed_s: float, gpu_shared_by: int = 1) -> Result:
     """The stored row of one visit. ``gpu_shared_by`` > 1: other workers of the run measure on the same GPU
     at the same time, so a device-wide sync also waits for their work: the escaped-work check cannot tell
     this cell's work from theirs and is not applied (said in ``extra``), and the times are contended."""
     p = cell.problem
-    if not reply.get("ok"):
-        # one line for tables (the CUDA error text goes on for lines); the whole text is error_text
-        reason = (reply.get("error") or "unknown error").strip().splitlines()[0]
-        if reply.get("oom"):
-            reason = f"out of memory: {reason}"
-        elif reply.get("fatal"):
-            reason = f"CUDA error (worker restarted): {reason}"
-        res = Result.for_problem(run_id, suite, cell.backend, p, "failed", reason[:1000], passed=False,
-                                 error_text=(reply.get("traceback") or reply.get("error", ""))[-4000:],
-                                 timing_mode=cell.mode, rounds=1)
+    if isinstance(reply, WorkerFailure):
+        # one line for tables; the whole text is error_text
+        res = Result.for_problem(run_id, suite, cell.backend, p, "failed", reply.reason[:1000], passed=False,
+                                 error_text=(reply.traceback or reply.error)[-4000:], timing_mode=cell.mode, rounds=1)
         res.extra["cell_seconds"] = round(elapsed_s, 3)
         return res
-    raw = reply["raw"]
-    extra = dict(raw.get("extra", {}))
+    report = reply
+    res = Result.for_problem(run_id, suite, cell.backend, p, report.status, report.reason, timing_mode=cell.mode,
+                             rounds=1)
+    record_report(report, res)
+    extra = res.extra
     extra["cell_seconds"] = round(elapsed_s, 3)
-    res = Result.for_problem(run_id, suite, cell.backend, p, raw["status"], raw.get("reason", ""), extra=extra,
-                             timing_mode=cell.mode, rounds=1)
-    for key in ("max_abs_err", "mean_abs_err", "rel_l2_err", "nan_count", "inf_count", "deterministic",
-                "determinism_runs", "determinism_mismatches", "passed", "timed_outputs_ok", "tolerance",
-                "timing_method", "stop_reason", "dq_max_err", "dk_max_err", "dv_max_err", "dq_rel_l2_err",
-                "dk_rel_l2_err", "dv_rel_l2_err"):
-        if raw.get(key) is not None:
-            setattr(res, key, raw[key])
-    res.torch_max_abs_err = raw.get("torch_err")
-    res.seed_bounds_ok = raw.get("seed_bounds_ok")
-    if raw.get("binding_distribution"):
-        extra["binding_distribution"] = raw["binding_distribution"]
+    b = binding(report)
+    if b is not None and b.binding_distribution:
+        extra["binding_distribution"] = b.binding_distribution
     if res.status == "skipped":
         res.passed = None
     elif res.status in ("failed", "rejected"):
         res.passed = False
-    raw_samples = raw.get("samples_ms") or []
-    tare = float(raw.get("tare_ms") or 0.0)
+    timing = report.get(TimingObservation)
+    raw_samples = timing.samples_ms if timing is not None else []
+    tare = float(timing.tare_ms or 0.0) if timing is not None else 0.0
     # the event pair's own cost is not the call's: off every sample (floored, so a call that does nothing
     # reads as near-zero time, i.e. impossible speed, never as a division by zero)
     samples = [max(x - tare, MIN_SAMPLE_MS) for x in raw_samples]
-    if samples:
+    if timing is not None and samples:
         s = summarize(samples)
         res.median_ms, res.p10_ms, res.p90_ms, res.rel_spread, res.n_samples = (
             s.median, s.p10, s.p90, s.rel_spread, s.n)
         res.tflops = p.flops() / (s.median * 1e-3) / 1e12
         res.gbs = p.min_bytes() / (s.median * 1e-3) / 1e9
-        if raw.get("wall_ms"):
-            res.wall_ms_per_call = median(raw["wall_ms"])
+        if timing.wall_ms:
+            res.wall_ms_per_call = median(timing.wall_ms)
         extra["samples_ms"] = [round(x, 6) for x in raw_samples]  # as measured, tare included
         extra["event_tare_ms"] = tare
         # the visits pooled into this row: how many samples each gave and the tare each subtracts
         extra["round_sizes"] = [len(raw_samples)]
         extra["round_tares_ms"] = [tare]
         extra["raw_median_ms"] = median(raw_samples)
-        extra["synced_ms"] = raw.get("synced_ms")
-        extra["enqueue_ms"] = raw.get("enqueue_ms")
+        extra["synced_ms"] = timing.synced_ms
+        extra["enqueue_ms"] = timing.enqueue_ms
         if peaks:
             res.pct_peak = 100.0 * res.tflops / peaks["matmul_tflops"]
             if peaks.get("copy_gbs"):  # the roof of bandwidth-bound kinds (decode): % of the measured copy
@@ -96,7 +89,7 @@ def to_result(run_id: str, suite: str, cell: Cell, reply: dict[str, Any], peaks:
             extra["escape_check"] = (f"not applied: the GPU is shared by {gpu_shared_by} workers of this run, "
                                      "whose work a device-wide sync also waits for; times are contended")
         if res.status in ("ok", "rejected"):
-            why = impossible(res, raw, peaks, escape_check=gpu_shared_by <= 1)
+            why = impossible(res, timing, peaks, escape_check=gpu_shared_by <= 1)
             if why and res.status == "ok":
                 res.status, res.reason, res.passed = "rejected", why, False
             elif why and why not in res.reason:  # e.g. a forged timer: name what it produced too
@@ -104,11 +97,11 @@ def to_result(run_id: str, suite: str, cell: Cell, reply: dict[str, Any], peaks:
     return res
 
 
-def impossible(res: Result, raw: dict[str, Any], peaks: dict[str, float] | None,
+def impossible(res: Result, timing: TimingObservation, peaks: dict[str, float] | None,
                escape_check: bool = True) -> str | None:
-    if raw.get("timing_method", "").startswith("cpu"):
+    if timing.method.startswith("cpu"):
         return None
-    synced = (raw.get("synced_ms") or []) if escape_check else []
+    synced = (timing.synced_ms or []) if escape_check else []
     # the fastest synced call: host hiccups (GC, scheduling) only ever add time to the others
     if synced and res.median_ms is not None and min(synced) > ESCAPE_FACTOR * res.median_ms + ESCAPE_SLACK_MS:
         return (f"work escaped the timed stream: {min(synced):.4g} ms with a device-wide sync vs "
@@ -116,7 +109,7 @@ def impossible(res: Result, raw: dict[str, Any], peaks: dict[str, float] | None,
     if synced and res.median_ms is not None and res.median_ms < EMPTY_EVENTS_MS and min(synced) > EMPTY_SYNCED_MS:
         events_us = res.extra.get("raw_median_ms", res.median_ms) * 1e3
         return (f"work escaped the timed stream: the events bracket nothing ({events_us:.2f} µs, their own "
-                f"tare being {float(raw.get('tare_ms') or 0.0) * 1e3:.2f} µs) while a device-wide sync sees "
+                f"tare being {float(timing.tare_ms or 0.0) * 1e3:.2f} µs) while a device-wide sync sees "
                 f"{min(synced):.4g} ms")
     if peaks and res.tflops is not None and res.tflops > PEAK_MARGIN * peaks["matmul_tflops"]:
         return (f"impossible speed: {res.tflops:.1f} TFLOPS exceeds the measured matmul peak "

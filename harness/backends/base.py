@@ -24,6 +24,8 @@ import abc
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
+from harness.backends.metrics import MetricSpec
+
 if TYPE_CHECKING:
     import torch
 
@@ -61,6 +63,9 @@ class Backend(abc.ABC):
     #: problem options it implements: "window" (local attention), "softcap" (logit soft-capping), "fp8" (e4m3
     #: inputs with per-tensor descales, harness.spec.kinds.fp8)
     features: ClassVar[tuple[str, ...]] = ()
+    #: the metrics ``cell_extra`` may report (name, unit, whether higher is better); any other name fails
+    #: the cell, so a cell's ``extra`` holds only the harness's keys and these
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
 
     def unavailable(self) -> str | None:
         """None if usable here, else a one-line reason."""
@@ -77,7 +82,8 @@ class Backend(abc.ABC):
         return f"{self.name}: no {_LACKS.get(op, op)} (supports {', '.join(sorted(self.operations))})"
 
     def cell_extra(self) -> dict[str, object]:
-        """Observations of the untimed work so far (e.g. compile time), stored in each cell's ``extra``."""
+        """Observations of the untimed work so far (e.g. compile time), stored in each cell's ``extra``;
+        each name declared in ``metrics``."""
         return {}
 
     @abc.abstractmethod

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 import torch
 
 from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable, half_precision_unsupported
+from harness.backends.metrics import MetricSpec
 from harness.backends.registry import register
 from harness.spec.problem import Problem
 
@@ -98,6 +99,8 @@ class _FlashInfer(Backend):
     features: ClassVar[tuple[str, ...]] = ("window", "softcap")
     min_capability: ClassVar[tuple[int, int]] = (8, 0)
     head_dims: ClassVar[tuple[int, ...]] = (64, 128)
+    #: the modules this process built or loaded for the template: uri, seconds, cached, aot
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (MetricSpec("flashinfer_jit", "s", higher_is_better=False),)
 
     def unavailable(self) -> str | None:
         why = cuda_unavailable()

@@ -23,6 +23,7 @@ import torch
 
 from harness.backends.base import Backend, RunFn, Unsupported, cuda_unavailable, half_precision_unsupported
 from harness.backends.flashinfer import flashinfer_unavailable
+from harness.backends.metrics import MetricSpec
 from harness.backends.registry import register
 from harness.spec.problem import Problem
 
@@ -73,6 +74,8 @@ class FlashInferDecode(Backend):
     kinds: ClassVar[tuple[str, ...]] = ("decode",)
     features: ClassVar[tuple[str, ...]] = ("window", "softcap")
     head_dims: ClassVar[tuple[int, ...]] = (64, 128, 256)
+    #: the last plan: its wrapper, seconds (a JIT build or load included) and problem
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (MetricSpec("flashinfer_plan", "s", higher_is_better=False),)
 
     def unavailable(self) -> str | None:
         why = cuda_unavailable()

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from harness.backends import autograd, serving_baselines
 from harness.backends.base import Backend, FwdBwdFn, GradFn, RunFn, Unsupported, cuda_unavailable
+from harness.backends.metrics import MetricSpec
 from harness.backends.registry import register
 from harness.spec.problem import OPS, Problem
 
@@ -54,6 +55,7 @@ class _Sdpa(Backend):
     # a window as an explicit mask); SDPA has no soft-capping
     kinds = ("dense", "decode", "varlen")
     features = ("window",)
+    metrics = (MetricSpec("gqa_expanded"),)  # a note: a GQA backward ran on K and V expanded, and why
 
     def unavailable(self) -> str | None:
         if "cpu" not in self.devices:

@@ -1,5 +1,6 @@
-"""The supervisor: walks the plan, hands each cell to a worker process, turns raw observations into
-statistics and a verdict, and stores every result the moment it exists.
+"""The supervisor: walks the plan, hands each cell to a worker process as a typed job
+(``harness.run.jobs``), turns the typed report it gets back (``harness.records.report``) into statistics
+and a verdict, and stores every result the moment it exists.
 
 A cell that crashes, hangs past its time limit, runs out of memory or hits a CUDA error is recorded as
 ``failed`` with the reason; the worker is replaced and the run goes on.
@@ -27,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis import verdict
+from harness.records.report import CellReport
 from harness.records.result import Result
+from harness.run.jobs import CellJob, EnvJob, Job, PeakJob
 from harness.run.plan import Cell
+from harness.run.replies import EnvReply, PeakReply, Reply, WorkerFailure, ends_worker
 from harness.run.shards import Slot, Unit, units
 from harness.spec.suite import Suite
 from harness.store.database import Heartbeat, RunInfo, Store, now
@@ -104,7 +108,7 @@ class Worker:
                 pass
         self.kill()
 
-    def request(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    def request(self, job: Job, timeout_s: float) -> Reply:
         if not self.alive():
             self.start()
         try:
@@ -125,7 +129,7 @@ class Worker:
             tail = self.log_tail(20000)
             at = tail.rfind("Fatal Python error")  # faulthandler's report of the crash, with the Python stack
             raise WorkerError(f"worker crashed ({how})\n{tail[at:][:3500] if at >= 0 else tail[-3500:]}") from None
-        if reply.get("restart") or (not reply.get("ok") and reply.get("fatal")):
+        if ends_worker(reply):  # it exits after this reply
             self.proc.join(10)
             self.kill()
         return reply
@@ -204,7 +208,12 @@ def _first_line(text: str) -> str:
     return (text.strip().splitlines() or [""])[0][:500]
 
 
-def _gather(executor: Any, jobs: list[tuple[Shard, dict[str, Any]]], timeout_s: float) -> list[dict[str, Any]]:
+def _error(reply: Reply | None) -> str | None:
+    """What a reply that is not the one asked for says went wrong."""
+    return reply.error if isinstance(reply, WorkerFailure) else None if reply is None else type(reply).__name__
+
+
+def _gather(executor: Any, jobs: list[tuple[Shard, Job]], timeout_s: float) -> list[dict[str, Any]]:
     """Run one job on each of several shards at once; each one's outcome (``attempt``'s dict, or lost)."""
     futs = [executor.submit(sh.host, job, timeout_s) for sh, job in jobs]
     outs = []
@@ -306,22 +315,23 @@ def _start_workers(executor: Any, shards: list[Shard], info: RunInfo | None, opt
     """Start every worker (at once) and learn what it runs on; measure the peaks (once per GPU, unless the
     run being continued has them). The run's environment (the first worker's) and its peaks (the first
     GPU's; each cell's % of peak uses the peaks of the GPU it ran on)."""
-    outs = _gather(executor, [(sh, {"kind": "env"}) for sh in shards], 300)
-    live = []
+    outs = _gather(executor, [(sh, EnvJob()) for sh in shards], 300)
+    live: list[tuple[Shard, EnvReply]] = []
     for sh, out in zip(shards, outs):
-        if "lost" in out or not out["reply"].get("ok"):
-            sh.lost = out.get("lost") or f"could not describe the environment: {out['reply'].get('error')}"
+        reply = out.get("reply")
+        if "lost" in out or not isinstance(reply, EnvReply):
+            sh.lost = out.get("lost") or f"could not describe the environment: {_error(reply)}"
             executor.kill(sh.host)
             if opts.on_event and sharded:
                 opts.on_event(f"{sh.host.label} not used: {_first_line(sh.lost)}")
         else:
-            live.append((sh, out["reply"]))
+            live.append((sh, reply))
     if not live:
         first = shards[0].lost
         raise WorkerError(f"worker could not describe the environment: {first.split(': ', 1)[-1]}"
                           if first.startswith("could not describe") else f"no worker started: {first}")
     sh0, reply0 = live[0]
-    env = {**reply0["env"], **opts.extra_env, "device": reply0["device"]}
+    env = {**reply0.env, **opts.extra_env, "device": reply0.device}
     stored = {g.get("uuid"): g.get("peaks") for g in (info.env or {}).get("gpus", [])} if info else {}
     if not sharded and info and info.peak_tflops:
         sh0.peaks = {"matmul_tflops": info.peak_tflops, "copy_gbs": info.peak_gbs}
@@ -333,12 +343,12 @@ def _start_workers(executor: Any, shards: list[Shard], info: RunInfo | None, opt
         elif sh.peaks is None:
             by_gpu.setdefault(uuid or f"shard-{sh.n}", []).append(sh)
     groups = list(by_gpu.values())
-    for group, out in zip(groups, _gather(executor, [(g[0], {"kind": "peak"}) for g in groups], 300)):
-        reply = out.get("reply") or {"ok": False, "error": out.get("lost")}
-        if not reply.get("ok"):
-            env.setdefault("peak_error", reply.get("error"))
+    for group, out in zip(groups, _gather(executor, [(g[0], PeakJob()) for g in groups], 300)):
+        peak = out.get("reply")
+        if not isinstance(peak, PeakReply):
+            env.setdefault("peak_error", _error(peak) if peak is not None else out.get("lost"))
         for sh in group:
-            sh.peaks = reply.get("peak") if reply.get("ok") else None
+            sh.peaks = peak.peak if isinstance(peak, PeakReply) else None
     if sh0.peaks and not (info and info.peak_tflops and not sharded):
         env["peaks"] = sh0.peaks
     if sharded:
@@ -367,7 +377,6 @@ class _Sweep:
         self._last: Result | None = None  # the result _store made last
         self.n = 0
         self.total = 0
-        self.checks = suite.checks.__dict__ | {"distributions": list(suite.checks.distributions)}
 
     def run(self, work: list[Unit], total: int) -> None:
         self.queue.extend(work)
@@ -401,9 +410,8 @@ class _Sweep:
                 prev = (self.store.get_result(self.run_id, cell.backend, cell.problem.key(), cell.mode)
                         if cell.round else None)
                 if not cell.round or (prev is not None and prev.status == "ok"):
-                    job = {"kind": "cell", "backend": cell.backend, "problem": cell.problem.as_dict(),
-                           "checks": self.checks, "timing": dict(self.suite.timing.__dict__),
-                           "timing_mode": cell.mode}
+                    job = CellJob(backend=cell.backend, problem=cell.problem, checks=self.suite.checks,
+                                  timing=self.suite.timing, timing_mode=cell.mode)
                     fut = self.executor.submit(sh.host, job, self.suite.timing.cell_timeout_s)
                     self.pending[fut] = (sh, cell, prev)
                     return
@@ -454,7 +462,8 @@ class _Sweep:
         self._store(sh, cell, prev, out["reply"], out["elapsed_s"])
         self._next(sh, cell, self._last)
 
-    def _store(self, sh: Shard, cell: Cell, prev: Result | None, reply: dict[str, Any], elapsed_s: float) -> None:
+    def _store(self, sh: Shard, cell: Cell, prev: Result | None, reply: CellReport | WorkerFailure,
+               elapsed_s: float) -> None:
         assert sh.unit is not None
         result = verdict.to_result(self.run_id, self.suite.name, cell, reply, sh.peaks, elapsed_s,
                                    gpu_shared_by=self._sharing(sh))
@@ -488,7 +497,7 @@ class _Sweep:
         self.executor.kill(sh.host)
         unit = sh.unit
         if out.get("ran"):
-            self._store(sh, cell, prev, {"ok": False, "error": f"worker lost: {sh.lost}", "crashed": True}, 0.0)
+            self._store(sh, cell, prev, WorkerFailure(error=f"worker lost: {sh.lost}", crashed=True), 0.0)
             self.n += 1
             if self.opts.on_result:
                 self.opts.on_result(self._last, self.n, self.total)

@@ -21,10 +21,11 @@ HARNESS_MODULES = ("harness.measure.cell", "harness.measure.correctness", "harne
                    "harness.measure.timing.l2", "harness.analysis.stats", "harness.measure.inputs",
                    "harness.spec.attention_math", "harness.run.worker", "harness.run.tamper",
                    "harness.measure.problem_cache", "harness.measure.verdict", "harness.measure.stages.base",
-                   "harness.measure.stages.checks", "harness.measure.stages.timing", "harness.measure.stages.record",
+                   "harness.measure.stages.checks", "harness.measure.stages.timing", "harness.records.observations",
                    "harness.measure.timing.loop", "harness.measure.timing.probes",
                    "harness.measure.stages.gradients", "harness.measure.stages.work", "harness.measure.kinds",
-                   "harness.measure.inputs_decode", "harness.measure.inputs_varlen", "harness.spec.kinds.masks")
+                   "harness.measure.inputs_decode", "harness.measure.inputs_varlen", "harness.spec.kinds.masks",
+                   "harness.records.report", "harness.run.jobs", "harness.run.replies", "harness.backends.metrics")
 #: (module, dotted attribute) of library functions the measurement relies on
 LIBRARY = (
     ("time", "perf_counter"), ("time", "perf_counter_ns"), ("time", "monotonic"),

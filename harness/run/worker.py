@@ -12,6 +12,10 @@ import traceback
 from dataclasses import asdict
 from typing import Any
 
+from harness.records.report import CellReport, TamperCheck
+from harness.run.jobs import CellJob, EnvJob, Job, PeakJob
+from harness.run.replies import EnvReply, PeakReply, Reply, WorkerFailure, ends_worker
+
 _STICKY = ("illegal memory access", "illegal address", "launch failure", "misaligned address",
            "unspecified launch failure", "an illegal instruction", "device-side assert",
            "CUDA error: unknown error", "hardware stack error", "uncorrectable ECC")
@@ -54,35 +58,40 @@ def _redirect_output(log_path: str) -> None:
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
 
 
-def _handle(job: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
-
+def _handle(job: Job, state: dict[str, Any]) -> Reply:
     from harness.measure import environment, peak
-    from harness.measure.cell import measure_cell
-    from harness.spec.problem import Problem
-    from harness.spec.suite import Checks, Timing
 
-    kind = job["kind"]
-    if kind == "env":
-        return {"env": environment.collect(), "device": state["device"]}
-    if kind == "peak":
-        return {"peak": asdict(peak.measure())} if state["device"] == "cuda" else {"peak": None}
-    if kind == "cell":
-        from harness.run import tamper
-        checks = Checks(**{**job["checks"], "distributions": tuple(job["checks"]["distributions"])})
-        # as the worker started (a patch made between cells, e.g. by a thread left running, counts too), plus
-        # what was imported since
-        before = {**tamper.snapshot(), **state.get("pristine", {})}
-        try:
-            raw = measure_cell(job["backend"], Problem.from_dict(job["problem"]), checks, Timing(**job["timing"]),
-                               state["device"], state["cache"], state["flusher"],
-                               timing_mode=job.get("timing_mode", "isolated"))
-        finally:
-            state["tampered"] = tamper.replaced(before)
-        if state["tampered"]:  # the measurement itself cannot be trusted, whatever it says
-            raw["extra"]["status_before_tamper_check"] = [raw["status"], raw.get("reason", "")]
-            raw["status"], raw["reason"] = "rejected", tamper.describe(state["tampered"])
-        return {"raw": raw}
-    raise ValueError(f"unknown job kind {kind!r}")
+    if isinstance(job, EnvJob):
+        return EnvReply(env=environment.collect(), device=state["device"])
+    if isinstance(job, PeakJob):
+        return PeakReply(peak=asdict(peak.measure()) if state["device"] == "cuda" else None)
+    if isinstance(job, CellJob):
+        return _measure(job, state)
+    raise TypeError(f"not a job: {type(job).__name__}")
+
+
+def _measure(job: CellJob, state: dict[str, Any]) -> CellReport:
+    from harness.measure.cell import measure_cell
+    from harness.run import tamper
+
+    # as the worker started (a patch made between cells, e.g. by a thread left running, counts too), plus
+    # what was imported since
+    before = {**tamper.snapshot(), **state.get("pristine", {})}
+    try:
+        report = measure_cell(job.backend, job.problem, job.checks, job.timing, state["device"], state["cache"],
+                              state["flusher"], timing_mode=job.timing_mode)
+    finally:
+        state["tampered"] = tamper.replaced(before)
+    if state["tampered"]:  # the measurement itself cannot be trusted, whatever it says
+        check = TamperCheck(replaced=state["tampered"], status_before=report.status, reason_before=report.reason)
+        report = report.model_copy(update={"status": "rejected", "reason": tamper.describe(state["tampered"]),
+                                           "tamper": check})
+    return report
+
+
+def _failure(exc: BaseException, tampered: bool) -> WorkerFailure:
+    return WorkerFailure(error=f"{type(exc).__name__}: {exc}".strip()[:2000], traceback=traceback.format_exc()[-4000:],
+                         oom=is_oom(exc), fatal=is_sticky_cuda_error(exc), restart=tampered)
 
 
 def gpu_stamp(device: str) -> dict[str, Any]:
@@ -131,25 +140,23 @@ def main(conn: Any, log_path: str, env: dict[str, str] | None = None) -> None:
         if job is None:
             return
         state["tampered"] = []
+        reply: Reply
         try:
-            reply = {"ok": True, **_handle(job, state)}
+            reply = _handle(job, state)
         except BaseException as exc:  # noqa: BLE001 - everything is reported, nothing escapes
-            oom = is_oom(exc)
-            fatal = is_sticky_cuda_error(exc)
-            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()[:2000],
-                     "traceback": traceback.format_exc()[-4000:], "oom": oom, "fatal": fatal}
+            # a patched timer or check would carry over to the next cell: the worker exits after this one
+            reply = _failure(exc, bool(state["tampered"]))
             traceback.print_exc()
-        if reply.get("oom") and not reply.get("fatal"):  # after the except block: the exception's frames,
-            # which hold the tensors that ran out, are gone, so emptying the cache gives their memory back
+        if isinstance(reply, WorkerFailure) and reply.oom and not reply.fatal:  # after the except block: the
+            # exception's frames, which hold the tensors that ran out, are gone, so emptying the cache gives
+            # their memory back
             state["cache"] = ProblemCache()
             import gc
 
             gc.collect()
             if device == "cuda":
                 torch.cuda.empty_cache()
-        if state["tampered"]:
-            reply["restart"] = True  # a patched timer or check would carry over to the next cell
         conn.send(reply)
-        if reply.get("restart") or (not reply["ok"] and reply["fatal"]):
+        if ends_worker(reply):
             sys.stderr.flush()
             os._exit(3)  # the CUDA context (or the process) is unusable: the supervisor starts a fresh worker

@@ -1,6 +1,6 @@
 """What a stage of a cell's measurement is, and the state the stages of one cell share.
 
-A stage has a name and ``run(ctx)``, which returns a typed observation (``harness.measure.observation``)
+A stage has a name and ``run(ctx)``, which returns a typed observation (``harness.records.observations``)
 or raises ``Verdict`` to end the cell at once. An observation may carry a verdict of its own: a
 rejection ends the cell after the observation is recorded; a failure lets the remaining checks run
 (their numbers are kept with the cell) and ends it before the first timed stage.
@@ -15,13 +15,6 @@ from harness.measure.problem_cache import InputSet, ProblemCache
 from harness.measure.timing.l2 import L2Flusher
 from harness.spec.problem import Problem
 from harness.spec.suite import Checks, Timing
-
-
-class Ending(Observation):
-    """A verdict an observation carries: ``status`` rejected or failed, and why."""
-
-    status: str
-    reason: str
 
 
 @dataclass

@@ -5,12 +5,19 @@ from typing import Any
 
 import torch
 
+from harness.backends.metrics import reported_metrics
 from harness.measure import correctness as C
 from harness.measure import guards
-from harness.measure.observation import Observation
 from harness.measure.problem_cache import derive_seed
-from harness.measure.stages.base import CellContext, Ending
+from harness.measure.stages.base import CellContext
 from harness.measure.verdict import Verdict
+from harness.records.observations import (
+    Binding,
+    CorrectnessObservation,
+    DeterminismObservation,
+    Ending,
+    KernelTrace,
+)
 
 
 def _sync(device: str) -> None:
@@ -37,38 +44,6 @@ def unwritten(out: torch.Tensor, what: str = "output") -> str | None:
         return None
     return (f"{what} not fully written: {n} of {out.numel()} elements still hold the marked NaN the harness "
             "wrote into freed memory before the call (a stale buffer returned, or a partial write)")
-
-
-class KernelTrace(Observation):
-    """What a backend claiming a custom kernel launched (``harness.tools.kernel_names.check_custom``)."""
-
-    kernels_launched: list[str]
-    ops_called: list[str]
-
-
-class Binding(Observation):
-    """The trial closest to failing, with its own tolerance."""
-
-    max_abs_err: float
-    mean_abs_err: float
-    rel_l2_err: float
-    nan_count: int  # over every distribution
-    inf_count: int
-    tolerance: float
-    torch_err: float
-    binding_distribution: str
-
-
-class CorrectnessObservation(Observation):
-    per_distribution: dict[str, dict[str, Any]]  # max_abs, mean_abs, nan, inf, tolerance, torch_err
-    weak_distributions: dict[str, str]  # distributions left out: a null output passes their tolerance
-    backend_extra: dict[str, Any]  # what the backend did untimed in prepare (e.g. a JIT compile and its seconds)
-    kernel_trace: KernelTrace | None = None
-    binding: Binding | None = None  # None without a reference (correctness off)
-    seed_bounds_ok: bool | None = None
-    passed: bool | None = None
-    fail_reason: str = ""
-    ending: Ending | None = None
 
 
 class CorrectnessStage:
@@ -127,7 +102,7 @@ class CorrectnessStage:
                 ctx.first_outputs.append((s, run, out.clone()))
                 del out
         common = dict(per_distribution=per_dist, weak_distributions=weak,
-                      backend_extra=getattr(backend, "cell_extra", dict)(), kernel_trace=trace)
+                      backend_metrics=reported_metrics(backend), kernel_trace=trace)
         if not ctx.sets:
             return CorrectnessObservation(**common, ending=Ending(status="rejected", reason="problem too weak: " + "; ".join(
                 f"{d} inputs: {w}" for d, w in weak.items())))
@@ -145,16 +120,6 @@ class CorrectnessStage:
             seed_bounds_ok=first["max_abs"] < C.SEED_MAX_ABS and first["mean_abs"] < C.SEED_MEAN_ABS,
             passed=passed, fail_reason=fail_reason,
             ending=None if passed else Ending(status="failed", reason=fail_reason))
-
-
-class DeterminismObservation(Observation):
-    runs: int  # calls compared, the first ones included
-    mismatches: int  # repeated calls that differ from the first bit for bit
-    ending: Ending | None = None
-
-    @property
-    def deterministic(self) -> bool:
-        return self.mismatches == 0
 
 
 class DeterminismStage:

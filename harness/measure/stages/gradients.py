@@ -19,13 +19,20 @@ from typing import Any
 
 import torch
 
+from harness.backends.metrics import reported_metrics
 from harness.measure import correctness as C
 from harness.measure import guards
-from harness.measure.observation import Observation
 from harness.measure.problem_cache import derive_seed
-from harness.measure.stages.base import CellContext, Ending
-from harness.measure.stages.checks import Binding, KernelTrace, _sync, trace_custom_kernel, unwritten
+from harness.measure.stages.base import CellContext
+from harness.measure.stages.checks import _sync, trace_custom_kernel, unwritten
 from harness.measure.verdict import Verdict
+from harness.records.observations import (
+    Binding,
+    Ending,
+    GradientCorrectnessObservation,
+    GradientDeterminismObservation,
+    KernelTrace,
+)
 from harness.spec.problem import OP_OUTPUTS, Problem
 
 #: dO is scaled by this for the second call of the stale-gradient check (a power of two: exact)
@@ -57,20 +64,6 @@ def outputs_problem(outs: object, problem: Problem, like: torch.Tensor) -> str |
         if bad:
             return bad
     return None
-
-
-class GradientCorrectnessObservation(Observation):
-    # per output, worst over trials and distributions: max_abs, mean_abs, rel_l2, nan, inf, tolerance, torch_err
-    per_output: dict[str, dict[str, Any]]
-    per_distribution: dict[str, dict[str, dict[str, Any]]]  # distribution -> output -> the same
-    weak_distributions: dict[str, str]
-    backend_extra: dict[str, Any]
-    kernel_trace: KernelTrace | None = None
-    binding: Binding | None = None  # the output and trial closest to failing
-    binding_output: str = ""
-    passed: bool | None = None
-    fail_reason: str = ""
-    ending: Ending | None = None
 
 
 def _merge(d: dict[str, Any], err: C.Errors, oracle: C.Oracle) -> None:
@@ -164,7 +157,7 @@ class GradientCorrectnessStage:
                     do.copy_(s.do)
                 ctx.first_outputs.append((s, run, first))
         common = dict(per_output=per_output, per_distribution=per_dist, weak_distributions=weak,
-                      backend_extra=getattr(backend, "cell_extra", dict)(), kernel_trace=trace)
+                      backend_metrics=reported_metrics(backend), kernel_trace=trace)
         if not ctx.sets:
             why = "; ".join(f"{d} inputs: {w}" for d, w in weak.items())
             return GradientCorrectnessObservation(**common, ending=Ending(status="rejected",
@@ -181,18 +174,6 @@ class GradientCorrectnessStage:
                 tolerance=oracle.tolerance, torch_err=oracle.torch_err, binding_distribution=dist),
             passed=passed, fail_reason=fail_reason,
             ending=None if passed else Ending(status="failed", reason=fail_reason))
-
-
-class GradientDeterminismObservation(Observation):
-    runs: int  # calls compared, the first ones included
-    repeats: int  # repeated calls compared with their first
-    mismatches: int  # repeated calls in which any output differs from the first bit for bit
-    per_output: dict[str, int]  # output -> repeated calls in which it differs
-    ending: Ending | None = None
-
-    @property
-    def deterministic(self) -> bool:
-        return self.mismatches == 0
 
 
 class GradientDeterminismStage:

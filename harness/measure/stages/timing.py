@@ -15,33 +15,16 @@ import torch
 
 from harness.measure.environment import clocks, throttle_ns, throttled_ms
 from harness.measure.nvtx_ranges import call_range
-from harness.measure.observation import Observation
 from harness.measure.problem_cache import InputSet, derive_seed
-from harness.measure.stages.base import CellContext, Ending
+from harness.measure.stages.base import CellContext
 from harness.measure.stages.work import work_for
 from harness.measure.timing import sustained
 from harness.measure.timing.stopping import DEFAULT_STOP, Sampling
 from harness.measure.timing.timer import Isolated, time_cpu, time_cuda
+from harness.records.observations import Ending, TimingObservation
 
 CONTENTS = 2  # distinct input sets rotated through timing
 BUFFERS = 3  # buffers they are copied into (coprime with CONTENTS: a pointer never keeps its data)
-
-
-class TimingObservation(Observation):
-    samples_ms: list[float]
-    method: str
-    stop_reason: str
-    synced_ms: list[float]  # the cross-check's device-synchronised calls
-    wall_ms: list[float]
-    enqueue_ms: float
-    tare_ms: float
-    worst_err_over_tol: float  # of every timed output (NaN if one was NaN)
-    extra: dict[str, Any]  # the mode's own observations, as stored in the cell's extra
-    ending: Ending | None = None
-
-    @property
-    def outputs_ok(self) -> bool:
-        return bool(self.worst_err_over_tol <= 1.0)
 
 
 def _wrong_outputs(ratio: float) -> Ending | None:

@@ -12,6 +12,8 @@ import time
 from concurrent.futures import Future
 from typing import Any, Protocol
 
+from harness.run.jobs import Job
+from harness.run.replies import WorkerFailure
 from harness.run.shards import Slot
 
 
@@ -36,7 +38,7 @@ class Executor(Protocol):
         """One host per slot (started lazily: the first job starts its worker)."""
         ...
 
-    def submit(self, host: Host, job: dict[str, Any], timeout_s: float) -> Future:
+    def submit(self, host: Host, job: Job, timeout_s: float) -> Future:
         """Run ``job`` on the host's worker; the future holds what ``attempt`` returns. It raises only when
         the host itself is gone (a Ray actor whose node died): the supervisor counts that as lost."""
         ...
@@ -53,14 +55,14 @@ class Executor(Protocol):
         ...
 
 
-def attempt(worker: Any, job: dict[str, Any], timeout_s: float, expect_device: str | None) -> dict[str, Any]:
+def attempt(worker: Any, job: Job, timeout_s: float, expect_device: str | None) -> dict[str, Any]:
     """Run one job on ``worker`` (a ``Worker``), starting a fresh process first where the last one is gone.
 
     Returns ``{"reply": ..., "elapsed_s": ..., "ready": ...}`` (``ready``: the new process's ready message,
     when one was started), or ``{"lost": reason, "ran": False}`` where no worker can run on this slot any
     more: a fresh one did not start, or came up on another device than the slot's first one (a GPU fallen
-    off the bus leaves a worker that sees only the CPU). A crash or hang in the job itself is a reply (the
-    cell failed), not a loss: the next job starts a fresh worker on the same GPU."""
+    off the bus leaves a worker that sees only the CPU). A crash or hang in the job itself is a reply (a
+    ``WorkerFailure``: the cell failed), not a loss: the next job starts a fresh worker on the same GPU."""
     from harness.run.supervisor import WorkerError
 
     ready = None
@@ -77,7 +79,7 @@ def attempt(worker: Any, job: dict[str, Any], timeout_s: float, expect_device: s
     try:
         reply = worker.request(job, timeout_s)
     except WorkerError as exc:
-        reply = {"ok": False, "error": str(exc), "crashed": True}
+        reply = WorkerFailure(error=str(exc), crashed=True)
     return {"reply": reply, "elapsed_s": time.perf_counter() - t0, "ready": ready}
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.run.executors import attempt
+from harness.run.jobs import Job
 from harness.run.shards import Slot, parse_gpus, visible_gpus
 
 
@@ -34,12 +35,12 @@ class LocalExecutor:
         self.pool = ThreadPoolExecutor(max_workers=max(1, len(slots)), thread_name_prefix="flashcore-worker")
         return [LocalHost(s, Path(log_dir), n) for n, s in enumerate(slots)]
 
-    def submit(self, host: LocalHost, job: dict[str, Any], timeout_s: float) -> Future:
+    def submit(self, host: LocalHost, job: Job, timeout_s: float) -> Future:
         assert self.pool is not None
         return self.pool.submit(self._run, host, job, timeout_s)
 
     @staticmethod
-    def _run(host: LocalHost, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    def _run(host: LocalHost, job: Job, timeout_s: float) -> dict[str, Any]:
         out = attempt(host.worker, job, timeout_s, host.expect_device)
         if out.get("ready") and host.expect_device is None:
             host.expect_device = out["ready"].get("device")

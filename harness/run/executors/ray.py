@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.run.executors import ExecutorError, attempt
+from harness.run.jobs import Job
 from harness.run.shards import GpuSpecError, Slot
 
 INSTALL_HINT = "--executor ray needs Ray, which is not installed: pip install 'flashcore[ray]' (or 'ray>=2.9')"
@@ -32,7 +33,7 @@ class _WorkerActor:
         self.worker = Worker(Path(log_dir), {}, f"ray-worker-{n}")
         self.expect_device: str | None = None
 
-    def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    def run(self, job: Job, timeout_s: float) -> dict[str, Any]:
         out = attempt(self.worker, job, timeout_s, self.expect_device)
         if out.get("ready"):
             if self.expect_device is None:
@@ -101,7 +102,7 @@ class RayExecutor:
             runtime_env={"env_vars": env} if env else None)
         return [RayHost(cls.remote(log_dir, n), n) for n in range(len(slots))]
 
-    def submit(self, host: RayHost, job: dict[str, Any], timeout_s: float) -> Future:
+    def submit(self, host: RayHost, job: Job, timeout_s: float) -> Future:
         return host.actor.run.remote(job, timeout_s).future()
 
     def retire(self, host: RayHost) -> None:

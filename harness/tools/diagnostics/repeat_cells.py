@@ -24,6 +24,7 @@ from harness.analysis.stats import summarize
 from harness.measure.cell import ProblemCache, measure_cell
 from harness.measure.environment import NvmlPoller, NvmlSample
 from harness.measure.timing.l2 import L2Flusher
+from harness.records.observations import TimingObservation
 from harness.run.plan import make_plan
 from harness.spec.suite import load_suite
 
@@ -98,19 +99,21 @@ def main(argv: list[str] | None = None) -> None:
             spacers.append(torch.empty(rng.randrange(1, 256) << 20, dtype=torch.uint8, device="cuda"))
         for c in wanted:
             with NvmlPoller(args.poll_ms / 1e3) as poll:
-                raw = measure_cell(c.backend, c.problem, suite.checks, suite.timing, "cuda", cache, flusher)
-            s = raw.get("samples_ms") or []
+                report = measure_cell(c.backend, c.problem, suite.checks, suite.timing, "cuda", cache, flusher)
+            timed = report.get(TimingObservation)
+            s = timed.samples_ms if timed else []
             st = summarize(s) if s else None
-            tare = raw.get("tare_ms") or 0.0
+            tare = timed.tare_ms if timed else 0.0
+            x = timed.extra if timed else {}
             row = {"tag": args.tag, "round": r, "backend": c.backend, "problem": c.problem.key(),
-                   "status": raw["status"], "n": len(s), "median_ms": st.median - tare if st else None,
+                   "status": report.status, "n": len(s), "median_ms": st.median - tare if st else None,
                    "p10_ms": st.p10 - tare if st else None, "p90_ms": st.p90 - tare if st else None,
                    **poll_summary(poll.samples),
-                   "eff_mhz": raw["extra"].get("sm_mhz"), "eff_mhz_min": raw["extra"].get("sm_mhz_min"),
-                   "hold_ms": raw["extra"].get("hold_ms"), "timing_s": raw["extra"].get("timing_s"),
-                   "kernel_ms": raw["extra"].get("kernel_ms"),  # with [timing] kernel_clock_calls > 0
-                   "power_after": (raw["extra"].get("clocks_after") or {}).get("power_w"),
-                   "temp_after": (raw["extra"].get("clocks_after") or {}).get("temp_c")}
+                   "eff_mhz": x.get("sm_mhz"), "eff_mhz_min": x.get("sm_mhz_min"),
+                   "hold_ms": x.get("hold_ms"), "timing_s": x.get("timing_s"),
+                   "kernel_ms": x.get("kernel_ms"),  # with [timing] kernel_clock_calls > 0
+                   "power_after": (x.get("clocks_after") or {}).get("power_w"),
+                   "temp_after": (x.get("clocks_after") or {}).get("temp_c")}
             print(json.dumps(row), flush=True)
             if args.json:
                 with open(args.json, "a") as f:
