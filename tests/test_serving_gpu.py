@@ -74,7 +74,7 @@ def test_window_and_softcap_backends_pass_or_skip(backend, kw):
     _ok_or_skipped(_cell(backend, p), backend)
 
 
-@pytest.mark.parametrize("backend", ["fa3", "naive"])
+@pytest.mark.parametrize("backend", ["fa3", "cudnn-frontend-fp8", "naive"])
 def test_fp8_backends_pass_or_skip(backend):
     from harness.spec.problem import Problem
 

@@ -62,6 +62,24 @@ def cudnn_frontend_description() -> str:
     return f"nvidia-cudnn-frontend {getattr(cudnn, '__version__', '?')}{backend}"
 
 
+def frontend_unavailable() -> str | None:
+    """Why cuDNN's own graph API cannot run in this process (no GPU, the frontend not importable, no cuDNN
+    library it can load), in one line, or None."""
+    why = cuda_unavailable()
+    if why:
+        return why
+    try:
+        cudnn = _import_cudnn()
+    except Exception as exc:  # ImportError, or a broken install raising anything at import
+        return (f"cudnn frontend not importable ({type(exc).__name__}: {str(exc)[:160]}); "
+                "pip install nvidia-cudnn-frontend")
+    try:
+        cudnn.backend_version()
+    except Exception as exc:  # noqa: BLE001 - frontend present, no libcudnn it can use
+        return f"the cudnn frontend found no cuDNN library ({type(exc).__name__}: {str(exc)[:160]})"
+    return None
+
+
 #: (problem key, q/k/v strides) -> (built graph, its workspace): the harness prepares many input buffers
 #: of one problem (one per timing slot, more in sustained mode); one graph and workspace serve them all,
 #: since executions on one stream run in order. Only the latest problem's graph is kept.
@@ -91,18 +109,9 @@ class CudnnFrontend(Backend):
     deterministic: ClassVar[bool] = False
 
     def unavailable(self) -> str | None:
-        why = cuda_unavailable()
+        why = frontend_unavailable()
         if why:
             return why
-        try:
-            cudnn = _import_cudnn()
-        except Exception as exc:  # ImportError, or a broken install raising anything at import
-            return (f"cudnn frontend not importable ({type(exc).__name__}: {str(exc)[:160]}); "
-                    "pip install nvidia-cudnn-frontend")
-        try:
-            cudnn.backend_version()
-        except Exception as exc:  # noqa: BLE001 - frontend present, no libcudnn it can use
-            return f"the cudnn frontend found no cuDNN library ({type(exc).__name__}: {str(exc)[:160]})"
         cap = torch.cuda.get_device_capability()
         if cap < (8, 0):
             return f"cudnn-frontend's fused attention needs compute capability (8, 0), this GPU is {cap}"

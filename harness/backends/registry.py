@@ -22,6 +22,7 @@ _BUILTIN_MODULES = (
     "harness.backends.flashinfer",
     "harness.backends.flashinfer_decode",
     "harness.backends.cudnn_frontend",
+    "harness.backends.cudnn_frontend_fp8",
     "harness.backends.flashcore_ops",
 )
 _REGISTRY: dict[str, type[Backend]] = {}
