@@ -17,6 +17,7 @@ from harness.backends import cudnn_frontend, cudnn_frontend_fp8, registry
 from harness.backends.base import Unsupported
 from harness.measure import correctness, kinds
 from harness.measure.cell import ProblemCache, measure_cell
+from harness.records.observations import CorrectnessObservation, TimingObservation
 from harness.spec.kinds import fp8
 from harness.spec.problem import Problem
 from harness.spec.suite import Checks, Timing, load_suite
@@ -388,9 +389,10 @@ def test_a_whole_cell_passes_the_harness_checks_on_the_stand_in(fake_cudnn, gpu_
     between calls: O's widest range) all pass when cuDNN computes what it documents for these arguments."""
     monkeypatch.setattr(cudnn_frontend_fp8.CudnnFrontendFp8, "devices", ("cuda", "cpu"))
     checks = Checks(distributions=("normal", "uniform", "large_logits", "large"), determinism_runs=2)
-    raw = measure_cell(NAME, p, checks, QUICK, "cpu", ProblemCache(), None)
-    assert raw["status"] == "ok" and raw["passed"] and raw["timed_outputs_ok"], raw["reason"]
-    assert raw["extra"]["cudnn_fp8"] == {"o_dtype": "float8_e4m3fn", "amax_s_declared": False}
+    report = measure_cell(NAME, p, checks, QUICK, "cpu", ProblemCache(), None)
+    assert report.status == "ok", report.reason
+    assert report.get(CorrectnessObservation).passed and report.get(TimingObservation).outputs_ok
+    assert report.metrics["cudnn_fp8"] == {"o_dtype": "float8_e4m3fn", "amax_s_declared": False}
 
 
 # -- the real library --------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ import torch
 
 from harness.backends.base import Backend, RunFn, Unsupported
 from harness.backends.cudnn_frontend import _bhsd_dims_strides, _handle, _import_cudnn, frontend_unavailable
+from harness.backends.metrics import MetricSpec
 from harness.backends.registry import register
 from harness.spec.kinds import fp8
 from harness.spec.problem import Problem
@@ -149,6 +150,8 @@ class CudnnFrontendFp8(Backend):
     description: ClassVar[str] = ("cuDNN's FP8 (e4m3) SDPA forward through its own graph API (sdpa_fp8); "
                                   "an FP8 O is dequantised to bfloat16 in the timed call (Hopper)")
     features: ClassVar[tuple[str, ...]] = ("fp8",)
+    #: which O data type cuDNN wrote and whether Amax_S had to be declared (a note, not a score)
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (MetricSpec("cudnn_fp8"),)
     #: cuDNN's FP8 forward takes head dims that are multiples of 16 up to 256 on Hopper (up to 128 on
     #: Blackwell before cuDNN 9.26, where cuDNN refuses 256 with its reason)
     head_dims: ClassVar[tuple[int, ...]] = (64, 128, 256)
