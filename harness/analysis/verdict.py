@@ -3,7 +3,8 @@ only the supervisor can make (physically impossible speed, work that escaped the
 
 Thresholds, and why:
   * TFLOPS above 1.05 × the matmul peak measured in the same run: attention cannot beat the GPU's own
-    dense matmul rate (the 5% covers clock variation between the two measurements).
+    dense matmul rate (the 5% covers clock variation between the two measurements). For FP8 inputs the
+    roof is twice the bf16 peak: the tensor cores' FP8 rate (harness.spec.kinds.fp8.tensor_roof).
   * a median below the memory floor (min_bytes / (1.15 × measured copy bandwidth)): the inputs cannot be
     read faster than the copy engine moves bytes.
   * the fastest device-synchronised call over 1.5 × the event median + 50 µs: work ran outside the events'
@@ -25,6 +26,7 @@ from harness.records.report import CellReport
 from harness.records.result import Result
 from harness.run.plan import Cell
 from harness.run.replies import WorkerFailure
+from harness.spec.kinds import fp8
 
 PEAK_MARGIN = 1.05
 BANDWIDTH_MARGIN = 1.15
@@ -81,7 +83,7 @@ def to_result(run_id: str, suite: str, cell: Cell, reply: CellReport | WorkerFai
         extra["synced_ms"] = timing.synced_ms
         extra["enqueue_ms"] = timing.enqueue_ms
         if peaks:
-            res.pct_peak = 100.0 * res.tflops / peaks["matmul_tflops"]
+            res.pct_peak = 100.0 * res.tflops / fp8.tensor_roof(p.dtype, peaks["matmul_tflops"])
             if peaks.get("copy_gbs"):  # the roof of bandwidth-bound kinds (decode): % of the measured copy
                 res.pct_bandwidth = 100.0 * res.gbs / peaks["copy_gbs"]
         if gpu_shared_by > 1:
@@ -111,7 +113,11 @@ def impossible(res: Result, timing: TimingObservation, peaks: dict[str, float] |
         return (f"work escaped the timed stream: the events bracket nothing ({events_us:.2f} µs, their own "
                 f"tare being {float(timing.tare_ms or 0.0) * 1e3:.2f} µs) while a device-wide sync sees "
                 f"{min(synced):.4g} ms")
-    if peaks and res.tflops is not None and res.tflops > PEAK_MARGIN * peaks["matmul_tflops"]:
+    roof = fp8.tensor_roof(res.dtype, peaks["matmul_tflops"]) if peaks else None
+    if roof and res.tflops is not None and res.tflops > PEAK_MARGIN * roof:
+        if fp8.is_fp8(res.dtype):
+            return (f"impossible speed: {res.tflops:.1f} TFLOPS exceeds the FP8 tensor roof {roof:.1f} TFLOPS "
+                    f"({fp8.TENSOR_RATE_VS_BF16:g} × the measured bf16 matmul peak {peaks['matmul_tflops']:.1f})")
         return (f"impossible speed: {res.tflops:.1f} TFLOPS exceeds the measured matmul peak "
                 f"{peaks['matmul_tflops']:.1f} TFLOPS")
     if peaks and res.median_ms is not None:
