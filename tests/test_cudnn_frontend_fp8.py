@@ -21,6 +21,7 @@ from harness.records.observations import CorrectnessObservation, TimingObservati
 from harness.spec.kinds import fp8
 from harness.spec.problem import Problem
 from harness.spec.suite import Checks, Timing, load_suite
+from harness.testing.fake_cudnn import FakeTensor
 
 NAME = "cudnn-frontend-fp8"
 E4M3 = torch.float8_e4m3fn
@@ -121,19 +122,6 @@ def test_bottom_right_causal_with_unequal_lengths_is_refused_before_blackwell(gp
 
 
 # -- the graph, through a stand-in cudnn module --------------------------------------------------------
-class FakeTensor:
-    def __init__(self, **kw: Any) -> None:
-        self.kw = {"output": False, **kw}
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("set_"):
-            def setter(value: Any) -> FakeTensor:
-                self.kw[name[4:]] = value
-                return self
-            return setter
-        raise AttributeError(name)
-
-
 class FakeFp8Graph:
     made: list[FakeFp8Graph] = []
     refuse = False  # every graph

@@ -19,6 +19,7 @@ from harness.measure import environment
 from harness.run.plan import Cell
 from harness.spec import attention_math
 from harness.spec.problem import Problem
+from harness.testing.fake_cudnn import FakeTensor
 
 NEW = ("fa3", "flashinfer-fa3", "flashinfer-fa2", "cudnn-frontend")
 
@@ -241,19 +242,6 @@ def test_flashinfer_missing_is_one_line(monkeypatch) -> None:
 
 
 # -- cuDNN frontend ------------------------------------------------------------------------------------
-class FakeTensor:
-    def __init__(self, **kw: Any) -> None:
-        self.kw = kw
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("set_"):
-            def setter(value: Any) -> FakeTensor:
-                self.kw[name[4:]] = value
-                return self
-            return setter
-        raise AttributeError(name)
-
-
 class FakeGraph:
     made: list[FakeGraph] = []
     refuse = False

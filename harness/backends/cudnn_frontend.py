@@ -80,6 +80,17 @@ def frontend_unavailable() -> str | None:
     return None
 
 
+def build_graph(g: Any, cudnn: Any) -> int:
+    """Validate, lower and plan a built-up graph (heuristics A, then the fallback), check that an engine
+    supports it and build its plan; return the workspace it needs in bytes."""
+    g.validate()
+    g.build_operation_graph()
+    g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+    g.check_support()
+    g.build_plans()
+    return int(g.get_workspace_size())
+
+
 #: (problem key, q/k/v strides) -> (built graph, its workspace): the harness prepares many input buffers
 #: of one problem (one per timing slot, more in sustained mode); one graph and workspace serve them all,
 #: since executions on one stream run in order. Only the latest problem's graph is kept.
@@ -166,12 +177,7 @@ class CudnnFrontend(Backend):
             to, _stats = g.sdpa(name="sdpa_fwd", q=tq, k=tk, v=tv, **kwargs)
             dims, strides = _bhsd_dims_strides(o_like)
             to.set_uid(_UID_O).set_output(True).set_dim(dims).set_stride(strides).set_data_type(io)
-            g.validate()
-            g.build_operation_graph()
-            g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-            g.check_support()
-            g.build_plans()
-            workspace = torch.empty(max(int(g.get_workspace_size()), 1), dtype=torch.uint8, device=q.device)
+            workspace = torch.empty(max(build_graph(g, cudnn), 1), dtype=torch.uint8, device=q.device)
         except Exception as exc:  # cudnn raises its own error types for a graph it cannot run
             if "out of memory" in str(exc).lower():
                 raise
@@ -267,12 +273,7 @@ class _TrainingStep:
                 output(t, self._grad_like(like), uid)
             size = 1
             for g in (fwd, bwd):
-                g.validate()
-                g.build_operation_graph()
-                g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-                g.check_support()
-                g.build_plans()
-                size = max(size, int(g.get_workspace_size()))
+                size = max(size, build_graph(g, cudnn))
             workspace = torch.empty(size, dtype=torch.uint8, device=q.device)
         except Exception as exc:  # cudnn raises its own error types for a graph it cannot run
             if "out of memory" in str(exc).lower():

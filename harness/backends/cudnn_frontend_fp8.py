@@ -58,7 +58,13 @@ from typing import Any, ClassVar
 import torch
 
 from harness.backends.base import Backend, RunFn, Unsupported
-from harness.backends.cudnn_frontend import _bhsd_dims_strides, _handle, _import_cudnn, frontend_unavailable
+from harness.backends.cudnn_frontend import (
+    _bhsd_dims_strides,
+    _handle,
+    _import_cudnn,
+    build_graph,
+    frontend_unavailable,
+)
 from harness.backends.metrics import MetricSpec
 from harness.backends.registry import register
 from harness.spec.kinds import fp8
@@ -261,12 +267,7 @@ def _build(cudnn: Any, handle: Any, problem: Problem, q: torch.Tensor, k: torch.
     t_amax_o.set_uid(_UID_AMAX_O).set_output(True).set_dim(scalar[0]).set_stride(scalar[1]).set_data_type(f32)
     if declare_amax_s:
         t_amax_s.set_uid(_UID_AMAX_S).set_output(True).set_dim(scalar[0]).set_stride(scalar[1]).set_data_type(f32)
-    g.validate()
-    g.build_operation_graph()
-    g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-    g.check_support()
-    g.build_plans()
-    workspace = torch.empty(max(int(g.get_workspace_size()), 1), dtype=torch.uint8, device=q.device)
+    workspace = torch.empty(max(build_graph(g, cudnn), 1), dtype=torch.uint8, device=q.device)
     fixed = [torch.full(scalar[0], value, dtype=torch.float32, device=q.device) for _, _, value in FACTORS]
     uids = [uid for _, uid, _ in FACTORS]
     amax_o = torch.zeros(scalar[0], dtype=torch.float32, device=q.device)
