@@ -21,7 +21,7 @@ from harness.records.observations import CorrectnessObservation, TimingObservati
 from harness.spec.kinds import fp8
 from harness.spec.problem import Problem
 from harness.spec.suite import Checks, Timing, load_suite
-from harness.testing.fake_cudnn import FakeTensor
+from harness.testing.fake_cudnn import FakeGraph, FakeTensor, fake_module
 
 NAME = "cudnn-frontend-fp8"
 E4M3 = torch.float8_e4m3fn
@@ -122,19 +122,13 @@ def test_bottom_right_causal_with_unequal_lengths_is_refused_before_blackwell(gp
 
 
 # -- the graph, through a stand-in cudnn module --------------------------------------------------------
-class FakeFp8Graph:
+class FakeFp8Graph(FakeGraph):
     made: list[FakeFp8Graph] = []
     refuse = False  # every graph
     refuse_virtual_amax_s = False  # a graph that leaves Amax_S virtual
 
-    def __init__(self, **kw: Any) -> None:
-        self.kw, self.tensors, self.steps, self.executed = kw, [], [], []
-        FakeFp8Graph.made.append(self)
-
-    def tensor(self, **kw: Any) -> FakeTensor:
-        t = FakeTensor(**kw)
-        self.tensors.append(t)
-        return t
+    def refused(self) -> bool:
+        return FakeFp8Graph.refuse or (FakeFp8Graph.refuse_virtual_amax_s and not self.amax_s.kw["output"])
 
     # the argument names of frontend 1.32's binding (python/pygraph/sdpa.cpp); a name it lacks is a TypeError
     def sdpa_fp8(self, q, k, v, descale_q, descale_k, descale_v, descale_s, scale_s, scale_o, *, is_inference=None,
@@ -152,20 +146,6 @@ class FakeFp8Graph:
 
     def sdpa(self, **kw: Any) -> Any:
         raise AssertionError("the 16-bit sdpa node is not the FP8 one")
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("validate", "build_operation_graph", "create_execution_plans", "build_plans"):
-            return lambda *a: self.steps.append(name)
-        if name == "check_support":
-            def check() -> None:
-                if FakeFp8Graph.refuse or (FakeFp8Graph.refuse_virtual_amax_s and not self.amax_s.kw["output"]):
-                    raise RuntimeError("cudnnGraphNotSupportedError: no engine for this graph")
-                self.steps.append(name)
-            return check
-        raise AttributeError(name)
-
-    def get_workspace_size(self) -> int:
-        return 64
 
     def execute(self, buffers, workspace, handle=None, tensor_uids=None) -> None:
         """What cuDNN's FP8 forward computes from the buffers bound to the graph's uids."""
@@ -204,17 +184,7 @@ class FakeFp8Graph:
 @pytest.fixture()
 def fake_cudnn(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     FakeFp8Graph.made, FakeFp8Graph.refuse, FakeFp8Graph.refuse_virtual_amax_s = [], False, False
-    m = types.ModuleType("cudnn")
-    m.__version__ = "1.32-test"
-    m.data_type = types.SimpleNamespace(FP8_E4M3="fp8_e4m3", BFLOAT16="bf16", HALF="half", FLOAT="float")
-    m.diagonal_alignment = types.SimpleNamespace(TOP_LEFT="top_left", BOTTOM_RIGHT="bottom_right")
-    m.heur_mode = types.SimpleNamespace(A="A", FALLBACK="FALLBACK")
-    m.pygraph = FakeFp8Graph
-    m.create_handle = lambda: "handle"
-    streams: dict[str, Any] = {}
-    m.set_stream = lambda handle, stream: streams.__setitem__(handle, stream)
-    m.get_stream = lambda handle: streams.get(handle)
-    m.backend_version = lambda: torch.backends.cudnn.version()
+    m = fake_module(FakeFp8Graph, "1.32-test", lambda: torch.backends.cudnn.version())
     monkeypatch.setitem(sys.modules, "cudnn", m)
     monkeypatch.setattr(cudnn_frontend_fp8, "_GRAPHS", {})
     monkeypatch.setattr(cudnn_frontend_fp8, "_handle", lambda c, device: "handle")

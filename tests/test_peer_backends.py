@@ -19,7 +19,7 @@ from harness.measure import environment
 from harness.run.plan import Cell
 from harness.spec import attention_math
 from harness.spec.problem import Problem
-from harness.testing.fake_cudnn import FakeTensor
+from harness.testing.fake_cudnn import FakeGraph, FakeTensor, fake_module
 
 NEW = ("fa3", "flashinfer-fa3", "flashinfer-fa2", "cudnn-frontend")
 
@@ -242,37 +242,17 @@ def test_flashinfer_missing_is_one_line(monkeypatch) -> None:
 
 
 # -- cuDNN frontend ------------------------------------------------------------------------------------
-class FakeGraph:
-    made: list[FakeGraph] = []
+class FakeSdpaGraph(FakeGraph):
+    made: list[FakeSdpaGraph] = []
     refuse = False
 
-    def __init__(self, **kw: Any) -> None:
-        self.kw, self.tensors, self.steps, self.executed = kw, [], [], []
-        FakeGraph.made.append(self)
-
-    def tensor(self, **kw: Any) -> FakeTensor:
-        t = FakeTensor(**kw)
-        self.tensors.append(t)
-        return t
+    def refused(self) -> bool:
+        return FakeSdpaGraph.refuse
 
     def sdpa(self, **kw: Any) -> tuple[FakeTensor, None]:
         self.sdpa_kw = kw
         self.out = FakeTensor()
         return self.out, None
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("validate", "build_operation_graph", "create_execution_plans", "build_plans"):
-            return lambda *a: self.steps.append(name)
-        if name == "check_support":
-            def check() -> None:
-                if FakeGraph.refuse:
-                    raise RuntimeError("cudnnGraphNotSupportedError: no engine for this graph")
-                self.steps.append(name)
-            return check
-        raise AttributeError(name)
-
-    def get_workspace_size(self) -> int:
-        return 64
 
     def execute(self, buffers, workspace, handle=None, tensor_uids=None) -> None:
         self.executed.append(tensor_uids)
@@ -282,18 +262,8 @@ class FakeGraph:
 
 @pytest.fixture()
 def fake_cudnn(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
-    FakeGraph.made, FakeGraph.refuse = [], False
-    m = types.ModuleType("cudnn")
-    m.__version__ = "9.9-test"
-    m.data_type = types.SimpleNamespace(HALF="half", BFLOAT16="bf16", FLOAT="float")
-    m.diagonal_alignment = types.SimpleNamespace(BOTTOM_RIGHT="bottom_right", TOP_LEFT="top_left")
-    m.heur_mode = types.SimpleNamespace(A="A", FALLBACK="FALLBACK")
-    m.pygraph = FakeGraph
-    m.create_handle = lambda: "handle"
-    streams: dict[str, Any] = {}
-    m.set_stream = lambda handle, stream: streams.__setitem__(handle, stream)
-    m.get_stream = lambda handle: streams.get(handle)
-    m.backend_version = lambda: 91000
+    FakeSdpaGraph.made, FakeSdpaGraph.refuse = [], False
+    m = fake_module(FakeSdpaGraph, "9.9-test", lambda: 91000)
     monkeypatch.setitem(sys.modules, "cudnn", m)
     monkeypatch.setattr(cudnn_frontend, "_GRAPHS", {})
     monkeypatch.setattr(cudnn_frontend, "_handles", {})
@@ -311,7 +281,7 @@ def fake_cudnn(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 def test_cudnn_graph_reads_bshd_as_bhsd_with_bottom_right_causal(fake_cudnn, p) -> None:
     q, k, v = _inputs(p)
     out = registry.get("cudnn-frontend").prepare(p, q, k, v)()
-    (g,) = FakeGraph.made
+    (g,) = FakeSdpaGraph.made
     assert g.kw["io_data_type"] == ("bf16" if p.dtype == "bfloat16" else "half")
     tq, tk, tv = g.tensors
     assert tq.kw["dim"] == [p.batch, p.heads_q, p.seqlen_q, p.head_dim]
@@ -335,11 +305,11 @@ def test_cudnn_builds_one_graph_per_problem(fake_cudnn) -> None:
     runs = [registry.get("cudnn-frontend").prepare(p, *_inputs(p)) for _ in range(4)]
     for r in runs:
         r()
-    assert len(FakeGraph.made) == 1 and len(FakeGraph.made[0].executed) == 4
+    assert len(FakeSdpaGraph.made) == 1 and len(FakeSdpaGraph.made[0].executed) == 4
 
 
 def test_cudnn_refusal_is_a_skip_with_cudnns_message(fake_cudnn) -> None:
-    FakeGraph.refuse = True
+    FakeSdpaGraph.refuse = True
     p = Problem(batch=1, heads_q=2, seqlen_q=8, head_dim=64, dtype="bfloat16", causal=True)
     with pytest.raises(Unsupported, match="cuDNN refused the SDPA graph: RuntimeError: cudnnGraphNotSupported"):
         registry.get("cudnn-frontend").prepare(p, *_inputs(p))
