@@ -4,6 +4,7 @@ pinned with its own CUDA_VISIBLE_DEVICES, a sharded run resumed, and a worker lo
 problem over to the others."""
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -132,6 +133,28 @@ def test_every_cell_is_measured_once_and_each_problem_on_one_worker(sharded):
     assert all(len(v) == 1 for v in by_problem.values()), by_problem
     assert {next(iter(v)) for v in by_problem.values()} == {(0, 0), (1, 1)}  # both workers did some
     assert all(r.gpu_name == "cpu" and r.gpu_uuid == "" for r in rows)  # on the CPU the stamp says so
+
+
+def test_check_shards_passes_a_sharded_run_and_fails_one_whose_problem_was_split(sharded, tmp_path):
+    ok = cli.invoke(app, ["db", "check-shards", "two", "--db", str(sharded["db"])])
+    assert ok.exit_code == 0, ok.output
+    assert "ok   each problem's cells on one worker" in ok.output and "FAIL" not in ok.output
+    # one row moved to the other worker: a problem split across workers, which the supervisor never does
+    from harness.store.copy import copy_database
+
+    db = tmp_path / "split.db"
+    copy_database(sharded["db"], db)
+    con = sqlite3.connect(db)
+    rid, extra = con.execute("SELECT id, extra FROM results WHERE run_id='two' LIMIT 1").fetchone()
+    moved = json.loads(extra)
+    moved["worker"]["shard"] = 1 - moved["worker"]["shard"]
+    con.execute("UPDATE results SET extra=? WHERE id=?", (json.dumps(moved), rid))
+    con.commit()
+    con.close()
+    bad = cli.invoke(app, ["db", "check-shards", "two", "--db", str(db)])
+    assert bad.exit_code == 1 and "FAIL each problem's cells on one worker" in bad.output
+    missing = cli.invoke(app, ["db", "check-shards", "nope", "--db", str(db)])
+    assert missing.exit_code == 2 and "no run 'nope'" in missing.output
 
 
 def test_each_worker_is_pinned_with_its_own_cuda_visible_devices(sharded):

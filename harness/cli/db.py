@@ -1,4 +1,5 @@
-"""``flashcore db copy`` and ``flashcore db merge``: bringing results databases home from device runs."""
+"""``flashcore db copy``, ``flashcore db merge`` and ``flashcore db check-shards``: bringing results databases home
+from device runs, and checking where a run of several workers put its cells."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,7 @@ import typer
 
 from harness.cli.errors import fail
 
-db_app = typer.Typer(no_args_is_help=True, help="Copy a results database consistently, or merge the runs of two.")
+db_app = typer.Typer(no_args_is_help=True, help="Copy a results database consistently, merge the runs of two, check a sharded run.")
 
 
 @db_app.command()
@@ -48,3 +49,28 @@ def merge(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
+
+
+@db_app.command("check-shards")
+def check_shards(
+    run_id: str = typer.Argument(..., help="a run of several workers (flashcore run --gpus)"),
+    db: Path = typer.Option(Path("results/flashcore.db"), "--db", help="results database"),
+) -> None:
+    """Check a sharded run from its database: every cell once, each problem on one worker, every worker used,
+    the GPU on every row. Exit status 1 if a check fails."""
+    from harness.analysis.placement import PlacementError, check_placement
+
+    if not db.is_file():
+        raise fail(f"db check-shards: no database at {db}")
+    try:
+        p = check_placement(db, run_id)
+    except PlacementError as exc:
+        raise fail(f"db check-shards: {exc}") from None
+    typer.echo(f"run {p.run_id}: {p.status}, {p.rows} rows, statuses {p.statuses}")
+    for line in p.workers:
+        typer.echo(f"  {line}")
+    typer.echo(f"  stamps (index, uuid, name): {p.stamps}")
+    for what, ok in p.checks.items():
+        typer.echo(f"  {'ok  ' if ok else 'FAIL'} {what}")
+    if not p.ok:
+        raise typer.Exit(1)
