@@ -52,7 +52,7 @@ def test_a_library_backend_passes_correctness_and_gets_timed(tmp_path):
     assert timed.outputs_ok
     assert timed.method == "cuda-events+l2flush-read+hold+settle-tare"
     assert len(timed.samples_ms) >= 10 and min(timed.samples_ms) > 0
-    assert timed.extra["settle_calls"] > 0  # the first 0.2 s of samples were set aside
+    assert timed.settle.samples_ms  # the first 0.2 s of samples were set aside
 
 
 def test_each_sample_records_the_sm_clock_and_cooling_idles_the_gpu_as_long_as_the_call():
@@ -73,12 +73,12 @@ def test_each_sample_records_the_sm_clock_and_cooling_idles_the_gpu_as_long_as_t
     assert [r.status for r in reports] == ["ok", "ok"], [r.reason for r in reports]
     cooled, hot = (r.get(TimingObservation) for r in reports)
     for timed in (cooled, hot):
-        x = timed.extra
-        assert len(x["sm_mhz_samples"]) == len(timed.samples_ms)
-        assert 0.3 * top_mhz < x["sm_mhz_min"] <= x["sm_mhz"] < 1.02 * top_mhz  # a clock, not noise
-    assert cooled.extra["hold_ms"] >= 0.9 * median(cooled.samples_ms)  # idle at least as long as busy
+        mhz = timed.clock.mhz
+        assert len(mhz) == len(timed.samples_ms)
+        assert 0.3 * top_mhz < min(mhz) <= median(mhz) < 1.02 * top_mhz  # a clock, not noise
+    assert cooled.clock.hold_ms >= 0.9 * median(cooled.samples_ms)  # idle at least as long as busy
     # without cooling, just the hold that queues the call: twice the host's enqueue time, plus 20 µs
-    assert hot.extra["hold_ms"] <= 2 * hot.enqueue_ms + 0.021 < cooled.extra["hold_ms"]
+    assert hot.clock.hold_ms <= 2 * hot.enqueue_ms + 0.021 < cooled.clock.hold_ms
     assert "+cool" not in hot.method
 
 
@@ -95,13 +95,13 @@ def test_the_kernel_clock_sums_the_calls_kernels_and_leaves_out_the_event_overhe
                           ProblemCache(), L2Flusher())
     assert report.status == "ok", report.reason
     timed = report.get(TimingObservation)
-    x = timed.extra
-    assert "kernel_clock_error" not in x, x.get("kernel_clock_error")
-    assert len(x["kernel_samples_ms"]) == 8 and x["kernels_per_call"] >= 1
+    k = timed.kernel_clock
+    assert not k.error, k.error
+    assert len(k.per_call_ms) == 8 and max(k.kernels_per_call) >= 1
     events = median(timed.samples_ms)
     # the flush, hold and output check launched around the calls are not counted: the kernel time is
     # the event time less a few microseconds of overhead, not more
-    assert 0.9 * events < x["kernel_ms"] < 1.1 * events
+    assert 0.9 * events < median(k.per_call_ms) < 1.1 * events
 
 
 def test_a_wrong_kernel_is_failed_even_though_it_is_fast():

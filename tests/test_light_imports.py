@@ -56,16 +56,23 @@ def test_an_entry_point_imports_neither_torch_nor_plotly(name):
 
 
 def test_a_cells_report_is_read_back_without_torch():
-    # what a worker sends over the pipe: the supervisor unpickles it without importing torch
+    # what a worker sends over the pipe, its timing probes included: the supervisor unpickles it without
+    # importing torch
     import pickle
 
-    from harness.records.observations import CorrectnessObservation, TimingObservation
+    from harness.records import observations as o
     from harness.records.report import CellReport
 
+    sustained = o.SustainedDetails(sets=3, set_bytes=1, l2_bytes=1, covers_l2=True, warmup_calls=1, calls=2,
+                                   window_ms=1.0, batch_mean_ms=1.0, lead=2, probe_ms=1.0,
+                                   gate=o.SustainedGate(batch=8, gate_ms=0.5))
     report = CellReport(observations=[
-        CorrectnessObservation(per_distribution={}, weak_distributions={}, backend_metrics={}, passed=True),
-        TimingObservation(samples_ms=[1.0], method="cpu-wallclock", stop_reason="", synced_ms=[], wall_ms=[],
-                          enqueue_ms=0.0, tare_ms=0.0, worst_err_over_tol=0.0, extra={})])
+        o.CorrectnessObservation(per_distribution={}, weak_distributions={}, backend_metrics={}, passed=True),
+        o.TimingObservation(samples_ms=[1.0], method="cuda-events", stop_reason="", synced_ms=[], wall_ms=[],
+                            enqueue_ms=0.0, tare_ms=0.0, worst_err_over_tol=0.0, throttled_ms={"power": 0.0},
+                            timing_s=1.0, clocks_after=o.NvmlClocks(sm_mhz=1980),
+                            settle=o.SettleWindow(samples_ms=[1.0]), clock=o.SmClockReading(mhz=[1980.0], hold_ms=0.5),
+                            kernel_clock=o.KernelTime(per_call_ms=[0.9]), sustained=sustained)])
     code = (f"import pickle; r = pickle.loads(bytes.fromhex({pickle.dumps(report).hex()!r}))\n"
             "assert type(r).__name__ == 'CellReport' and len(r.observations) == 2")
     mods = imported_after(code)

@@ -5,15 +5,10 @@ from __future__ import annotations
 import pytest
 
 from harness.measure.timing.loop import Marks, SamplingLoop
-from harness.measure.timing.probes import (
-    SettleWindow,
-    clock_reading,
-    cross_check,
-    empty_pair_ms,
-    tare,
-)
+from harness.measure.timing.probes import clock_reading, cross_check, empty_pair_ms, tare
 from harness.measure.timing.sm_clock import Calibration
 from harness.measure.timing.stopping import CRITERIA, Sampling
+from harness.records.observations import SettleWindow
 
 
 class FakeClock:
@@ -67,6 +62,17 @@ def steady(ms: float = 1.0):
 
 def noisy(i: int) -> float:
     return 1.0 + (i % 2) * 0.5  # a 50% spread: no noise criterion is met
+
+
+def _recorded(obs) -> dict:
+    """The keys of ``extra`` the supervisor stores for a probe's observation."""
+    from harness.analysis.record import record
+    from harness.records.result import Result
+    from harness.spec.problem import Problem
+
+    res = Result.for_problem("r", "s", "b", Problem(batch=1, heads_q=1, seqlen_q=8, head_dim=8), "ok")
+    record(obs, res)
+    return res.extra
 
 
 def test_the_loop_stops_at_max_samples_when_the_noise_never_settles():
@@ -137,9 +143,10 @@ def test_the_settle_window_is_set_aside_and_its_samples_kept_apart():
     assert got.settle_ms == pytest.approx([5.0] * 4)
     assert got.samples_ms == pytest.approx([1.0] * 10)  # none of the settling samples is kept
     assert got.calls == len(got.settle_ms) + len(got.samples_ms)
-    s = SettleWindow(samples_ms=got.settle_ms).summary()
-    assert s["settle_calls"] == len(got.settle_ms) and s["settle_first_ms"] == pytest.approx(5.0)
-    assert SettleWindow(samples_ms=[]).summary() == {"settle_calls": 0}
+    # what the row keeps of the window (harness.analysis.record)
+    x = _recorded(SettleWindow(samples_ms=got.settle_ms))
+    assert x["settle_calls"] == len(got.settle_ms) and x["settle_first_ms"] == pytest.approx(5.0)
+    assert _recorded(SettleWindow(samples_ms=[])) == {"settle_calls": 0}
 
 
 def test_the_events_are_read_back_in_batches_after_a_wait_on_the_last_one():
@@ -169,12 +176,12 @@ def test_the_holds_give_each_kept_sample_its_clock(monkeypatch):
     # a hold of 990_000 cycles that took 0.505 ms with a 5 µs offset: 1980 MHz
     r = clock_reading(990_000, got.holds_ms, 0.6, Calibration(offset_ms=0.005))
     assert r.mhz == pytest.approx([1980.0] * 8) and not r.error
-    assert r.summary()["sm_mhz"] == 1980.0 and r.summary()["hold_ms"] == 0.6
+    assert _recorded(r)["sm_mhz"] == 1980.0 and _recorded(r)["hold_ms"] == 0.6
     assert clock_reading(990_000, got.holds_ms, 0.6, None).mhz == []  # no calibration: no clock
     # an offset that was off reads above the maximum: kept as suspect, never as the clock
     bad = clock_reading(990_000, got.holds_ms, 0.6, Calibration(offset_ms=0.05))
     assert bad.mhz == [] and "above the GPU's maximum" in bad.error and bad.suspect == pytest.approx(2175.8, abs=0.1)
-    assert "sm_mhz" not in bad.summary() and bad.summary()["sm_mhz_suspect"] == pytest.approx(2175.8, abs=0.1)
+    assert "sm_mhz" not in _recorded(bad) and _recorded(bad)["sm_mhz_suspect"] == pytest.approx(2175.8, abs=0.1)
 
 
 def test_the_tare_is_the_median_empty_pair_measured_like_a_sample():

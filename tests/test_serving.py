@@ -425,7 +425,7 @@ def test_a_pct_of_copy_bandwidth_is_recorded_from_the_runs_peak():
 
     p = decode(batch=4, seqlen_k=4096, heads_q=32, heads_kv=8, head_dim=128)
     timed = TimingObservation(samples_ms=[0.1] * 10, method="cpu-wallclock", stop_reason="", synced_ms=[], wall_ms=[],
-                              enqueue_ms=0.0, tare_ms=0.0, worst_err_over_tol=0.0, extra={})
+                              enqueue_ms=0.0, tare_ms=0.0, worst_err_over_tol=0.0)
     res = to_result("r", "decode", Cell("naive", p), CellReport(observations=[timed]),
                     {"matmul_tflops": 700.0, "copy_gbs": 4000.0}, 1.0)
     assert res.gbs == pytest.approx(p.min_bytes() / 1e-4 / 1e9)

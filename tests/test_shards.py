@@ -15,6 +15,7 @@ from harness.cli import app
 from harness.run import executors
 from harness.run.jobs import CellJob, EnvJob
 from harness.run.plan import make_plan
+from harness.run.replies import Ready
 from harness.run.shards import GpuSpecError, Slot, parse_gpus, units
 from harness.run.supervisor import RunOptions, Worker, WorkerError, run_suite
 from harness.spec.suite import load_suite
@@ -102,7 +103,7 @@ def test_a_worker_that_comes_back_on_another_device_is_lost():
             return False
 
         def start(self):
-            return {"ready": True, "device": "cpu"}
+            return Ready(pid=1, host="h", device="cpu", gpu={})
 
         def kill(self):
             self.killed = True

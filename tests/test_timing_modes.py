@@ -562,13 +562,13 @@ def test_sustained_mode_on_a_gpu_rotates_past_the_l2_and_checks_its_outputs():
     assert report.status == "ok", report.reason
     timed = report.get(TimingObservation)
     assert timed.outputs_ok and timed.tare_ms == 0.0
-    x = timed.extra
-    assert x["sustained_covers_l2"] and x["sustained_sets"] * x["sustained_set_bytes"] > 2 * l2_bytes()
-    assert timed.method == f"sustained-events+rotate{x['sustained_sets']}"
-    assert x["sustained_window_ms"] >= 0.15 * 1e3 * 0.99 and x["sustained_warmup_calls"] >= 1
-    assert not x["sustained_host_bound"]
+    x = timed.sustained
+    assert x.covers_l2 and x.sets * x.set_bytes > 2 * l2_bytes()
+    assert timed.method == f"sustained-events+rotate{x.sets}"
+    assert x.window_ms >= 0.15 * 1e3 * 0.99 and x.warmup_calls >= 1
+    assert not x.host_bound
     # back to back: the window is the calls and almost nothing else
-    assert x["sustained_batch_mean_ms"] == pytest.approx(median(timed.samples_ms), rel=0.05)
+    assert x.batch_mean_ms == pytest.approx(median(timed.samples_ms), rel=0.05)
 
 
 @pytest.mark.gpu

@@ -20,7 +20,7 @@ from harness.records.observations import (
 from harness.records.report import CellReport
 from harness.run.jobs import CellJob, EnvJob, PeakJob
 from harness.run.plan import Cell
-from harness.run.replies import EnvReply, PeakReply, WorkerFailure, ends_worker
+from harness.run.replies import EnvReply, PeakReply, Ready, WorkerFailure, ends_worker
 from harness.run.supervisor import Worker
 from harness.spec.problem import Problem
 from harness.spec.suite import Checks, Timing
@@ -53,6 +53,9 @@ def test_a_cell_comes_back_as_a_report_of_the_stages_own_observations(worker):
     checked, timed = report.get(CorrectnessObservation), report.get(TimingObservation)
     assert checked.passed and report.get(DeterminismObservation).deterministic
     assert len(timed.samples_ms) == 3 and timed.outputs_ok and timed.method.startswith("cpu")
+    # the timing's probes come typed: on the CPU a settle window and a clock reading with no clock in it
+    assert timed.settle is not None and timed.clock is not None and not timed.clock.mhz
+    assert isinstance(timed.clocks_after, NvmlClocks) and timed.timing_s is None and timed.sustained is None
     assert worker.alive()  # an honest cell leaves its worker for the next one
 
 
@@ -91,6 +94,7 @@ def test_the_supervisor_reads_the_report_into_the_stored_row(worker):
 
 
 def test_the_environment_and_the_peaks_have_replies_of_their_own(worker):
+    assert isinstance(worker.ready, Ready) and worker.ready.device == "cpu" and worker.ready.gpu["name"] == "cpu"
     env = worker.request(EnvJob(), 120)
     assert isinstance(env, EnvReply) and env.device == "cpu" and env.env
     assert worker.request(PeakJob(), 120) == PeakReply(peak=None)  # no peaks on the CPU

@@ -8,6 +8,7 @@ as the cell ran.
 from __future__ import annotations
 
 from functools import singledispatch
+from statistics import median
 
 from harness.measure.observation import Observation
 from harness.records.observations import (
@@ -16,7 +17,11 @@ from harness.records.observations import (
     DeterminismObservation,
     GradientCorrectnessObservation,
     GradientDeterminismObservation,
+    KernelTime,
     KernelTrace,
+    SettleWindow,
+    SmClockReading,
+    SustainedDetails,
     TimingObservation,
 )
 from harness.records.report import CellReport
@@ -106,4 +111,58 @@ def _(obs: GradientDeterminismObservation, res: Result) -> None:
 def _(obs: TimingObservation, res: Result) -> None:
     # the samples themselves are the caller's: it takes the tare off and computes the statistics
     res.timing_method, res.stop_reason, res.timed_outputs_ok = obs.method, obs.stop_reason, obs.outputs_ok
-    res.extra.update(obs.extra)
+    extra = res.extra
+    if obs.sustained is not None and obs.sustained.gate is not None:
+        gate = obs.sustained.gate
+        extra.update(sustained_gated=True, sustained_gate_ms=round(gate.gate_ms, 4), sustained_batch=gate.batch)
+    if obs.timing_s is not None:  # on a GPU
+        extra["throttled_ms"] = obs.throttled_ms
+        extra["timing_s"] = round(obs.timing_s, 3)
+    if obs.clocks_after is not None:
+        extra["clocks_after"] = obs.clocks_after.as_stored()
+    extra["timed_worst_err_over_tol"] = obs.worst_err_over_tol
+    for probe in (obs.settle, obs.clock, obs.kernel_clock):
+        if probe is not None:
+            record(probe, res)
+    if obs.sustained is not None:
+        _sustained(obs.sustained, obs.enqueue_ms, res)
+
+
+@record.register
+def _(obs: SettleWindow, res: Result) -> None:
+    """How many samples the window set aside, and how its start compares with its end."""
+    s = obs.samples_ms
+    res.extra["settle_calls"] = len(s)
+    if s:
+        res.extra.update(settle_first_ms=median(s[:3]), settle_last_ms=median(s[-3:]))
+
+
+@record.register
+def _(obs: SmClockReading, res: Result) -> None:
+    res.extra["hold_ms"] = round(obs.hold_ms, 4)
+    if obs.mhz:
+        res.extra.update(sm_mhz=round(median(obs.mhz), 1), sm_mhz_min=round(min(obs.mhz), 1),
+                         sm_mhz_samples=[round(m, 1) for m in obs.mhz])
+    if obs.error:
+        res.extra["sm_mhz_error"] = obs.error
+        if obs.suspect is not None:
+            res.extra["sm_mhz_suspect"] = round(obs.suspect, 1)
+
+
+@record.register
+def _(obs: KernelTime, res: Result) -> None:
+    if obs.error:
+        res.extra["kernel_clock_error"] = obs.error
+        return
+    res.extra.update(kernel_ms=median(obs.per_call_ms), kernel_samples_ms=[round(x, 6) for x in obs.per_call_ms],
+                     kernels_per_call=max(obs.kernels_per_call), kernel_clock_names=obs.names[:20])
+
+
+def _sustained(obs: SustainedDetails, enqueue_ms: float, res: Result) -> None:
+    """The sustained mode's own keys (its gate, if any, comes first: ``TimingObservation``'s record)."""
+    res.extra.update(
+        sustained_sets=obs.sets, sustained_set_bytes=obs.set_bytes, l2_bytes=obs.l2_bytes,
+        sustained_covers_l2=obs.covers_l2, sustained_warmup_calls=obs.warmup_calls, sustained_calls=obs.calls,
+        sustained_window_ms=obs.window_ms, sustained_batch_mean_ms=obs.batch_mean_ms, sustained_lead=obs.lead,
+        sustained_host_bound=obs.host_bound, sustained_probe_ms=round(obs.probe_ms, 6),
+        sustained_enqueue_ms=round(enqueue_ms, 6))

@@ -7,9 +7,12 @@ supervisor reads.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.measure.observation import Observation
+
+if TYPE_CHECKING:
+    from harness.measure.timing.kernel_clock import KernelClock
 
 
 class Ending(Observation):
@@ -114,6 +117,61 @@ class GradientDeterminismObservation(Observation):
         return self.mismatches == 0
 
 
+class SettleWindow(Observation):
+    """The isolated mode's settling window (``harness.measure.timing.loop``)."""
+
+    samples_ms: list[float]  # set aside: the GPU was still settling
+
+
+class SmClockReading(Observation):
+    """The effective SM clock before each kept sample (``harness.measure.timing.sm_clock``), and the hold."""
+
+    mhz: list[float]
+    hold_ms: float  # GPU idle before each call: the hold, and the cooling gap if any
+    error: str = ""  # why mhz is empty although the clock was probed
+    suspect: float | None = None  # then the median reading all the same (kept, not used as a clock)
+
+
+class KernelTime(Observation):
+    """The profiler's kernel time of a few calls (``harness.measure.timing.kernel_clock``)."""
+
+    per_call_ms: list[float] = []
+    kernels_per_call: list[int] = []
+    names: list[str] = []
+    error: str = ""
+
+    @classmethod
+    def of(cls, k: KernelClock) -> KernelTime:
+        return cls(per_call_ms=k.per_call_ms, kernels_per_call=k.kernels_per_call, names=k.names, error=k.error)
+
+
+class SustainedGate(Observation):
+    """How a host-bound cell was timed in the sustained mode: batches of calls behind a hold."""
+
+    batch: int  # calls enqueued behind each hold
+    gate_ms: float  # the hold, long enough for the host to enqueue the batch
+
+
+class SustainedDetails(Observation):
+    """The sustained mode's own observations (``harness.measure.timing.sustained``)."""
+
+    sets: int  # input buffer sets rotated through
+    set_bytes: int
+    l2_bytes: int
+    covers_l2: bool  # whether the sets add up to more than twice the L2 (False: capped)
+    warmup_calls: int  # set aside
+    calls: int  # every call enqueued
+    window_ms: float  # GPU time of the timed window
+    batch_mean_ms: float | None  # the window per timed call
+    lead: int  # calls the host ran ahead of the GPU at most (gated: the batch)
+    probe_ms: float  # one call's GPU time, measured back to back behind a hold before the timing
+    gate: SustainedGate | None = None  # the host could not enqueue a call in its GPU time: timed gated
+
+    @property
+    def host_bound(self) -> bool:
+        return self.gate is not None
+
+
 class TimingObservation(Observation):
     samples_ms: list[float]
     method: str
@@ -123,7 +181,15 @@ class TimingObservation(Observation):
     enqueue_ms: float
     tare_ms: float
     worst_err_over_tol: float  # of every timed output (NaN if one was NaN)
-    extra: dict[str, Any]  # the mode's own observations, as stored in the cell's extra
+    # on a GPU: NVML's power and thermal throttling while the samples ran (None without NVML), and the host
+    # seconds they took; neither on the CPU path
+    throttled_ms: dict[str, float] | None = None
+    timing_s: float | None = None
+    clocks_after: NvmlClocks | None = None  # as the timing ended
+    settle: SettleWindow | None = None  # the isolated mode's probes
+    clock: SmClockReading | None = None
+    kernel_clock: KernelTime | None = None  # with ``[timing] kernel_clock_calls``
+    sustained: SustainedDetails | None = None  # the sustained mode's
     ending: Ending | None = None
 
     @property

@@ -1,5 +1,5 @@
-"""What a worker answers besides a cell's report (``harness.records.report.CellReport``): its environment,
-the peaks, and a job that failed.
+"""What a worker says besides a cell's report (``harness.records.report.CellReport``): that it started,
+its environment, the peaks, and a job that failed.
 
 A failure is a reply too, not an exception over the pipe: the supervisor stores it as the cell's
 ``failed`` row and decides from it whether the worker is to be replaced.
@@ -15,6 +15,15 @@ from harness.records.report import CellReport
 
 class _Reply(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Ready(_Reply):
+    """A fresh worker's first message, once torch is imported and the device chosen."""
+
+    pid: int
+    host: str
+    device: str  # cuda or cpu
+    gpu: dict[str, Any]  # harness.run.worker.gpu_stamp: visible, name, uuid (and error, where it could not be read)
 
 
 class EnvReply(_Reply):

@@ -32,7 +32,7 @@ from harness.records.report import CellReport
 from harness.records.result import Result
 from harness.run.jobs import CellJob, EnvJob, Job, PeakJob
 from harness.run.plan import Cell
-from harness.run.replies import EnvReply, PeakReply, Reply, WorkerFailure, ends_worker
+from harness.run.replies import EnvReply, PeakReply, Ready, Reply, WorkerFailure, ends_worker
 from harness.run.shards import Slot, Unit, units
 from harness.spec.suite import Suite
 from harness.store.database import Heartbeat, RunInfo, Store, now
@@ -58,9 +58,9 @@ class Worker:
         self.conn: Any = None
         self.log_path = ""
         self.started = 0
-        self.ready: dict[str, Any] = {}  # the last worker's ready message: pid, host, device, GPU stamp
+        self.ready: Ready | None = None  # the last worker's ready message: pid, host, device, GPU stamp
 
-    def start(self) -> dict[str, Any]:
+    def start(self) -> Ready:
         """Start a fresh worker process; its ready message."""
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
@@ -75,7 +75,7 @@ class Worker:
             ready = self.conn.recv() if self.conn.poll(START_TIMEOUT_S) else None
         except (EOFError, OSError):
             ready = None
-        if not (isinstance(ready, dict) and ready.get("ready")):
+        if not isinstance(ready, Ready):
             self.proc.join(1)
             code = self.proc.exitcode
             self.kill()
@@ -175,10 +175,10 @@ class Shard:
     unit_failed: set[tuple[str, str, str]] = field(default_factory=set)  # and those of them that failed
     lost: str = ""
 
-    def adopt(self, ready: dict[str, Any]) -> None:
-        self.device = self.device or str(ready.get("device", ""))
-        self.gpu = dict(ready.get("gpu") or {})
-        self.host_name = str(ready.get("host", ""))
+    def adopt(self, ready: Ready) -> None:
+        self.device = self.device or ready.device
+        self.gpu = dict(ready.gpu)
+        self.host_name = ready.host
 
     @property
     def gpu_index(self) -> int | None:
@@ -222,7 +222,7 @@ def _gather(executor: Any, jobs: list[tuple[Shard, Job]], timeout_s: float) -> l
             out = fut.result()
         except Exception as exc:  # noqa: BLE001 - the host itself is gone (a Ray node lost)
             out = {"lost": _first_line(f"{type(exc).__name__}: {exc}"), "ran": False}
-        if out.get("ready"):
+        if out.get("ready") is not None:
             sh.adopt(out["ready"])
         outs.append(out)
     return outs
@@ -454,7 +454,7 @@ class _Sweep:
             out = fut.result()
         except Exception as exc:  # noqa: BLE001 - the host itself is gone mid-cell (a Ray node lost)
             out = {"lost": _first_line(f"{type(exc).__name__}: {exc}"), "ran": True}
-        if out.get("ready"):
+        if out.get("ready") is not None:
             sh.adopt(out["ready"])
         if "lost" in out:
             self._lose(sh, cell, prev, out)

@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.records.report import CellReport, TamperCheck
 from harness.run.jobs import CellJob, EnvJob, Job, PeakJob
-from harness.run.replies import EnvReply, PeakReply, Reply, WorkerFailure, ends_worker
+from harness.run.replies import EnvReply, PeakReply, Ready, Reply, WorkerFailure, ends_worker
 
 _STICKY = ("illegal memory access", "illegal address", "launch failure", "misaligned address",
            "unspecified launch failure", "an illegal instruction", "device-side assert",
@@ -131,7 +131,7 @@ def main(conn: Any, log_path: str, env: dict[str, str] | None = None) -> None:
         gpu = {"visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "name": "?", "uuid": "", "error": str(exc)}
     import socket
 
-    conn.send({"ready": True, "pid": os.getpid(), "host": socket.gethostname(), "device": device, "gpu": gpu})
+    conn.send(Ready(pid=os.getpid(), host=socket.gethostname(), device=device, gpu=gpu))
     while True:
         try:
             job = conn.recv()

@@ -21,7 +21,13 @@ from harness.measure.stages.work import work_for
 from harness.measure.timing import sustained
 from harness.measure.timing.stopping import DEFAULT_STOP, Sampling
 from harness.measure.timing.timer import Isolated, time_cpu, time_cuda
-from harness.records.observations import Ending, TimingObservation
+from harness.records.observations import (
+    Ending,
+    NvmlClocks,
+    SustainedDetails,
+    SustainedGate,
+    TimingObservation,
+)
 
 CONTENTS = 2  # distinct input sets rotated through timing
 BUFFERS = 3  # buffers they are copied into (coprime with CONTENTS: a pointer never keeps its data)
@@ -99,23 +105,23 @@ def _time_isolated(ctx: CellContext, contents: list[InputSet]) -> TimingObservat
             torch.maximum(worst_ratio, ratio, out=worst_ratio)  # NaN propagates
 
     sampling = sampling_for(timing)
-    extra: dict[str, Any] = {}
+    throttled: dict[str, float] | None = None
+    timing_s: float | None = None
     if device == "cuda":
         held = throttle_ns()
         t0 = time.perf_counter()
         tr = time_cuda(call, refresh, check, sampling, Isolated.from_timing(timing, ctx.flusher, BUFFERS))
         # power/thermal throttling while the samples ran: explains a median that moved between runs
-        extra["throttled_ms"] = throttled_ms(held, throttle_ns())
-        extra["timing_s"] = round(time.perf_counter() - t0, 3)
+        throttled = throttled_ms(held, throttle_ns())
+        timing_s = time.perf_counter() - t0
     else:
         tr = time_cpu(call, refresh, check, sampling, warmup=timing.warmup)
     ratio = float(worst_ratio)
-    extra.update(clocks_after=clocks(), timed_worst_err_over_tol=ratio, **tr.settle.summary(), **tr.clock.summary())
-    if tr.kernel is not None:
-        extra.update(tr.kernel.summary())
     return TimingObservation(samples_ms=tr.sampled.samples_ms, method=tr.method, stop_reason=tr.sampled.stop_reason,
                              synced_ms=tr.cross.synced_ms, wall_ms=tr.cross.wall_ms, enqueue_ms=tr.warmup.enqueue_ms,
-                             tare_ms=tr.tare.ms, worst_err_over_tol=ratio, extra=extra, ending=_wrong_outputs(ratio))
+                             tare_ms=tr.tare.ms, worst_err_over_tol=ratio, throttled_ms=throttled, timing_s=timing_s,
+                             clocks_after=NvmlClocks.of(clocks()), settle=tr.settle, clock=tr.clock,
+                             kernel_clock=tr.kernel, ending=_wrong_outputs(ratio))
 
 
 def _time_sustained(ctx: CellContext, contents: list[InputSet]) -> TimingObservation:
@@ -154,7 +160,6 @@ def _time_sustained(ctx: CellContext, contents: list[InputSet]) -> TimingObserva
     enqueue_med_ms = sorted(enqueue)[len(enqueue) // 2] * 1e3
     gpu_ms = _gated_call_ms(call, n_sets, enqueue_med_ms)
     plan = sustained.gate_plan(enqueue_med_ms, gpu_ms)
-    extra: dict[str, Any] = {}
     held = throttle_ns()
     t0 = time.perf_counter()
     common = dict(duration_s=timing.sustained_s * per, warmup_s=timing.sustained_warmup_s,
@@ -168,9 +173,8 @@ def _time_sustained(ctx: CellContext, contents: list[InputSet]) -> TimingObserva
         batch, gate_ms = plan
         st = sustained.time_gated(call, n_sets, batch=batch, gate_ms=gate_ms,
                                   gate=lambda ms: sm_clock.spin(sm_clock.cycles_for(ms)), **common)
-        extra.update(sustained_gated=True, sustained_gate_ms=round(gate_ms, 4), sustained_batch=batch)
-    extra["throttled_ms"] = throttled_ms(held, throttle_ns())
-    extra["timing_s"] = round(time.perf_counter() - t0, 3)
+    throttled = throttled_ms(held, throttle_ns())
+    timing_s = time.perf_counter() - t0
     worst = torch.zeros((), dtype=torch.float64, device=device)
     for j, out in st.last_out.items():
         r = work.ratio(out, contents[j % CONTENTS], scales[j])
@@ -181,17 +185,15 @@ def _time_sustained(ctx: CellContext, contents: list[InputSet]) -> TimingObserva
     ratio = float(worst)
     method = (f"sustained-events+rotate{n_sets}" + ("" if covered else "-l2-not-covered")
               + (f"+gated{plan[0]}" if plan else ""))
-    extra.update(
-        clocks_after=clocks(), timed_worst_err_over_tol=ratio, sustained_sets=n_sets,
-        sustained_set_bytes=set_bytes, l2_bytes=l2, sustained_covers_l2=covered,
-        sustained_warmup_calls=st.warmup_calls, sustained_calls=st.calls, sustained_window_ms=st.window_ms,
-        sustained_batch_mean_ms=st.batch_mean_ms, sustained_lead=st.lead,
+    details = SustainedDetails(
+        sets=n_sets, set_bytes=set_bytes, l2_bytes=l2, covers_l2=covered, warmup_calls=st.warmup_calls,
+        calls=st.calls, window_ms=st.window_ms, batch_mean_ms=st.batch_mean_ms, lead=st.lead, probe_ms=gpu_ms,
         # the host could not enqueue a call in the GPU time of one (so the cell was timed gated)
-        sustained_host_bound=plan is not None, sustained_probe_ms=round(gpu_ms, 6),
-        sustained_enqueue_ms=round(enqueue_med_ms, 6))
+        gate=SustainedGate(batch=plan[0], gate_ms=plan[1]) if plan is not None else None)
     return TimingObservation(samples_ms=st.samples_ms, method=method, stop_reason=st.stop_reason, synced_ms=synced,
                              wall_ms=wall, enqueue_ms=enqueue_med_ms, tare_ms=0.0, worst_err_over_tol=ratio,
-                             extra=extra, ending=_wrong_outputs(ratio))
+                             throttled_ms=throttled, timing_s=timing_s, clocks_after=NvmlClocks.of(clocks()),
+                             sustained=details, ending=_wrong_outputs(ratio))
 
 
 def _gated_call_ms(call: Any, n_sets: int, enqueue_ms: float, n: int = 6) -> float:

@@ -1,6 +1,7 @@
 """The isolated mode's probes beside the samples, each a small unit returning a typed observation:
-the tare (empty event pairs), the settling window's summary, the SM clock read from the holds, the
-cross-check (device-synchronised calls) and the kernel clock's summary."""
+the tare (empty event pairs), the SM clock read from the holds and the cross-check (device-synchronised
+calls). The observations the worker returns (the settling window, the clock reading, the kernel clock)
+are defined torch-free in ``harness.records.observations``."""
 from __future__ import annotations
 
 import time
@@ -10,8 +11,8 @@ from typing import Any
 
 from harness.measure.observation import Observation
 from harness.measure.timing import sm_clock
-from harness.measure.timing.kernel_clock import KernelClock
 from harness.measure.timing.loop import Event
+from harness.records.observations import SmClockReading
 
 
 def _cuda_event() -> Event:
@@ -52,37 +53,6 @@ def empty_pair_ms(n: int, hold_ms: float, flush: Callable[[str], None] | None = 
 def tare(n: int, hold_ms: float, flush: Callable[[str], None] | None = None, flush_mode: str = "read",
          **inject: Any) -> Tare:
     return Tare(ms=empty_pair_ms(n, hold_ms, flush, flush_mode, **inject))
-
-
-class SettleWindow(Observation):
-    samples_ms: list[float]  # set aside: the GPU was still settling
-
-    def summary(self) -> dict[str, Any]:
-        """How many samples the window set aside, and how its start compares with its end."""
-        s = self.samples_ms
-        if not s:
-            return {"settle_calls": 0}
-        return {"settle_calls": len(s), "settle_first_ms": median(s[:3]), "settle_last_ms": median(s[-3:])}
-
-
-class SmClockReading(Observation):
-    """The effective SM clock before each kept sample (``harness.measure.timing.sm_clock``), and the hold."""
-
-    mhz: list[float]
-    hold_ms: float  # GPU idle before each call: the hold, and the cooling gap if any
-    error: str = ""  # why mhz is empty although the clock was probed
-    suspect: float | None = None  # then the median reading all the same (kept, not used as a clock)
-
-    def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"hold_ms": round(self.hold_ms, 4)}
-        if self.mhz:
-            out.update(sm_mhz=round(median(self.mhz), 1), sm_mhz_min=round(min(self.mhz), 1),
-                       sm_mhz_samples=[round(m, 1) for m in self.mhz])
-        if self.error:
-            out["sm_mhz_error"] = self.error
-            if self.suspect is not None:
-                out["sm_mhz_suspect"] = round(self.suspect, 1)
-        return out
 
 
 def clock_reading(hold_cycles: int, holds_ms: list[float], hold_ms: float,
@@ -128,22 +98,3 @@ def cross_check(run: Callable[[int], Any], first: int, n: int, *,
             after(j, out)
     sync()
     return CrossCheck(synced_ms=synced, wall_ms=wall)
-
-
-class KernelTime(Observation):
-    """The profiler's kernel time of a few calls (``harness.measure.timing.kernel_clock``)."""
-
-    per_call_ms: list[float] = []
-    kernels_per_call: list[int] = []
-    names: list[str] = []
-    error: str = ""
-
-    @classmethod
-    def of(cls, k: KernelClock) -> KernelTime:
-        return cls(per_call_ms=k.per_call_ms, kernels_per_call=k.kernels_per_call, names=k.names, error=k.error)
-
-    def summary(self) -> dict[str, Any]:
-        if self.error:
-            return {"kernel_clock_error": self.error}
-        return {"kernel_ms": median(self.per_call_ms), "kernel_samples_ms": [round(x, 6) for x in self.per_call_ms],
-                "kernels_per_call": max(self.kernels_per_call), "kernel_clock_names": self.names[:20]}

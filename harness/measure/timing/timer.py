@@ -40,17 +40,9 @@ from harness.measure.observation import Observation
 from harness.measure.timing import kernel_clock, sm_clock
 from harness.measure.timing.l2 import L2Flusher
 from harness.measure.timing.loop import BATCH, Marks, Sampled, SamplingLoop
-from harness.measure.timing.probes import (
-    CrossCheck,
-    KernelTime,
-    SettleWindow,
-    SmClockReading,
-    Tare,
-    clock_reading,
-    cross_check,
-    tare,
-)
+from harness.measure.timing.probes import CrossCheck, Tare, clock_reading, cross_check, tare
 from harness.measure.timing.stopping import Sampling
+from harness.records.observations import KernelTime, SettleWindow, SmClockReading
 
 _TARE_PAIRS = 15
 _CROSS_CHECKS = 5  # device-synchronised calls after the samples

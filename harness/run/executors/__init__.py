@@ -58,8 +58,8 @@ class Executor(Protocol):
 def attempt(worker: Any, job: Job, timeout_s: float, expect_device: str | None) -> dict[str, Any]:
     """Run one job on ``worker`` (a ``Worker``), starting a fresh process first where the last one is gone.
 
-    Returns ``{"reply": ..., "elapsed_s": ..., "ready": ...}`` (``ready``: the new process's ready message,
-    when one was started), or ``{"lost": reason, "ran": False}`` where no worker can run on this slot any
+    Returns ``{"reply": ..., "elapsed_s": ..., "ready": ...}`` (``ready``: the new process's ``Ready``
+    message, when one was started), or ``{"lost": reason, "ran": False}`` where no worker can run on this slot any
     more: a fresh one did not start, or came up on another device than the slot's first one (a GPU fallen
     off the bus leaves a worker that sees only the CPU). A crash or hang in the job itself is a reply (a
     ``WorkerFailure``: the cell failed), not a loss: the next job starts a fresh worker on the same GPU."""
@@ -71,9 +71,9 @@ def attempt(worker: Any, job: Job, timeout_s: float, expect_device: str | None) 
             ready = worker.start()
         except WorkerError as exc:
             return {"lost": f"no worker starts on it: {exc}", "ran": False}
-        if expect_device and ready.get("device") != expect_device:
+        if expect_device and ready.device != expect_device:
             worker.kill()
-            return {"lost": f"its worker came up on {ready.get('device')!r}, not {expect_device!r} "
+            return {"lost": f"its worker came up on {ready.device!r}, not {expect_device!r} "
                             f"(the GPU is unusable)", "ran": False, "ready": ready}
     t0 = time.perf_counter()
     try:

@@ -42,8 +42,8 @@ class LocalExecutor:
     @staticmethod
     def _run(host: LocalHost, job: Job, timeout_s: float) -> dict[str, Any]:
         out = attempt(host.worker, job, timeout_s, host.expect_device)
-        if out.get("ready") and host.expect_device is None:
-            host.expect_device = out["ready"].get("device")
+        if out.get("ready") is not None and host.expect_device is None:
+            host.expect_device = out["ready"].device
         return out
 
     def retire(self, host: LocalHost) -> None:

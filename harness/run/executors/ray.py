@@ -35,14 +35,15 @@ class _WorkerActor:
 
     def run(self, job: Job, timeout_s: float) -> dict[str, Any]:
         out = attempt(self.worker, job, timeout_s, self.expect_device)
-        if out.get("ready"):
+        ready = out.get("ready")
+        if ready is not None:
             if self.expect_device is None:
-                self.expect_device = out["ready"].get("device")
+                self.expect_device = ready.device
             import ray
 
             # two nodes of one machine share its host name: the node tells them apart
             node = ray.get_runtime_context().get_node_id()[:8]
-            out["ready"]["host"] = f"{out['ready'].get('host', '?')}/ray-node-{node}"
+            out["ready"] = ready.model_copy(update={"host": f"{ready.host}/ray-node-{node}"})
         return out
 
     def stop(self) -> None:

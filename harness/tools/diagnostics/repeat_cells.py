@@ -104,16 +104,21 @@ def main(argv: list[str] | None = None) -> None:
             s = timed.samples_ms if timed else []
             st = summarize(s) if s else None
             tare = timed.tare_ms if timed else 0.0
-            x = timed.extra if timed else {}
+            clock = timed.clock if timed else None
+            mhz = clock.mhz if clock else []
+            kernel = timed.kernel_clock if timed else None  # with [timing] kernel_clock_calls > 0
+            after = timed.clocks_after if timed else None
             row = {"tag": args.tag, "round": r, "backend": c.backend, "problem": c.problem.key(),
                    "status": report.status, "n": len(s), "median_ms": st.median - tare if st else None,
                    "p10_ms": st.p10 - tare if st else None, "p90_ms": st.p90 - tare if st else None,
                    **poll_summary(poll.samples),
-                   "eff_mhz": x.get("sm_mhz"), "eff_mhz_min": x.get("sm_mhz_min"),
-                   "hold_ms": x.get("hold_ms"), "timing_s": x.get("timing_s"),
-                   "kernel_ms": x.get("kernel_ms"),  # with [timing] kernel_clock_calls > 0
-                   "power_after": (x.get("clocks_after") or {}).get("power_w"),
-                   "temp_after": (x.get("clocks_after") or {}).get("temp_c")}
+                   "eff_mhz": round(median(mhz), 1) if mhz else None,
+                   "eff_mhz_min": round(min(mhz), 1) if mhz else None,
+                   "hold_ms": round(clock.hold_ms, 4) if clock else None,
+                   "timing_s": round(timed.timing_s, 3) if timed and timed.timing_s is not None else None,
+                   "kernel_ms": median(kernel.per_call_ms) if kernel and kernel.per_call_ms else None,
+                   "power_after": after.power_w if after else None,
+                   "temp_after": after.temp_c if after else None}
             print(json.dumps(row), flush=True)
             if args.json:
                 with open(args.json, "a") as f:
