@@ -281,7 +281,11 @@ def sanitize(session: nox.Session) -> None:
 
 
 # -- GPU evidence in stages, each fitting one call on an offline GPU machine ----------------------------
-EVIDENCE_STAGES = ("setup", "gpu-tests", "peers", "fa-paper", "crosscheck", "rounds", "core-compare")
+EVIDENCE_STAGES = ("setup", "gpu-tests", "peers", "fa-paper", "crosscheck", "rounds", "core-compare", "backward",
+                   "serving")
+#: the backends with a backward that the backward stage measures (BACKENDS overrides)
+BACKWARD_BACKENDS = "sdpa-cudnn,sdpa-flash,flex,fa4,fa4-det,cudnn-frontend,cudnn-frontend-det,sdpa-flash-det"
+SERVING_SUITES = ("decode", "varlen", "window", "fp8")
 EVIDENCE_BACKENDS = "sdpa-cudnn,fa4,fa3,flashcore-bleeding-edge"
 
 
@@ -297,10 +301,32 @@ def _evidence_step(session: nox.Session, *args: str, timed: bool = False, env: d
         session.log(f"wall {time.monotonic() - t0:.0f} s: {' '.join(args)}")
 
 
+def _has_run(db: str, run_id: str) -> bool:
+    """Whether ``db`` already holds ``run_id`` (a stage called again resumes its runs instead of failing)."""
+    import sqlite3
+
+    if not Path(db).is_file():
+        return False
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is not None
+    except sqlite3.Error:
+        return False
+    finally:
+        con.close()
+
+
+def _run_or_resume(session: nox.Session, fc: tuple[str, ...], db: str, run_id: str, *args: str) -> None:
+    resume = ("--resume",) if _has_run(db, run_id) else ()
+    _evidence_step(session, *fc, "run", *args, "--db", db, "--run-id", run_id, *resume, timed=True)
+
+
 @nox.session(python=False, tags=["gpu"], default=False)
 def evidence(session: nox.Session) -> None:
     """GPU evidence by stage (nox -s evidence -- STAGE): setup, gpu-tests, peers, fa-paper, crosscheck, rounds,
-    core-compare (OLD=PATH: an earlier core's source tree, run beside this one in the same call).
+    core-compare (OLD=PATH: an earlier core's source tree, run beside this one in the same call), backward,
+    serving (SUITES: default decode,varlen,window,fp8). The backward and serving stages resume their runs
+    when called again with the same TAG and DB, so a stage cut by a device call's limit goes on in the next.
 
     For an offline GPU machine with the optional backends staged in /opt (the peers: flashcore wheelhouse).
     Databases go to $DB (default $GPU_DIR/flashcore.db, GPU_DIR default results/gpu), logs and a consistent
@@ -377,6 +403,17 @@ def evidence(session: nox.Session) -> None:
         _evidence_step(session, *fc, "db", "merge", old_db, db)
         _evidence_step(session, *fc, "compare", f"{tag}-old-a-fa-paper", f"{tag}-old-b-fa-paper", "--db", db)
         _evidence_step(session, *fc, "compare", f"{tag}-old-a-fa-paper", f"{tag}-new-fa-paper", "--db", db)
+    elif stage == "backward":  # the FA papers' backward grid, then the backward rows of correctness and determinism
+        bwd = ("--backends", env.get("BACKENDS", BACKWARD_BACKENDS), "--log-dir", logs)
+        _run_or_resume(session, fc, db, f"{tag}-fa-paper-bwd", "--suite", "fa-paper-bwd", "--filter",
+                       env.get("FILTER", "op=bwd"), *bwd)
+        _run_or_resume(session, fc, db, f"{tag}-correctness-bwd", "--suite", "correctness", "--filter", "op!=fwd", *bwd)
+        _run_or_resume(session, fc, db, f"{tag}-determinism-bwd", "--suite", "determinism", "--filter", "op=bwd", *bwd)
+    elif stage == "serving":  # FlashInfer's and flex's compiles first, side by side, then each serving suite
+        suites = [x for x in env.get("SUITES", ",".join(SERVING_SUITES)).split(",") if x]
+        _evidence_step(session, *fc, "warm", *(a for suite in suites for a in ("--suite", suite)), timed=True)
+        for suite in suites:
+            _run_or_resume(session, fc, db, f"{tag}-{suite}", "--suite", suite, "--log-dir", logs)
     _evidence_step(session, *fc, "db", "copy", db, f"{out}/")
     if Path(logs).is_dir():
         import tarfile

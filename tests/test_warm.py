@@ -41,6 +41,14 @@ def test_command_prints_a_summary_and_stores_nothing(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.db"))
 
 
+def test_several_suites_are_warmed_in_one_pool(tmp_path: Path) -> None:
+    other = tmp_path / "other.toml"
+    other.write_text(tiny_suite("other", ["naive"], [8]))
+    res = CliRunner().invoke(app, ["warm", "--suite", str(_suite(tmp_path, ["naive"])), "--suite", str(other)])
+    assert res.exit_code == 0, res.output
+    assert "warmed 3: 3 ok, 0 skipped, 0 failed" in res.output
+
+
 def test_bad_input_is_one_line(tmp_path: Path) -> None:
     suite = str(_suite(tmp_path, ["naive"]))
     for args, words in ((["-b", "no-such"], "unknown backend 'no-such'"),

@@ -9,27 +9,31 @@ from harness.cli.errors import fail, user_errors
 
 
 def warm(
-    suite: str = typer.Option(..., "--suite", "-s", help="suite name (suites/NAME.toml) or path"),
+    suite: list[str] = typer.Option(..., "--suite", "-s", help="suite name (suites/NAME.toml) or path; repeat it to "
+                                                                "warm several suites' compiles side by side"),
     backends: str = typer.Option("", "--backends", "-b", help="comma-separated backends (default: the suite's)"),
     filter: str = typer.Option("", "--filter", "-f", help='e.g. "kind=varlen,causal=true"'),
     jobs: int = typer.Option(8, "--jobs", "-j", min=1, max=64, help="processes preparing at once"),
 ) -> None:
-    """Prepare each backend on each problem of a suite once, in parallel processes; nothing is measured or stored."""
+    """Prepare each backend on each problem of the suites once, in parallel processes; nothing is measured or stored."""
     from harness.backends import registry
     from harness.run.plan import make_plan
     from harness.spec.suite import load_suite
     from harness.tools.warm import warm as warm_plan
 
+    plan = []
     try:
-        s = load_suite(suite)
         names = [b.strip() for b in backends.split(",") if b.strip()] or None
         for n in names or []:
             registry.get(n)  # unknown names fail here, before anything starts
-        plan = make_plan(s, names, filter)
+        for one in suite:
+            s = load_suite(one)
+            cells = make_plan(s, names, filter)
+            if not cells:
+                raise fail(f"the filter {filter!r} leaves no problem of suite {s.name!r} ({len(s.problems)} problems)")
+            plan += cells
     except user_errors() as exc:
         raise fail(str(exc)) from None
-    if not plan:
-        raise fail(f"the filter {filter!r} leaves no problem of suite {s.name!r} ({len(s.problems)} problems)")
 
     def show(w) -> None:
         console.print(f"{w.status:8} {w.seconds:8.1f} s  {w.backend:22} {w.problem_key}"
