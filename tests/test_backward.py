@@ -3,8 +3,6 @@ the gradient pass rule, the stages' verdicts on honest and cheating backwards, d
 the timed calls' fresh dO, and the store's schema 4 (op and gradient columns)."""
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -27,7 +25,7 @@ from harness.spec.problem import Problem, ProblemError
 from harness.spec.schema import Checks, Timing
 from harness.spec.suite import SuiteError, load_suite
 from harness.store.database import SCHEMA_VERSION, Store
-from harness.testing import BACKWARD_EXPLOITS, EXPLOITS, registered
+from harness.testing import BACKWARD_EXPLOITS, EXPLOITS, as_older_schema, registered
 
 cli = CliRunner()
 P = Problem(batch=2, heads_q=4, heads_kv=2, seqlen_q=24, seqlen_k=40, head_dim=16, dtype="bfloat16", causal=True)
@@ -325,14 +323,7 @@ def test_a_version_3_database_migrates_to_4_with_every_row_a_forward(tmp_path):
 
         s.create_run(RunInfo(run_id="r1", suite="smoke", created_at=now()))
         s.add_result(Result.for_problem("r1", "smoke", "naive", P, "ok", median_ms=1.0, extra={"samples_ms": [1.0]}))
-    con = sqlite3.connect(db)
-    for table in ("results", "superseded_results"):
-        for col in ("op", "dq_max_err", "dk_max_err", "dv_max_err", "dq_rel_l2_err", "dk_rel_l2_err", "dv_rel_l2_err"):
-            con.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
-    con.execute("PRAGMA user_version = 3")
-    con.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
-    con.commit()
-    con.close()
+    as_older_schema(db, 3, ("op", "dq_max_err", "dk_max_err", "dv_max_err", "dq_rel_l2_err", "dk_rel_l2_err", "dv_rel_l2_err"))
     with Store(db, readonly=True) as s:
         assert s.schema == 3
         before = list(s.iter_results())

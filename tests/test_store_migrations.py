@@ -13,6 +13,7 @@ from harness.records.result import Result
 from harness.spec.problem import Problem
 from harness.store.database import SCHEMA_VERSION, RunInfo, Store, StoreError, now
 from harness.store.migrations import MIGRATIONS
+from harness.testing import as_older_schema
 from harness.views.export import frame
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,14 +241,7 @@ def test_a_version_3_database_gets_the_gpu_of_every_cell_with_no_row_lost(tmp_pa
             s.add_result(Result.for_problem(rid, "smoke", "naive", P, "failed", extra=EXTRAS["naive"]))
             s.add_result(Result.for_problem(rid, "smoke", "naive", P, "ok", median_ms=1.0, extra=EXTRAS["naive"]),
                          keep_previous=True)
-    con = sqlite3.connect(db)
-    for table in ("results", "superseded_results"):
-        for col in ("gpu_index", "gpu_uuid", "gpu_name"):
-            con.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
-    con.execute("PRAGMA user_version = 3")
-    con.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
-    con.commit()
-    con.close()
+    as_older_schema(db, 3, ("gpu_index", "gpu_uuid", "gpu_name"))
     with Store(db, readonly=True) as s:
         assert s.schema == 3
         before = [(r.run_id, r.backend, r.status, r.median_ms, r.extra) for r in s.iter_results()]

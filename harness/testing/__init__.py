@@ -94,3 +94,20 @@ def tiny_suite(name: str, backends: list[str], seqlens: list[int], rounds: int =
             f"[[grid]]\nbatch = 1\nheads_q = 1\nseqlen_q = {list(seqlens)}\nhead_dim = 8\ndtype = \"float32\"\n\n"
             "[timing]\nmin_samples = 3\nmax_samples = 3\ntime_cap_s = 0.05\nmin_time_s = 0\nwarmup = 1\n"
             f"rounds = {rounds}\n{timeout}")
+
+
+def as_older_schema(db: str | os.PathLike[str], version: int, dropped: tuple[str, ...]) -> None:
+    """Make a results database look as an older flashcore wrote it: ``dropped`` columns removed from the
+    result tables and the schema version set back to ``version`` (for the migration tests)."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        for table in ("results", "superseded_results"):
+            for col in dropped:
+                con.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
+        con.execute(f"PRAGMA user_version = {int(version)}")
+        con.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
+        con.commit()
+    finally:
+        con.close()
