@@ -46,6 +46,19 @@ def unwritten(out: torch.Tensor, what: str = "output") -> str | None:
             "wrote into freed memory before the call (a stale buffer returned, or a partial write)")
 
 
+
+def too_weak(weak: dict[str, str]) -> Ending:
+    """The ending of a cell whose every input distribution lets a null output pass."""
+    return Ending(status="rejected", reason="problem too weak: " + "; ".join(f"{d} inputs: {w}" for d, w in weak.items()))
+
+
+def binding_of(err: C.Errors, oracle: C.Oracle, dist: str, counts: Any) -> Binding:
+    """The error closest to failing, its tolerance, and NaN/Inf summed over ``counts`` (dicts with nan, inf)."""
+    counts = list(counts)
+    return Binding(max_abs_err=err.max_abs, mean_abs_err=err.mean_abs, rel_l2_err=err.rel_l2,
+                   nan_count=sum(int(d["nan"]) for d in counts), inf_count=sum(int(d["inf"]) for d in counts),
+                   tolerance=oracle.tolerance, torch_err=oracle.torch_err, binding_distribution=dist)
+
 class CorrectnessStage:
     """Fresh inputs per trial and distribution; each output checked for what it is (a real tensor, fully
     written, inputs untouched) and, with a reference, against it."""
@@ -104,19 +117,14 @@ class CorrectnessStage:
         common = dict(per_distribution=per_dist, weak_distributions=weak,
                       backend_metrics=reported_metrics(backend), kernel_trace=trace)
         if not ctx.sets:
-            return CorrectnessObservation(**common, ending=Ending(status="rejected", reason="problem too weak: " + "; ".join(
-                f"{d} inputs: {w}" for d, w in weak.items())))
+            return CorrectnessObservation(**common, ending=too_weak(weak))
         if binding is None:
             return CorrectnessObservation(**common)
         _, err, oracle, dist = binding
         first = per_dist[ctx.sets[0].distribution]
         passed = passed is not False
         return CorrectnessObservation(
-            **common, binding=Binding(
-                max_abs_err=err.max_abs, mean_abs_err=err.mean_abs, rel_l2_err=err.rel_l2,
-                nan_count=sum(int(d["nan"]) for d in per_dist.values()),
-                inf_count=sum(int(d["inf"]) for d in per_dist.values()),
-                tolerance=oracle.tolerance, torch_err=oracle.torch_err, binding_distribution=dist),
+            **common, binding=binding_of(err, oracle, dist, per_dist.values()),
             seed_bounds_ok=first["max_abs"] < C.SEED_MAX_ABS and first["mean_abs"] < C.SEED_MEAN_ABS,
             passed=passed, fail_reason=fail_reason,
             ending=None if passed else Ending(status="failed", reason=fail_reason))

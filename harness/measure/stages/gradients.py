@@ -24,10 +24,9 @@ from harness.measure import correctness as C
 from harness.measure import guards
 from harness.measure.problem_cache import derive_seed
 from harness.measure.stages.base import CellContext
-from harness.measure.stages.checks import _sync, trace_custom_kernel, unwritten
+from harness.measure.stages.checks import _sync, binding_of, too_weak, trace_custom_kernel, unwritten
 from harness.measure.verdict import Verdict
 from harness.records.observations import (
-    Binding,
     Ending,
     GradientCorrectnessObservation,
     GradientDeterminismObservation,
@@ -159,19 +158,13 @@ class GradientCorrectnessStage:
         common = dict(per_output=per_output, per_distribution=per_dist, weak_distributions=weak,
                       backend_metrics=reported_metrics(backend), kernel_trace=trace)
         if not ctx.sets:
-            why = "; ".join(f"{d} inputs: {w}" for d, w in weak.items())
-            return GradientCorrectnessObservation(**common, ending=Ending(status="rejected",
-                                                                          reason=f"problem too weak: {why}"))
+            return GradientCorrectnessObservation(**common, ending=too_weak(weak))
         if binding is None:
             return GradientCorrectnessObservation(**common)
         _, name, err, oracle, dist = binding
         passed = passed is not False
         return GradientCorrectnessObservation(
-            **common, binding_output=name, binding=Binding(
-                max_abs_err=err.max_abs, mean_abs_err=err.mean_abs, rel_l2_err=err.rel_l2,
-                nan_count=sum(int(d["nan"]) for d in per_output.values()),
-                inf_count=sum(int(d["inf"]) for d in per_output.values()),
-                tolerance=oracle.tolerance, torch_err=oracle.torch_err, binding_distribution=dist),
+            **common, binding_output=name, binding=binding_of(err, oracle, dist, per_output.values()),
             passed=passed, fail_reason=fail_reason,
             ending=None if passed else Ending(status="failed", reason=fail_reason))
 
