@@ -39,11 +39,16 @@ cudaError_t launch_cfg(const AttnParams& p, cudaStream_t stream) {
   auto kernel = be::fwd_kernel<C, Sched>;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM_BYTES);
   if (e != cudaSuccess) return e;
+  if constexpr (C::CTAS > 1) {  // room for CTAS CTAs' shared memory on each SM
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+    if (e != cudaSuccess) return e;
+  }
   be::ScheduleHints hints{0, (long long)p.seqlen_k * C::D * 2 * 2, p.heads_q / p.heads_kv};
   if constexpr (Sched::kPersistent) {
     int dev = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&hints.sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
+    hints.sms *= C::CTAS;  // the schedule's "SMs" are the resident CTAs
     // tile indices (and the next one a CTA would look at) stay within int
     if (shape.count() + hints.sms > 0x7fffffffLL) return cudaErrorInvalidValue;
   }
@@ -57,17 +62,18 @@ using be::Schedule;
 constexpr Schedule kTile = Schedule::kSingleTile, kStatic = Schedule::kStaticPersistent,
                    kDynamic = Schedule::kDynamicPersistent;
 
-template <bool BF, int D, int BN, int NCWG, int ST, Schedule S>
+template <bool BF, int D, int BN, int NCWG, int ST, Schedule S, bool PP, int CTAS>
 cudaError_t launch_causal(const AttnParams& p, cudaStream_t s) {
-  return p.causal ? launch_cfg<Cfg<BF, D, BN, NCWG, ST, true, S>>(p, s)
-                  : launch_cfg<Cfg<BF, D, BN, NCWG, ST, false, S>>(p, s);
+  return p.causal ? launch_cfg<Cfg<BF, D, BN, NCWG, ST, true, S, PP, CTAS>>(p, s)
+                  : launch_cfg<Cfg<BF, D, BN, NCWG, ST, false, S, PP, CTAS>>(p, s);
 }
 
-template <int D, int BN, int NCWG, int ST, Schedule S = kTile>
+template <int D, int BN, int NCWG, int ST, Schedule S = kTile, bool PP = false, int CTAS = 1>
 cudaError_t launch_dtype(const AttnParams& p, cudaStream_t s) {
-  return p.dtype == DType::kBFloat16 ? launch_causal<true, D, BN, NCWG, ST, S>(p, s)
-                                     : launch_causal<false, D, BN, NCWG, ST, S>(p, s);
+  return p.dtype == DType::kBFloat16 ? launch_causal<true, D, BN, NCWG, ST, S, PP, CTAS>(p, s)
+                                     : launch_causal<false, D, BN, NCWG, ST, S, PP, CTAS>(p, s);
 }
+constexpr bool kPingPong = true;
 
 struct Variant {
   const char* name;
@@ -76,28 +82,47 @@ struct Variant {
 
 // Schedules (scheduler.cuh): one CTA per tile unless named; "pers" = static persistent (#SMs CTAs, a
 // fixed stride over the tile order; causal longest-first within L2 sections); "dyn" = dynamic
-// persistent (the same order, each CTA claiming its next tile from AttnParams::tile_counter).
+// persistent (the same order, each CTA claiming its next tile from AttnParams::tile_counter). "pp" = the
+// consumer warpgroups take turns to issue their GEMMs (pingpong.cuh). "xN" = N CTAs resident per SM. Both tables have the same length, so
+// an index names the same kind of variant for both head dims.
 const Variant kVariantsD128[] = {
     {"d128 BM128 BN128 2cwg 2st", launch_dtype<128, 128, 2, 2>},
     {"d128 BM128 BN176 2cwg 2st", launch_dtype<128, 176, 2, 2>},
     {"d128 BM128 BN128 2cwg 2st pers", launch_dtype<128, 128, 2, 2, kStatic>},
     {"d128 BM128 BN128 2cwg 2st dyn", launch_dtype<128, 128, 2, 2, kDynamic>},
+    {"d128 BM128 BN128 2cwg 2st pp", launch_dtype<128, 128, 2, 2, kTile, kPingPong>},
+    {"d128 BM128 BN176 2cwg 2st pp", launch_dtype<128, 176, 2, 2, kTile, kPingPong>},
+    {"d128 BM128 BN128 2cwg 2st pers pp", launch_dtype<128, 128, 2, 2, kStatic, kPingPong>},
+    {"d128 BM64 BN64 1cwg 2st x2", launch_dtype<128, 64, 1, 2, kTile, false, 2>},
+    {"d128 BM64 BN64 1cwg 2st x2 pers", launch_dtype<128, 64, 1, 2, kStatic, false, 2>},
 };
 const Variant kVariantsD64[] = {
     {"d64 BM192 BN128 3cwg 2st", launch_dtype<64, 128, 3, 2>},
     {"d64 BM128 BN128 2cwg 4st", launch_dtype<64, 128, 2, 4>},
     {"d64 BM192 BN128 3cwg 2st pers", launch_dtype<64, 128, 3, 2, kStatic>},
     {"d64 BM192 BN128 3cwg 2st dyn", launch_dtype<64, 128, 3, 2, kDynamic>},
+    {"d64 BM192 BN128 3cwg 2st pp", launch_dtype<64, 128, 3, 2, kTile, kPingPong>},
+    {"d64 BM128 BN128 2cwg 4st pp", launch_dtype<64, 128, 2, 4, kTile, kPingPong>},
+    {"d64 BM192 BN128 3cwg 2st pers pp", launch_dtype<64, 128, 3, 2, kStatic, kPingPong>},
+    {"d64 BM64 BN128 1cwg 2st x2", launch_dtype<64, 128, 1, 2, kTile, false, 2>},
+    {"d64 BM64 BN128 1cwg 2st x2 pers", launch_dtype<64, 128, 1, 2, kStatic, false, 2>},
 };
-// The default (variant < 0) is chosen per problem from the H100 measurements in kernels/NOTES.md:
-// the persistent kernel wins when tiles are short (few key blocks: its loads overlap the previous
-// tile's epilogue) and loses 3-7 % at long seqlen_k; for d64 causal with few key blocks the
-// 2-warpgroup, 4-stage tile is faster. Causal problems never default to a persistent schedule (their
-// longest-first orders are unmeasured), nor does anything default to "dyn" (it needs a counter).
+static_assert(sizeof(kVariantsD128) == sizeof(kVariantsD64), "one index, one kind of variant");
+// The default (variant < 0) is chosen per problem from the H100 measurements in kernels/NOTES.md (v3 and
+// v5): short tiles (few key blocks) want their fixed costs hidden — under the next tile's loads (a
+// persistent schedule) or under another CTA's GEMMs (two 64-row CTAs per SM); long tiles want the
+// 2- or 3-warpgroup kernels, with the warpgroups taking turns where that measured ahead. No default is
+// "dyn" (it needs a counter) or a static persistent causal schedule (slower at every measured length).
+enum : int { kPlain = 0, kTurns = 4, kPersistentTurns = 6,
+             kTwoCtas = 7, kTwoCtasPersistent = 8 };
 int default_variant(const AttnParams& p) {
-  const bool short_k = p.seqlen_k <= 1024;
-  if (!p.causal) return short_k ? 2 : 0;
-  return (p.head_dim == 64 && short_k) ? 1 : 0;
+  const int sk = p.seqlen_k;
+  if (p.head_dim == 64) {
+    if (p.causal) return sk <= 2048 ? kTwoCtas : kTurns;
+    return sk <= 1024 ? kTwoCtasPersistent : kTurns;
+  }
+  if (p.causal) return sk <= 512 ? kTwoCtas : sk <= 2048 ? kTurns : kPlain;
+  return sk <= 1024 ? kPersistentTurns : kPlain;
 }
 
 template <int N>

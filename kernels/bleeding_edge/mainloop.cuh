@@ -27,6 +27,7 @@
 #include "bleeding_edge/softmax.cuh"
 #include "bleeding_edge/epilogue.cuh"
 #include "bleeding_edge/scheduler.cuh"
+#include "bleeding_edge/pingpong.cuh"
 
 namespace flashcore { namespace be {
 
@@ -38,11 +39,15 @@ struct KernelParams {
 
 // SCHED: the tile scheduler (scheduler.cuh). Under a persistent one (a CTA may compute several tiles)
 // O is staged in a buffer of its own; the dynamic one has a little shared memory of its own.
+// PINGPONG: the consumer warpgroups take turns to issue their GEMMs (pingpong.cuh).
+// CTAS: CTAs resident per SM (registers and shared memory are split between them), so that one CTA's
+// prologue and epilogue run under another's GEMMs when tiles are short.
 template <bool kBF16_, int D_, int BN_, int NCWG_, int STAGES_, bool kCausal_,
-          Schedule SCHED_ = Schedule::kSingleTile>
+          Schedule SCHED_ = Schedule::kSingleTile, bool PINGPONG_ = false, int CTAS_ = 1>
 struct Cfg {
   static constexpr bool kBF16 = kBF16_;
   using Scheduler = typename SchedulerFor<SCHED_, kCausal_, NCWG_ * 4>::type;
+  using Turns = PingPong<NCWG_, PINGPONG_>;
   static constexpr bool kPersistent = Scheduler::kPersistent;
   static constexpr int D = D_, BN = BN_, NCWG = NCWG_, STAGES = STAGES_;
   static constexpr bool kCausal = kCausal_;
@@ -58,15 +63,20 @@ struct Cfg {
   using Barriers = PipelineBarriers<STAGES, NCWG * 4>;  // one arrival per consumer warp
   static constexpr int OFF_SCHED = OFF_BAR + 8 * Barriers::kCount;
   static constexpr int SMEM_BYTES = OFF_SCHED + Scheduler::kSmemBytes + 1024;  // + alignment slack
-  static constexpr int PRODUCER_REGS = NCWG == 2 ? 24 : 32;
-  static constexpr int CONSUMER_REGS = NCWG == 2 ? 240 : 160;
+  static constexpr int CTAS = CTAS_;
+  // registers per thread at launch (__launch_bounds__(THREADS, CTAS)), then moved by setmaxnreg from
+  // the producer warpgroup to the consumers: 24/240 (2 consumer WGs), 32/160 (3), 24/232 (1, 2 CTAs)
+  static constexpr int ENTRY_REGS = (65536 / (THREADS * CTAS) > 255 ? 255 : 65536 / (THREADS * CTAS)) & ~7;
+  static constexpr int PRODUCER_REGS = NCWG == 3 ? 32 : 24;
+  static constexpr int CONSUMER_REGS_FIT = ((ENTRY_REGS * THREADS - PRODUCER_REGS * 128) / (128 * NCWG)) & ~7;
+  static constexpr int CONSUMER_REGS = CONSUMER_REGS_FIT > 240 ? 240 : CONSUMER_REGS_FIT;
   static constexpr int SR = BN / 2;  // S accumulator registers per thread
   static constexpr int OR = D / 2;   // O accumulator registers per thread
   static_assert(D == 64 || D == 128, "head_dim");
   static_assert(BN % 16 == 0 && BN <= 256, "BN");
   static_assert(Q_CHUNK % 1024 == 0 && KV_CHUNK % 1024 == 0, "1024-B alignment of swizzled tiles");
-  static_assert(SMEM_BYTES <= 227 * 1024, "shared memory");
-  static_assert(PRODUCER_REGS * 128 + CONSUMER_REGS * 128 * NCWG <= 65536, "register pool");
+  static_assert(SMEM_BYTES <= 227 * 1024 && CTAS * (SMEM_BYTES + 1024) <= 228 * 1024, "shared memory");
+  static_assert(PRODUCER_REGS * 128 + CONSUMER_REGS * 128 * NCWG <= ENTRY_REGS * THREADS, "register pool");
 };
 
 template <class C>
@@ -125,7 +135,7 @@ __device__ __forceinline__ void produce_tile(const CUtensorMap* tm_q, const CUte
 template <class C>
 __device__ __forceinline__ void consume_tile(float (&o)[C::OR], OnlineSoftmax& sm, const KeyRange& kr,
                                              const typename C::Barriers& bars, uint32_t q_slice, uint32_t sK,
-                                             uint32_t sV, int lim0, int lim1, int lane, float scale_log2,
+                                             uint32_t sV, int lim0, int lim1, int cw, int lane, float scale_log2,
                                              bool signal_q_empty, PipelineState<C::STAGES>& kv) {
   uint32_t p[C::BN / 4];
   float f[2];
@@ -133,9 +143,11 @@ __device__ __forceinline__ void consume_tile(float (&o)[C::OR], OnlineSoftmax& s
   {
     float s[C::SR];
     mbar_wait(bars.k_full(kv.index), kv.phase);
+    C::Turns::wait_turn(cw);
     wgmma_fence();
     qk_gemm<C>(s, q_slice, sK + kv.index * C::KV_BYTES);
     wgmma_commit();
+    C::Turns::end_turn(cw);
     wgmma_wait<0>();
     fence_regs(s);
     if (lane == 0) mbar_arrive(bars.k_empty(kv.index));
@@ -151,6 +163,7 @@ __device__ __forceinline__ void consume_tile(float (&o)[C::OR], OnlineSoftmax& s
     const int n = kr.n_max - 1 - it;
     float s[C::SR];
     // K(it) has landed (waited at the end of the previous iteration / before the loop).
+    C::Turns::wait_turn(cw);
     wgmma_fence();
     qk_gemm<C>(s, q_slice, sK + kv.index * C::KV_BYTES);
     wgmma_commit();
@@ -158,6 +171,7 @@ __device__ __forceinline__ void consume_tile(float (&o)[C::OR], OnlineSoftmax& s
     wgmma_fence();
     pv_gemm<C>(o, p, sV + pv.index * C::KV_BYTES);
     wgmma_commit();
+    C::Turns::end_turn(cw);
     wgmma_wait<1>();
     fence_regs(s);
     if (lane == 0) mbar_arrive(bars.k_empty(kv.index));
@@ -182,7 +196,7 @@ __device__ __forceinline__ void consume_tile(float (&o)[C::OR], OnlineSoftmax& s
   }
   // every Q K^T of this tile has completed (waited above)
   if (signal_q_empty && lane == 0) mbar_arrive(bars.q_empty());
-  // ---- last PV ----
+  // ---- last PV (outside the turns, as in FA3: every warpgroup takes the same number of turns) ----
   mbar_wait(bars.v_full(pv.index), pv.phase);
   wgmma_fence();
   pv_gemm<C>(o, p, sV + pv.index * C::KV_BYTES);
@@ -228,7 +242,7 @@ __device__ __forceinline__ void epilogue_tile(float (&o)[C::OR], OnlineSoftmax& 
 // layout. Producer and consumers walk the same tile sequence; a tile that attends no key (causal,
 // seqlen_q > seqlen_k) loads nothing and is written as zeros (LSE -inf) by the consumers.
 template <class C, class Sched>
-__global__ void __launch_bounds__(C::THREADS, 1)
+__global__ void __launch_bounds__(C::THREADS, C::CTAS)
     fwd_kernel(const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
                const __grid_constant__ CUtensorMap tm_v, const __grid_constant__ CUtensorMap tm_o,
                const KernelParams kp, const typename Sched::Params sp) {
@@ -282,6 +296,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
     const uint32_t o_slice = C::kPersistent ? base + C::OFF_O + cw * 64 * 128 : q_slice;
     PipelineState<C::STAGES> kv;
     PipelineState<1> q;
+    C::Turns::start(cw);
     for (Work w = sched.first(); w.valid; w = sched.template next<false>(w)) {
       const int m0 = w.tile.m_block * C::BM;
       const KeyRange kr = key_range<C::kCausal, C::BM, C::BN>(m0, Sq, Sk);
@@ -297,7 +312,8 @@ __global__ void __launch_bounds__(C::THREADS, 1)
       if (kr.n_max > 0) {
         mbar_wait(bars.q_full(), q.phase);
         q.advance();
-        consume_tile<C>(o, sm, kr, bars, q_slice, sK, sV, lim0, lim1, lane, kp.scale_log2, Sched::kPersistent, kv);
+        consume_tile<C>(o, sm, kr, bars, q_slice, sK, sV, lim0, lim1, cw, lane, kp.scale_log2, Sched::kPersistent,
+                        kv);
       }
       epilogue_tile<C>(o, sm, &tm_o, kp, o_slice, m0, w.tile.head, w.tile.batch, cw, tid, row0, row1);
     }

@@ -55,7 +55,7 @@ struct TileShape {
 
 // What the host knows that a scheduler may use to order tiles.
 struct ScheduleHints {
-  int sms;                 // multiprocessors of the device
+  int sms;                 // resident CTAs: multiprocessors of the device times CTAs per SM
   long long kv_head_bytes; // bytes of K and V of one kv head (seqlen_k * head_dim * 2 tensors * 2 B)
   int hq_per_kv;           // query heads per kv head
 };

@@ -9,7 +9,7 @@
 //   attn_check --small              a few small shapes (for compute-sanitizer)
 //   attn_check --time               fa-paper shapes (16k tokens, hidden 2048, bf16): check + timing
 //   options: --kernel be|phase4|phase4x  --variant N (-1 = default)  --variants i,j  --all-variants
-//            --iters N  --seed N
+//            --iters N  --max-seqlen S (time only S <= this)  --seed N
 //            --bhsd   q, k, v stored [B, H, S, D] and passed as strided [B, S, H, D] views (no copy)
 // Timing: median of --iters runs after 3 warm-ups, each run preceded by a 256 MB memset (L2 flush),
 // cudaEvents around the kernel alone. TFLOPS = 4*B*Hq*D*(attended pairs) / t.
@@ -461,7 +461,7 @@ static double median(std::vector<float> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static void timing(const Kernel& K, const std::vector<int>& variants, int iters, uint64_t seed) {
+static void timing(const Kernel& K, const std::vector<int>& variants, int iters, uint64_t seed, int max_seqlen) {
   void* flush = nullptr;
   const size_t flush_bytes = 256ull << 20;
   CK(cudaMalloc(&flush, flush_bytes));
@@ -478,6 +478,7 @@ static void timing(const Kernel& K, const std::vector<int>& variants, int iters,
   for (int D : {64, 128})
     for (bool causal : {false, true})
       for (int S : seqs) {
+        if (S > max_seqlen) continue;
         Cfg c{DType::kBFloat16, 16384 / S, 2048 / D, 2048 / D, S, S, D, causal, 1.0f};
         for (int vi : variants) {
           g_variant = vi;
@@ -541,7 +542,7 @@ static std::vector<int> all_variant_ids() {
 int main(int argc, char** argv) {
   bool do_correct = false, do_small = false, do_time = false, all_variants = false;
   std::vector<int> var_list;
-  int iters = 20;
+  int iters = 20, max_seqlen = 16384;
   uint64_t seed = 1234;
   std::string kname = "be";
   for (int i = 1; i < argc; ++i) {
@@ -562,11 +563,12 @@ int main(int argc, char** argv) {
       }
     }
     else if (a == "--iters" && i + 1 < argc) iters = std::atoi(argv[++i]);
+    else if (a == "--max-seqlen" && i + 1 < argc) max_seqlen = std::atoi(argv[++i]);
     else if (a == "--seed" && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
     else if (a == "--kernel" && i + 1 < argc) kname = argv[++i];
     else {
       std::printf("usage: %s [--correct] [--small] [--time] [--kernel be|phase4|phase4x] [--variant N] "
-                  "[--all-variants] [--variants i,j,..] [--iters N] [--seed N] [--bhsd]\n", argv[0]);
+                  "[--all-variants] [--variants i,j,..] [--iters N] [--max-seqlen S] [--seed N] [--bhsd]\n", argv[0]);
       return a == "--help" ? 0 : 1;
     }
   }
@@ -598,7 +600,7 @@ int main(int argc, char** argv) {
     std::vector<int> vars = {g_variant};
     if (all_variants) vars = all_variant_ids();
     if (!var_list.empty()) vars = var_list;
-    timing(K, vars, iters, seed);
+    timing(K, vars, iters, seed, max_seqlen);
   }
   std::printf("\nfailures: %d\n", g_fail);
   return g_fail ? 1 : 0;
