@@ -488,7 +488,7 @@ def test_show_prints_the_mode_and_the_ratio_with_its_interval(tmp_path):
 
 # -- cross-check ------------------------------------------------------------------------------------
 def test_crosscheck_agreement_from_canned_numbers():
-    from harness.tools.crosscheck import CrossRow, agreement, agreement_lines
+    from harness.analysis.crosscheck import CrossRow, agreement, agreement_lines
 
     rows = [
         CrossRow("fa4", "a", isolated_ms=0.200, sustained_ms=0.215, dobench_ms=0.216, ncu_ms=0.198),  # both agree

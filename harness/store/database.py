@@ -285,6 +285,12 @@ class Store:
             info.status = "interrupted"  # its supervisor is gone (kill -9, a lost node): it will never finish
         return info
 
+    def run_status(self, run_id: str) -> str | None:
+        """The run's status as ``get_run`` reads it, or None when the store has no such run."""
+        if self.conn.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is None:
+            return None
+        return self.get_run(run_id).status
+
     # -- the lease of a running run ---------------------------------------------------------------------
     def mark_interrupted(self) -> list[str]:
         """Store as ``interrupted`` every ``running`` run whose lease lapsed; their ids."""

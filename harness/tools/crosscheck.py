@@ -1,4 +1,5 @@
-"""``flashcore crosscheck``: the same cells timed by three instruments in one run, and how well they agree.
+"""``flashcore crosscheck``: the same cells timed by three instruments in one run (the rows and their
+agreement: ``harness.analysis.crosscheck``).
 
 * flashcore, both timing modes (``isolated``, ``sustained``), as ``flashcore run`` measures them (a run of
   its own, ``<id>-flashcore``, suite ``crosscheck-timing:<suite>``);
@@ -8,97 +9,173 @@
 * Nsight Compute's ``gpu__time_duration`` summed over a call's kernels, ``--clock-control none``
   (``harness.tools.profiling.ncu.profile_cell`` on ``harness.tools.profile_target``, as ``flashcore profile``).
 
-Expected agreement (docs/timing.md): ``sustained`` with do_bench's median, ``isolated`` with ncu. Each cell
-is stored as one row of a run of suite ``crosscheck:<suite>`` with the times in ``extra.crosscheck``.
+Each cell is stored the moment its three instruments are done, so a run cut short keeps what it measured
+and ``resume`` measures only the cells it lacks (and resumes or reuses its flashcore run).
 """
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import socket
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-SUITE_PREFIX = "crosscheck:"
-WITHIN = 0.02  # the agreement asked: 2%
-SUSTAINED_MIN_MS = 0.1  # sustained vs do_bench is judged on cells of at least 100 µs
-ISOLATED_MIN_MS = 0.02  # isolated vs ncu on kernels of at least 20 µs
+from harness.analysis.crosscheck import SUITE_PREFIX, CrossRow, rows_of
+
+if TYPE_CHECKING:
+    from harness.run.plan import Cell
+    from harness.spec.suite import Suite
+    from harness.store.database import Store
+
 _TAG = "CROSSCHECK "
 
 
+class CrosscheckError(Exception):
+    """A cross-check that cannot start as asked (one line, naming what to change)."""
+
+
+def timing_suite(suite: Suite) -> Suite:
+    """The suite as flashcore times it for a cross-check: both modes, one visit, no baseline."""
+    return replace(suite, name=f"crosscheck-timing:{suite.name}",
+                   timing=replace(suite.timing, modes=("isolated", "sustained"), rounds=1, baseline=""))
+
+
+@dataclass(frozen=True)
+class CrosscheckRequest:
+    suite_name: str  # the suite as named (its rows are stored under crosscheck:<suite_name>)
+    timing: Suite  # timing_suite(the suite)
+    plan: list[Cell]  # flashcore's visits of the timing suite (both modes of every cell)
+    run_id: str
+    argv: str
+    ncu_calls: int = 20
+    cell_timeout_s: float = 900.0
+    dobench_longer_ms: tuple[int, ...] = ()
+    out_dir: Path = Path("results/local/crosscheck")
+    resume: bool = False
+
+    @property
+    def timing_run_id(self) -> str:
+        return f"{self.run_id}-flashcore"
+
+    @property
+    def stored_suite(self) -> str:
+        return f"{SUITE_PREFIX}{self.suite_name}"
+
+    def cells(self) -> list[Cell]:
+        """One per (backend, problem), in plan order."""
+        return list({(c.backend, c.problem.key()): c for c in self.plan}.values())
+
+
 @dataclass
-class CrossRow:
-    backend: str
-    problem_key: str
-    isolated_ms: float | None = None
-    sustained_ms: float | None = None
-    dobench_ms: float | None = None  # median
-    dobench_mean_ms: float | None = None
-    ncu_ms: float | None = None
-    notes: str = ""  # why an instrument has no number
-
-    @staticmethod
-    def _ratio(a: float | None, b: float | None) -> float | None:
-        return a / b if a is not None and b is not None and b > 0 else None
-
-    @property
-    def sustained_vs_dobench(self) -> float | None:
-        return self._ratio(self.sustained_ms, self.dobench_ms)
-
-    @property
-    def isolated_vs_ncu(self) -> float | None:
-        return self._ratio(self.isolated_ms, self.ncu_ms)
-
-    @property
-    def isolated_vs_dobench(self) -> float | None:
-        return self._ratio(self.isolated_ms, self.dobench_ms)
+class Instruments:
+    """How each instrument is run: flashcore's run of the plan, do_bench of some cells, ncu of one cell
+    (the defaults measure; tests pass stand-ins)."""
+    flashcore: Callable[[CrosscheckRequest, Store], None] = field(default=lambda req, store: _time_with_flashcore(req, store))
+    dobench: Callable[[list[Cell], float, list[int]], dict[tuple[str, str], dict[str, Any]]] = field(
+        default=lambda cells, timeout_s, longer: run_dobench(cells, timeout_s, longer))
+    ncu: Callable[[Cell, CrosscheckRequest], Any] = field(default=lambda cell, req: _profile_with_ncu(cell, req))
 
 
-def _count(ratios: list[float], within: float) -> tuple[int, int, float]:
-    moves = [abs(r - 1) for r in ratios]
-    return sum(m <= within for m in moves), len(moves), max(moves, default=0.0)
+def _time_with_flashcore(req: CrosscheckRequest, store: Store) -> None:
+    """flashcore's run of the plan, both modes: started, resumed where cut short, or left as it is when
+    it is complete."""
+    from harness.run.supervisor import RunOptions, run_suite
+
+    existing = store.run_status(req.timing_run_id)
+    if existing == "complete":
+        return
+    run_suite(req.timing, req.plan, store, RunOptions(run_id=req.timing_run_id, argv=req.argv, resume=existing is not None,
+                                                 log_dir=req.out_dir / req.run_id / "logs"))
 
 
-def agreement(rows: list[CrossRow], within: float = WITHIN, sustained_min_ms: float = SUSTAINED_MIN_MS,
-              isolated_min_ms: float = ISOLATED_MIN_MS) -> dict[str, tuple[int, int, float]]:
-    """(within, judged, worst |ratio − 1|) for the two pairings the modes are meant to match: sustained
-    with do_bench on cells of at least ``sustained_min_ms`` (by do_bench's median), isolated with ncu on
-    kernels of at least ``isolated_min_ms`` (by ncu's time); and isolated with do_bench, for reference."""
-    s = [r.sustained_vs_dobench for r in rows if r.dobench_ms is not None and r.dobench_ms >= sustained_min_ms]
-    i = [r.isolated_vs_ncu for r in rows if r.ncu_ms is not None and r.ncu_ms >= isolated_min_ms]
-    d = [r.isolated_vs_dobench for r in rows if r.dobench_ms is not None and r.dobench_ms >= sustained_min_ms]
-    return {"sustained/do_bench": _count([x for x in s if x is not None], within),
-            "isolated/ncu": _count([x for x in i if x is not None], within),
-            "isolated/do_bench": _count([x for x in d if x is not None], within)}
+def _profile_with_ncu(cell: Cell, req: CrosscheckRequest) -> Any:
+    from harness.tools.profiling import ncu
+
+    exe = ncu.find_ncu()
+    prof = ncu.profile_cell(exe, cell.backend, cell.problem, metrics=ncu.METRIC_SETS["time"], clock_control="none",
+                            calls=req.ncu_calls, timeout_s=req.cell_timeout_s, python=sys.executable)
+    (req.out_dir / req.run_id).mkdir(parents=True, exist_ok=True)
+    (req.out_dir / req.run_id / f"{cell.backend}__{cell.problem.key()}.ncu.txt").write_text(prof.output)
+    return prof
 
 
-def agreement_lines(rows: list[CrossRow], within: float = WITHIN, sustained_min_ms: float = SUSTAINED_MIN_MS,
-                    isolated_min_ms: float = ISOLATED_MIN_MS) -> list[str]:
-    a = agreement(rows, within, sustained_min_ms, isolated_min_ms)
-    floors = {"sustained/do_bench": f">= {sustained_min_ms * 1e3:g} µs (do_bench)",
-              "isolated/ncu": f">= {isolated_min_ms * 1e3:g} µs (ncu)",
-              "isolated/do_bench": f">= {sustained_min_ms * 1e3:g} µs (do_bench), for reference"}
-    return [f"{name}: {ok} of {n} cells {floors[name]} within {within:.0%} (worst {worst:.2%})"
-            if n else f"{name}: no cell {floors[name]} has both numbers"
-            for name, (ok, n, worst) in a.items()]
+def _row(cell: Cell, iso: Any, sus: Any, dobench: dict[str, Any], prof: Any) -> CrossRow:
+    """One cell's numbers from its instruments, and a note for each that has none."""
+    notes = [f"{m}: {r.status} {r.reason[:60]}" for m, r in (("isolated", iso), ("sustained", sus))
+             if r is not None and r.status != "ok"]
+    if dobench.get("error"):
+        notes.append(f"do_bench: {dobench['error'][:80]}")
+    for rep, ms in (dobench.get("longer") or {}).items():
+        notes.append(f"do_bench rep={rep}ms: {ms:.4g} ms")
+    if prof.status != "ok":
+        notes.append(f"ncu: {prof.status} {prof.reason[:80]}")
+    return CrossRow(cell.backend, cell.problem.key(), iso.median_ms if iso and iso.status == "ok" else None,
+                    sus.median_ms if sus and sus.status == "ok" else None, dobench.get("median_ms"),
+                    dobench.get("mean_ms"), prof.call_ns / 1e6 if prof.call_ns is not None else None, "; ".join(notes))
 
 
-def table(rows: list[CrossRow]):  # -> rich.table.Table
-    from rich.table import Table
+def run_crosscheck(req: CrosscheckRequest, store: Store, instruments: Instruments | None = None,
+                   on_cell: Callable[[int, int, CrossRow], None] | None = None) -> list[CrossRow]:
+    """Time every cell of the request with the three instruments and store one row per cell as it is done;
+    the run's rows (the stored ones of a resumed run first) are returned.
 
-    def f(x: float | None, spec: str = ".4f") -> str:
-        return "" if x is None else format(x, spec)
+    A new run refuses an id already in the store; ``resume`` continues that run (refusing one whose
+    process still lives), or one cut before its first row: its flashcore run is resumed or reused, and
+    do_bench and ncu measure only the cells without a row."""
+    from harness.measure import environment
+    from harness.records.result import Result
+    from harness.store.database import RunInfo, now
 
-    t = Table(title="cross-check: ms per call; ratios flashcore / other instrument")
-    for c in ("backend", "problem", "isolated", "sustained", "do_bench median", "do_bench mean", "ncu",
-              "sustained/do_bench", "isolated/ncu", "isolated/do_bench", "notes"):
-        t.add_column(c, justify="left" if c in ("backend", "problem", "notes") else "right", overflow="fold")
-    for r in rows:
-        t.add_row(r.backend, r.problem_key, f(r.isolated_ms), f(r.sustained_ms), f(r.dobench_ms),
-                  f(r.dobench_mean_ms), f(r.ncu_ms), f(r.sustained_vs_dobench), f(r.isolated_vs_ncu),
-                  f(r.isolated_vs_dobench), r.notes)
-    return t
+    inst = instruments or Instruments()
+    status = store.run_status(req.run_id)
+    if not req.resume and status is not None:
+        raise CrosscheckError(f"--run-id {req.run_id!r}: a run of that id is already in {store.path}: pick another, "
+                              "or add --resume")
+    if req.resume and status is None and store.run_status(req.timing_run_id) is None:
+        raise CrosscheckError(f"--resume: no cross-check run {req.run_id!r} (nor its {req.timing_run_id!r}) in "
+                              f"{store.path}")
+    if status is not None:
+        info = store.get_run(req.run_id)
+        if info.suite != req.stored_suite:
+            raise CrosscheckError(f"--resume: run {req.run_id!r} is of suite {info.suite!r}, not {req.stored_suite!r}")
+        store.claim_run(req.run_id)  # refuses a run whose process still lives
+    inst.flashcore(req, store)
+    fc = {(r.backend, r.problem_key, r.timing_mode): r for r in store.iter_results(req.timing_run_id)}
+    done = store.done_cells(req.run_id) if status is not None else set()
+    todo = [c for c in req.cells() if (c.backend, c.problem.key()) not in done]
+    longer = list(req.dobench_longer_ms)
+    db_times = inst.dobench(todo, max(600.0, 30.0 * len(todo) * (1 + len(longer))), longer) if todo else {}
+    if status is None:  # created once flashcore and do_bench are done: a run cut before resumes from them
+        env = environment.collect()
+        # the run's lease (pid, host, heartbeat): renewed per cell, so the run never reads as interrupted
+        store.create_run(RunInfo(run_id=req.run_id, suite=req.stored_suite, created_at=now(),
+                                 git_commit=env.get("git_commit", ""), argv=req.argv, env=env, pid=os.getpid(),
+                                 host=socket.gethostname(), heartbeat_at=now()))
+    try:
+        for n, c in enumerate(todo, 1):
+            key = c.problem.key()
+            prof = inst.ncu(c, req)
+            d = db_times.get((c.backend, key), {})
+            row = _row(c, fc.get((c.backend, key, "isolated")), fc.get((c.backend, key, "sustained")), d, prof)
+            extra = {"crosscheck": row.stored(dobench_calls=d.get("calls"), ncu_calls=req.ncu_calls,
+                                              dobench_longer_median_ms=d.get("longer") or {}, ncu_clock_control="none",
+                                              flashcore_run=req.timing_run_id,
+                                              ncu_command=shlex.join(getattr(prof, "command", []) or []))}
+            store.add_result(Result.for_problem(req.run_id, req.stored_suite, c.backend, c.problem,
+                                                "ok" if row.complete else "failed", row.notes[:1000], extra=extra))
+            store.heartbeat(req.run_id)
+            if on_cell:
+                on_cell(n, len(todo), row)
+    except BaseException:  # cut (a time limit's SIGINT, an error): what was stored stays, --resume goes on
+        store.update_run(req.run_id, status="interrupted")
+        raise
+    store.update_run(req.run_id, status="complete", finished_at=now())
+    return rows_of(store.iter_results(req.run_id))
 
 
 def missing_tools() -> list[str]:

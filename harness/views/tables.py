@@ -17,6 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from harness.analysis.crosscheck import CrossRow, agreement_lines, is_crosscheck_suite, rows_of
 from harness.store.database import Store
 
 #: problem kinds whose roof is the memory bandwidth, not the tensor peak (harness.spec.problem.Problem.bandwidth_bound)
@@ -104,6 +105,16 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
     peak = f"{info.peak_tflops:.0f} TFLOPS matmul, {info.peak_gbs:.0f} GB/s copy" if info.peak_tflops else "not measured"
     console.print(f"[bold]run {run_id}[/] suite {info.suite} on {env.get('gpu', '?')} "
                   f"(torch {env.get('torch', '?')}, commit {info.git_commit or '?'}); peaks: {peak}")
+    if is_crosscheck_suite(info.suite):  # its rows are instruments side by side, not measured cells
+        rows = rows_of(results)
+        console.print(crosscheck_table(rows))
+        for line in agreement_lines(rows):
+            console.print(line, markup=False, highlight=False)
+        if info.status != "complete":
+            again = info.argv if "--run-id" in info.argv else f"{info.argv} --run-id {run_id}"
+            console.print(f"run {info.status}: {len(rows)} cell(s) stored; `{again} --resume` measures the rest",
+                          markup=False, highlight=False)
+        return
     used = gpus_used(results)
     several = len(used) > 1  # the GPU of each cell is shown only when there is more than one
     if several:
@@ -159,6 +170,21 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
     for r in results:
         counts[r.status] += 1
     console.print("totals: " + ", ".join(f"{k} {counts[k]}" for k in ("ok", "skipped", "failed", "rejected")))
+
+
+def crosscheck_table(rows: list[CrossRow]) -> Table:
+    def f(x: float | None, spec: str = ".4f") -> str:
+        return "" if x is None else format(x, spec)
+
+    t = Table(title="cross-check: ms per call; ratios flashcore / other instrument")
+    for c in ("backend", "problem", "isolated", "sustained", "do_bench median", "do_bench mean", "ncu",
+              "sustained/do_bench", "isolated/ncu", "isolated/do_bench", "notes"):
+        t.add_column(c, justify="left" if c in ("backend", "problem", "notes") else "right", overflow="fold")
+    for r in rows:
+        t.add_row(r.backend, r.problem_key, f(r.isolated_ms), f(r.sustained_ms), f(r.dobench_ms),
+                  f(r.dobench_mean_ms), f(r.ncu_ms), f(r.sustained_vs_dobench), f(r.isolated_vs_ncu),
+                  f(r.isolated_vs_dobench), escape(r.notes))
+    return t
 
 
 def diff_table(diffs) -> Table:
