@@ -86,6 +86,21 @@ def test_sustained_rotates_every_buffer_set_and_returns_the_last_output_of_each(
     assert st.last_out[last % 5] == (last, last % 5)
 
 
+def test_work_between_calls_runs_outside_the_timed_pairs_and_stretches_the_window():
+    gpu = FakeGPU(lambda i: 1.0)
+    flushes: list[int] = []
+
+    def flush() -> None:  # 0.1 ms of GPU work before every call, as do_bench's cache-clearing write
+        flushes.append(gpu.enqueued)
+        gpu._run(0.1e-3)
+
+    st = _sustained(gpu, between=flush)
+    assert flushes[:3] == [0, 1, 2] and len(flushes) == st.calls  # once before each call
+    assert all(abs(x - 1.0) < 1e-9 for x in st.samples_ms)  # the events see the call alone
+    assert st.window_ms == pytest.approx(len(st.samples_ms) * 1.1 - 0.1)  # the span holds the gaps
+    assert st.warmup_calls == 46  # 50 ms of GPU time now holds fewer calls
+
+
 def test_host_stays_a_bounded_number_of_calls_ahead_without_draining_the_queue():
     gpu = FakeGPU(lambda i: 2.0, enqueue_ms=0.001)
     waits: list[int] = []

@@ -56,6 +56,8 @@ _passthrough("thermal-timeline", "thermal_timeline",
              "One kernel's duration and the SM's effective clock over seconds of load after idle.")
 _passthrough("clock-states", "clock_states",
              "Whether a kernel's time follows the SM clock between visits, timed by the host's clock.")
+_passthrough("duty-cycle", "duty_cycle",
+             "The sustained mode's loop with and without do_bench's flush between calls, beside do_bench.")
 
 
 def register(app: typer.Typer) -> None:

@@ -90,9 +90,13 @@ def lead_for(est_call_ms: float, lead_ms: float = LEAD_MS) -> int:
 
 
 def _enqueuer(call: Callable[[int], Any], n_sets: int, new_event: Callable[[], Event], starts: list[Event],
-              ends: list[Event], last_out: dict[int, Any]) -> Callable[[int], None]:
-    """Enqueue call ``i`` between two fresh events, keeping the events and the buffer set's last output."""
+              ends: list[Event], last_out: dict[int, Any],
+              between: Callable[[], None] | None = None) -> Callable[[int], None]:
+    """Enqueue call ``i`` between two fresh events, keeping the events and the buffer set's last output;
+    ``between`` (if any) is enqueued before the start event, outside the timed pair."""
     def enqueue(i: int) -> None:
+        if between is not None:
+            between()
         s, e = new_event(), new_event()
         s.record()
         last_out[i % n_sets] = call(i)
@@ -105,17 +109,19 @@ def _enqueuer(call: Callable[[int], Any], n_sets: int, new_event: Callable[[], E
 def time_sustained(call: Callable[[int], Any], n_sets: int, *, duration_s: float, warmup_s: float,
                    min_samples: int, time_cap_s: float, est_call_ms: float, new_event: Callable[[], Event],
                    host_clock: Callable[[], float] = time.perf_counter, floor_samples: int = 3,
-                   max_calls: int = MAX_CALLS) -> SustainedRaw:
+                   max_calls: int = MAX_CALLS, between: Callable[[], None] | None = None) -> SustainedRaw:
     """``call(i)`` runs call ``i`` on buffer set ``i % n_sets`` and returns its output.
 
     Stops enqueuing once the completed calls' timed window spans ``duration_s`` of GPU time with at least
     ``min_samples`` calls in it; or once ``time_cap_s`` of host time passed with ``floor_samples`` (a
-    median of one call is noise); or at ``max_calls``."""
+    median of one call is noise); or at ``max_calls``. ``between``: GPU work enqueued before every call,
+    outside its events (the sustained mode has none; ``flashcore diagnose duty-cycle`` puts do_bench's
+    flush there)."""
     lead = lead_for(est_call_ms)
     starts: list[Event] = []
     ends: list[Event] = []
     last_out: dict[int, Any] = {}
-    enqueue = _enqueuer(call, n_sets, new_event, starts, ends, last_out)
+    enqueue = _enqueuer(call, n_sets, new_event, starts, ends, last_out, between)
     first_timed: int | None = None  # index of the first call that started after the warm-up
     timed_done = 0  # completed calls of the window
     window_s = 0.0
