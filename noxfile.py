@@ -281,8 +281,11 @@ def sanitize(session: nox.Session) -> None:
 
 
 # -- GPU evidence in stages, each fitting one call on an offline GPU machine ----------------------------
-EVIDENCE_STAGES = ("setup", "gpu-tests", "peers", "fa-paper", "crosscheck", "rounds", "core-compare", "backward",
-                   "serving")
+EVIDENCE_STAGES = ("setup", "gpu-tests", "peers", "fa-paper", "crosscheck", "duty-cycle", "rounds", "core-compare",
+                   "backward", "serving")
+#: the duty-cycle stage's cells (CELLS overrides): one long non-causal and one causal fa-paper cell per backend
+DUTY_CYCLE_CELLS = ",".join(f"{b}:b2-hq16-hkv16-sq8192-sk8192-d128-bfloat16-{c}-bshd"
+                            for b in ("sdpa-cudnn", "flashcore-bleeding-edge") for c in ("full", "causal"))
 #: the backends with a backward that the backward stage measures (BACKENDS overrides)
 BACKWARD_BACKENDS = "sdpa-cudnn,sdpa-flash,flex,fa4,fa4-det,cudnn-frontend,cudnn-frontend-det,sdpa-flash-det"
 SERVING_SUITES = ("decode", "varlen", "window", "fp8")
@@ -323,8 +326,8 @@ def _run_or_resume(session: nox.Session, fc: tuple[str, ...], db: str, run_id: s
 
 @nox.session(python=False, tags=["gpu"], default=False)
 def evidence(session: nox.Session) -> None:
-    """GPU evidence by stage (nox -s evidence -- STAGE): setup, gpu-tests, peers, fa-paper, crosscheck, rounds,
-    core-compare (OLD=PATH: an earlier core's source tree, run beside this one in the same call), backward,
+    """GPU evidence by stage (nox -s evidence -- STAGE): setup, gpu-tests, peers, fa-paper, crosscheck (resumed
+    when called again), duty-cycle (CELLS: BACKEND:PROBLEM_KEY,...), rounds, core-compare (OLD=PATH: an earlier core's source tree, run beside this one in the same call), backward,
     serving (SUITES: default decode,varlen,window,fp8). The backward and serving stages resume their runs
     when called again with the same TAG and DB, so a stage cut by a device call's limit goes on in the next.
 
@@ -368,9 +371,14 @@ def evidence(session: nox.Session) -> None:
                        "--log-dir", logs, timed=True)
         _evidence_step(session, *fc, "audit", CLAIMS, "--db", db, "--out", f"{out}/audit")
     elif stage == "crosscheck":  # flashcore's two modes against do_bench and ncu (FILTER narrows the cells)
+        resume = ("--resume",) if _has_run(db, f"{tag}-crosscheck") or _has_run(db, f"{tag}-crosscheck-flashcore") else ()
         _evidence_step(session, *fc, "crosscheck", "--suite", "fa-paper", "--filter",
                        env.get("FILTER", "seqlen_q>=1024"), "--backends", backends, "--db", db,
-                       "--run-id", f"{tag}-crosscheck", timed=True)
+                       "--run-id", f"{tag}-crosscheck", *resume, timed=True)
+    elif stage == "duty-cycle":  # the sustained loop with and without do_bench's flush between calls, and do_bench
+        cells = [a for c in env.get("CELLS", DUTY_CYCLE_CELLS).split(",") if c for a in ("--cell", c)]
+        _evidence_step(session, *fc, "diagnose", "duty-cycle", "--suite", "fa-paper", *cells,
+                       "--json", f"{out}/duty-cycle.json", timed=True)
     elif stage == "rounds":  # two back-to-back runs with interleaved rounds: the ratio agreement
         for r in ("a", "b"):
             _evidence_step(session, *fc, "run", "--suite", "fa-paper", "--rounds", env.get("ROUNDS", "3"),
