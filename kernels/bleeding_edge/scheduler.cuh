@@ -28,7 +28,7 @@
 //   unclaimed one from a counter in global memory (atomicAdd), so heavy causal tiles do not pile up on
 //   the CTAs that a fixed stride gives them. The producer thread claims the next tile as soon as it has
 //   issued the current tile's loads and passes it to the consumers through a two-slot ring in shared
-//   memory (mbarriers slot_full/slot_empty). The counter must be zero before a launch; the thread that
+//   memory (mbarriers slot_full/slot_empty; the slot is written by st.async, completing on slot_full). The counter must be zero before a launch; the thread that
 //   makes the launch's last claim sets it back to zero, so one counter serves launches in sequence on
 //   one stream (never two launches at once).
 //
@@ -166,17 +166,14 @@ struct StaticPersistentScheduler {
   __device__ __forceinline__ Work next(const Work& w) { return p.at(w.idx + (int)gridDim.x); }
 };
 
-__device__ __forceinline__ void st_shared_s32(uint32_t addr, int v) {
-  asm volatile("st.shared.b32 [%0], %1;\n" :: "r"(addr), "r"(v) : "memory");
-}
 __device__ __forceinline__ int ld_shared_s32(uint32_t addr) {
   int v;
   asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr) : "memory");
   return v;
 }
 
-// Shared memory: slot[2] (int, 8 B), then mbarriers slot_full[2] (1 arrival: the producer thread) and
-// slot_empty[2] (one arrival per consumer warp). kConsumerWarps: the kernel's consumer warps.
+// Shared memory: slot[2] (int, 8 B), then mbarriers slot_full[2] (1 arrival: the producer thread's
+// expect_tx, plus the slot's 4 bytes stored by st.async) and slot_empty[2] (one arrival per consumer warp). kConsumerWarps: the kernel's consumer warps.
 template <bool kCausal, int kConsumerWarps>
 struct DynamicPersistentScheduler {
   static constexpr bool kPersistent = true;
@@ -223,8 +220,11 @@ struct DynamicPersistentScheduler {
       if (v == p.order.num_tiles - 1) atomicExch(p.counter, 0);
       t = v + (int)gridDim.x;
       mbar_wait(slot_empty(smem, ring.index), ring.phase ^ 1);
-      st_shared_s32(slot(smem, ring.index), t);
-      mbar_arrive(slot_full(smem, ring.index));  // release: the slot's store is seen after the wait
+      // the slot's value travels as the barrier's transaction bytes (st.async), as TMA data does, so the
+      // consumers' wait on slot_full orders their load after it (a plain st.shared and arrive drew
+      // racecheck hazards)
+      mbar_arrive_expect_tx(slot_full(smem, ring.index), 4);
+      st_async_s32(slot(smem, ring.index), t, slot_full(smem, ring.index));
     } else {
       mbar_wait(slot_full(smem, ring.index), ring.phase);
       t = ld_shared_s32(slot(smem, ring.index));
