@@ -95,6 +95,7 @@ const Variant kVariantsD128[] = {
     {"d128 BM128 BN128 2cwg 2st pers pp", launch_dtype<128, 128, 2, 2, kStatic, kPingPong>},
     {"d128 BM64 BN64 1cwg 2st x2", launch_dtype<128, 64, 1, 2, kTile, false, 2>},
     {"d128 BM64 BN64 1cwg 2st x2 pers", launch_dtype<128, 64, 1, 2, kStatic, false, 2>},
+    {"d128 BM128 BN128 2cwg 2st dyn pp", launch_dtype<128, 128, 2, 2, kDynamic, kPingPong>},
 };
 const Variant kVariantsD64[] = {
     {"d64 BM192 BN128 3cwg 2st", launch_dtype<64, 128, 3, 2>},
@@ -106,6 +107,7 @@ const Variant kVariantsD64[] = {
     {"d64 BM192 BN128 3cwg 2st pers pp", launch_dtype<64, 128, 3, 2, kStatic, kPingPong>},
     {"d64 BM64 BN128 1cwg 2st x2", launch_dtype<64, 128, 1, 2, kTile, false, 2>},
     {"d64 BM64 BN128 1cwg 2st x2 pers", launch_dtype<64, 128, 1, 2, kStatic, false, 2>},
+    {"d64 BM64 BN64 1cwg 2st x3", launch_dtype<64, 64, 1, 2, kTile, false, 3>},
 };
 static_assert(sizeof(kVariantsD128) == sizeof(kVariantsD64), "one index, one kind of variant");
 // The default (variant < 0) is chosen per problem from the H100 measurements in kernels/NOTES.md (v3 and
