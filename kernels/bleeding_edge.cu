@@ -83,8 +83,8 @@ struct Variant {
 // Schedules (scheduler.cuh): one CTA per tile unless named; "pers" = static persistent (#SMs CTAs, a
 // fixed stride over the tile order; causal longest-first within L2 sections); "dyn" = dynamic
 // persistent (the same order, each CTA claiming its next tile from AttnParams::tile_counter). "pp" = the
-// consumer warpgroups take turns to issue their GEMMs (pingpong.cuh). "xN" = N CTAs resident per SM. Both tables have the same length, so
-// an index names the same kind of variant for both head dims.
+// consumer warpgroups take turns to issue their GEMMs (pingpong.cuh). "xN" = N CTAs resident per SM.
+// Both tables have the same length, so an index names a variant for both head dims.
 const Variant kVariantsD128[] = {
     {"d128 BM128 BN128 2cwg 2st", launch_dtype<128, 128, 2, 2>},
     {"d128 BM128 BN176 2cwg 2st", launch_dtype<128, 176, 2, 2>},

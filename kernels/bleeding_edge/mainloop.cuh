@@ -65,7 +65,8 @@ struct Cfg {
   static constexpr int SMEM_BYTES = OFF_SCHED + Scheduler::kSmemBytes + 1024;  // + alignment slack
   static constexpr int CTAS = CTAS_;
   // registers per thread at launch (__launch_bounds__(THREADS, CTAS)), then moved by setmaxnreg from
-  // the producer warpgroup to the consumers: 24/240 (2 consumer WGs), 32/160 (3), 24/232 (1, 2 CTAs)
+  // the producer warpgroup to the consumers: 24/240 (2 consumer WGs), 32/160 (3), 24/232 (1 WG, 2 CTAs),
+  // 24/136 (1 WG, 3 CTAs)
   static constexpr int ENTRY_REGS = (65536 / (THREADS * CTAS) > 255 ? 255 : 65536 / (THREADS * CTAS)) & ~7;
   static constexpr int PRODUCER_REGS = NCWG == 3 ? 32 : 24;
   static constexpr int CONSUMER_REGS_FIT = ((ENTRY_REGS * THREADS - PRODUCER_REGS * 128) / (128 * NCWG)) & ~7;
