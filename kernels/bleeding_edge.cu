@@ -62,18 +62,18 @@ using be::Schedule;
 constexpr Schedule kTile = Schedule::kSingleTile, kStatic = Schedule::kStaticPersistent,
                    kDynamic = Schedule::kDynamicPersistent;
 
-template <bool BF, int D, int BN, int NCWG, int ST, Schedule S, bool PP, int CTAS>
+template <bool BF, int D, int BN, int NCWG, int ST, Schedule S, bool PP, int CTAS, bool L2>
 cudaError_t launch_causal(const AttnParams& p, cudaStream_t s) {
-  return p.causal ? launch_cfg<Cfg<BF, D, BN, NCWG, ST, true, S, PP, CTAS>>(p, s)
-                  : launch_cfg<Cfg<BF, D, BN, NCWG, ST, false, S, PP, CTAS>>(p, s);
+  return p.causal ? launch_cfg<Cfg<BF, D, BN, NCWG, ST, true, S, PP, CTAS, L2>>(p, s)
+                  : launch_cfg<Cfg<BF, D, BN, NCWG, ST, false, S, PP, CTAS, L2>>(p, s);
 }
 
-template <int D, int BN, int NCWG, int ST, Schedule S = kTile, bool PP = false, int CTAS = 1>
+template <int D, int BN, int NCWG, int ST, Schedule S = kTile, bool PP = false, int CTAS = 1, bool L2 = false>
 cudaError_t launch_dtype(const AttnParams& p, cudaStream_t s) {
-  return p.dtype == DType::kBFloat16 ? launch_causal<true, D, BN, NCWG, ST, S, PP, CTAS>(p, s)
-                                     : launch_causal<false, D, BN, NCWG, ST, S, PP, CTAS>(p, s);
+  return p.dtype == DType::kBFloat16 ? launch_causal<true, D, BN, NCWG, ST, S, PP, CTAS, L2>(p, s)
+                                     : launch_causal<false, D, BN, NCWG, ST, S, PP, CTAS, L2>(p, s);
 }
-constexpr bool kPingPong = true;
+constexpr bool kPingPong = true, kL2Hints = true;
 
 struct Variant {
   const char* name;
@@ -83,7 +83,8 @@ struct Variant {
 // Schedules (scheduler.cuh): one CTA per tile unless named; "pers" = static persistent (#SMs CTAs, a
 // fixed stride over the tile order; causal longest-first within L2 sections); "dyn" = dynamic
 // persistent (the same order, each CTA claiming its next tile from AttnParams::tile_counter). "pp" = the
-// consumer warpgroups take turns to issue their GEMMs (pingpong.cuh). "xN" = N CTAs resident per SM.
+// consumer warpgroups take turns to issue their GEMMs (pingpong.cuh). "xN" = N CTAs resident per SM. "L2" =
+// the TMA loads carry L2 eviction priorities (tma.cuh).
 // Both tables have the same length, so an index names a variant for both head dims.
 const Variant kVariantsD128[] = {
     {"d128 BM128 BN128 2cwg 2st", launch_dtype<128, 128, 2, 2>},
@@ -96,6 +97,7 @@ const Variant kVariantsD128[] = {
     {"d128 BM64 BN64 1cwg 2st x2", launch_dtype<128, 64, 1, 2, kTile, false, 2>},
     {"d128 BM64 BN64 1cwg 2st x2 pers", launch_dtype<128, 64, 1, 2, kStatic, false, 2>},
     {"d128 BM128 BN128 2cwg 2st dyn pp", launch_dtype<128, 128, 2, 2, kDynamic, kPingPong>},
+    {"d128 BM128 BN128 2cwg 2st pp L2", launch_dtype<128, 128, 2, 2, kTile, kPingPong, 1, kL2Hints>},
 };
 const Variant kVariantsD64[] = {
     {"d64 BM192 BN128 3cwg 2st", launch_dtype<64, 128, 3, 2>},
@@ -108,6 +110,7 @@ const Variant kVariantsD64[] = {
     {"d64 BM64 BN128 1cwg 2st x2", launch_dtype<64, 128, 1, 2, kTile, false, 2>},
     {"d64 BM64 BN128 1cwg 2st x2 pers", launch_dtype<64, 128, 1, 2, kStatic, false, 2>},
     {"d64 BM64 BN64 1cwg 2st x3", launch_dtype<64, 64, 1, 2, kTile, false, 3>},
+    {"d64 BM192 BN128 3cwg 2st pp L2", launch_dtype<64, 128, 3, 2, kTile, kPingPong, 1, kL2Hints>},
 };
 static_assert(sizeof(kVariantsD128) == sizeof(kVariantsD64), "one index, one kind of variant");
 // The default (variant < 0) is chosen per problem from the H100 measurements in kernels/NOTES.md (v3 and

@@ -42,10 +42,12 @@ struct KernelParams {
 // PINGPONG: the consumer warpgroups take turns to issue their GEMMs (pingpong.cuh).
 // CTAS: CTAs resident per SM (registers and shared memory are split between them), so that one CTA's
 // prologue and epilogue run under another's GEMMs when tiles are short.
+// L2HINTS: the TMA loads carry L2 eviction priorities (K, V kept; Q first out), as FlashAttention-3's do.
 template <bool kBF16_, int D_, int BN_, int NCWG_, int STAGES_, bool kCausal_,
-          Schedule SCHED_ = Schedule::kSingleTile, bool PINGPONG_ = false, int CTAS_ = 1>
+          Schedule SCHED_ = Schedule::kSingleTile, bool PINGPONG_ = false, int CTAS_ = 1, bool L2HINTS_ = false>
 struct Cfg {
   static constexpr bool kBF16 = kBF16_;
+  static constexpr bool kL2Hints = L2HINTS_;
   using Scheduler = typename SchedulerFor<SCHED_, kCausal_, NCWG_ * 4>::type;
   using Turns = PingPong<NCWG_, PINGPONG_>;
   static constexpr bool kPersistent = Scheduler::kPersistent;
@@ -106,13 +108,23 @@ __device__ __forceinline__ void pv_gemm(float (&o)[C::OR], const uint32_t (&p)[C
 // Producer side of one tile: Q (into the Q buffer) and the tile's K/V blocks, high to low, into
 // the ring at kv (which carries over between tiles).
 template <class C>
+__device__ __forceinline__ void load_box(const CUtensorMap* map, uint32_t dst, uint32_t bar, int c0, int c1, int c2,
+                                         int c3, uint64_t policy) {
+  if constexpr (C::kL2Hints) tma_load_4d_hint(map, dst, bar, c0, c1, c2, c3, policy);
+  else tma_load_4d(map, dst, bar, c0, c1, c2, c3);
+}
+
+// Producer side of one tile: Q (into the Q buffer) and the tile's K/V blocks, high to low, into
+// the ring at kv (which carries over between tiles). pol_q, pol_kv: L2 policies (used under kL2Hints).
+template <class C>
 __device__ __forceinline__ void produce_tile(const CUtensorMap* tm_q, const CUtensorMap* tm_k, const CUtensorMap* tm_v,
                                              const typename C::Barriers& bars, uint32_t sQ, uint32_t sK, uint32_t sV,
                                              int m0, int head, int hkv, int batch, int n_max,
-                                             PipelineState<C::STAGES>& kv) {
+                                             PipelineState<C::STAGES>& kv, uint64_t pol_q, uint64_t pol_kv) {
   mbar_arrive_expect_tx(bars.q_full(), C::Q_BYTES);
 #pragma unroll
-  for (int c = 0; c < C::NCHUNK; ++c) tma_load_4d(tm_q, sQ + c * C::Q_CHUNK, bars.q_full(), c * 64, m0, head, batch);
+  for (int c = 0; c < C::NCHUNK; ++c)
+    load_box<C>(tm_q, sQ + c * C::Q_CHUNK, bars.q_full(), c * 64, m0, head, batch, pol_q);
   for (int it = 0; it < n_max; ++it) {
     const int n0 = (n_max - 1 - it) * C::BN;
     const uint32_t k_dst = sK + kv.index * C::KV_BYTES, v_dst = sV + kv.index * C::KV_BYTES;
@@ -120,12 +132,12 @@ __device__ __forceinline__ void produce_tile(const CUtensorMap* tm_q, const CUte
     mbar_arrive_expect_tx(bars.k_full(kv.index), C::KV_BYTES);
 #pragma unroll
     for (int c = 0; c < C::NCHUNK; ++c)
-      tma_load_4d(tm_k, k_dst + c * C::KV_CHUNK, bars.k_full(kv.index), c * 64, n0, hkv, batch);
+      load_box<C>(tm_k, k_dst + c * C::KV_CHUNK, bars.k_full(kv.index), c * 64, n0, hkv, batch, pol_kv);
     mbar_wait(bars.v_empty(kv.index), kv.phase ^ 1);
     mbar_arrive_expect_tx(bars.v_full(kv.index), C::KV_BYTES);
 #pragma unroll
     for (int c = 0; c < C::NCHUNK; ++c)
-      tma_load_4d(tm_v, v_dst + c * C::KV_CHUNK, bars.v_full(kv.index), c * 64, n0, hkv, batch);
+      load_box<C>(tm_v, v_dst + c * C::KV_CHUNK, bars.v_full(kv.index), c * 64, n0, hkv, batch, pol_kv);
     kv.advance();
   }
 }
@@ -274,6 +286,11 @@ __global__ void __launch_bounds__(C::THREADS, C::CTAS)
     if (threadIdx.x == 0) {
       PipelineState<C::STAGES> kv;
       PipelineState<1> q;
+      uint64_t pol_q = 0, pol_kv = 0;
+      if constexpr (C::kL2Hints) {
+        pol_q = l2_policy_evict_first();
+        pol_kv = l2_policy_evict_last();
+      }
       for (Work w = sched.first(); w.valid; w = sched.template next<true>(w)) {
         const int m0 = w.tile.m_block * C::BM;
         const KeyRange kr = key_range<C::kCausal, C::BM, C::BN>(m0, Sq, Sk);
@@ -281,7 +298,7 @@ __global__ void __launch_bounds__(C::THREADS, C::CTAS)
         // the previous tile's Q K^T have all completed (passes at once for the first tile)
         if constexpr (Sched::kPersistent) mbar_wait(bars.q_empty(), q.phase ^ 1);
         produce_tile<C>(&tm_q, &tm_k, &tm_v, bars, sQ, sK, sV, m0, w.tile.head, w.tile.head / kp.hq_per_kv,
-                        w.tile.batch, kr.n_max, kv);
+                        w.tile.batch, kr.n_max, kv, pol_q, pol_kv);
         q.advance();
       }
     }

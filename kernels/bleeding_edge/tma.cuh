@@ -30,6 +30,29 @@ __device__ __forceinline__ void tma_load_4d(const CUtensorMap* map, uint32_t sme
       : "memory");
 }
 
+// L2 eviction priority of a TMA load (a cache policy made by createpolicy): K and V are read again by every
+// query tile of their head, so they are kept (evict_last); Q is read once (evict_first).
+__device__ __forceinline__ uint64_t l2_policy_evict_last() {
+  uint64_t p;
+  asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(p));
+  return p;
+}
+__device__ __forceinline__ uint64_t l2_policy_evict_first() {
+  uint64_t p;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
+  return p;
+}
+
+__device__ __forceinline__ void tma_load_4d_hint(const CUtensorMap* map, uint32_t smem_dst, uint32_t bar,
+                                                 int c0, int c1, int c2, int c3, uint64_t policy) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+      " [%0], [%1, {%3, %4, %5, %6}], [%2], %7;\n"
+      :: "r"(smem_dst), "l"(reinterpret_cast<uint64_t>(map)), "r"(bar),
+         "r"(c0), "r"(c1), "r"(c2), "r"(c3), "l"(policy)
+      : "memory");
+}
+
 __device__ __forceinline__ void tma_store_4d(const CUtensorMap* map, uint32_t smem_src,
                                              int c0, int c1, int c2, int c3) {
   asm volatile(
