@@ -159,18 +159,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("duty-cycle: --cell BACKEND:PROBLEM_KEY is required (or --from-json FILE)")
     if not 1 <= args.rounds <= 20 or not 0.01 <= args.window_s <= 60 or not 0 <= args.warmup_s <= 60:
         raise SystemExit("duty-cycle: allowed --rounds 1 to 20, --window-s 0.01 to 60, --warmup-s 0 to 60")
-    from harness.run.plan import make_plan
     from harness.spec.suite import load_suite
+    from harness.tools.diagnostics.cells import suite_cells
 
-    problems = {(c.backend, c.problem.key()): c.problem for c in make_plan(load_suite(args.suite))}
     cells = []
-    for spec in args.cell:
-        backend, key = spec.split(":", 1)
-        if (backend, key) not in problems:
-            raise SystemExit(f"duty-cycle: {spec}: not a cell of suite {args.suite!r} "
-                             f"(its problem keys: flashcore run --suite {args.suite} prints them)")
-        cell = CellReadings(backend, key)
-        _measure(cell, problems[(backend, key)], args.rounds, args.window_s, args.warmup_s)
+    for c in suite_cells(load_suite(args.suite), args.cell, "duty-cycle"):
+        cell = CellReadings(c.backend, c.problem.key())
+        _measure(cell, c.problem, args.rounds, args.window_s, args.warmup_s)
         _release_gpu_memory()  # the cell's input sets went with _measure's frame
         cells.append(cell)
         print("\n".join(report([cell])), flush=True)

@@ -25,8 +25,8 @@ from harness.measure.cell import ProblemCache, measure_cell
 from harness.measure.environment import NvmlPoller, NvmlSample
 from harness.measure.timing.l2 import L2Flusher
 from harness.records.observations import TimingObservation
-from harness.run.plan import make_plan
 from harness.spec.suite import load_suite
+from harness.tools.diagnostics.cells import suite_cells
 
 
 def poll_summary(samples: list[NvmlSample]) -> dict[str, object]:
@@ -80,13 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     suite = load_suite(args.suite)
     if args.cool is not None:
         suite = replace(suite, timing=replace(suite.timing, cool=args.cool))
-    cells = {(c.backend, c.problem.key()): c for c in make_plan(suite)}
-    wanted = []
-    for spec in args.cell:
-        backend, key = spec.split(":", 1)
-        if (backend, key) not in cells:
-            raise SystemExit(f"no cell {spec} in suite {suite.name}")
-        wanted.append(cells[(backend, key)])
+    wanted = suite_cells(suite, args.cell, "repeat-cells")
     flusher = L2Flusher()
     cache = ProblemCache()
     spacers: list[torch.Tensor] = []

@@ -24,8 +24,8 @@ from harness.measure.environment import NvmlPoller
 from harness.measure.inputs import make_inputs
 from harness.measure.timing import sm_clock
 from harness.measure.timing.l2 import L2Flusher
-from harness.run.plan import make_plan
 from harness.spec.suite import load_suite
+from harness.tools.diagnostics.cells import suite_cells
 
 SPIN_CYCLES = 2_000_000  # ~1 ms at 1.98 GHz
 
@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     if ":" not in args.cell:
         raise SystemExit("--cell BACKEND:PROBLEM_KEY is required (or --from-json FILE)")
     suite = load_suite(args.suite)
-    backend_name, key = args.cell.split(":", 1)
-    problem = next(c.problem for c in make_plan(suite) if (c.backend, c.problem.key()) == (backend_name, key))
+    [cell] = suite_cells(suite, [args.cell], "thermal-timeline")
+    backend_name, problem = cell.backend, cell.problem
     q, k, v = make_inputs(problem, 1234, "normal", "cuda")
     run = registry.get(backend_name).prepare(problem, q, k, v)
     flush = L2Flusher()
