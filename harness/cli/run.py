@@ -128,11 +128,10 @@ def run(
         if log_dir is not None and log_dir.exists() and not log_dir.is_dir():
             raise fail(f"--log-dir {str(log_dir)!r} is a file, not a folder")
         store = Store(db)
-        known_ids = {r[0] for r in store.conn.execute("SELECT run_id FROM runs")}
         if remeasure and (resume or retry_failed):
             raise fail("--remeasure measures every recorded cell again: it goes without --resume and --retry-failed")
         again = "--resume" if resume else "--retry-failed" if retry_failed else "--remeasure" if remeasure else ""
-        if run_id is not None and not again and run_id in known_ids:
+        if run_id is not None and not again and store.run_status(run_id) is not None:
             raise fail(f"--run-id {run_id!r}: a run of that id is already in {db}: pick another, or add --resume")
         if run_id is not None and again:
             info = store.get_run(run_id)
