@@ -15,8 +15,11 @@
 #include <climits>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <mutex>
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "flashcore/api.h"
 
@@ -71,12 +74,31 @@ void check_tensor(const char* op, const char* name, const at::Tensor& t, const a
 
 flashcore::Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
 
-std::tuple<at::Tensor, at::Tensor> run_op(const char* op, LaunchFn launch, SupportsFn supports, bool strided,
+// The tile counter of the dynamic schedules (AttnParams::tile_counter): zero before a launch, left zero by
+// it, and never used by two launches at once. One per (device, stream): launches on one stream run in
+// order. Made once (a zeroing on that stream, ordered before the launch) and kept for the process.
+int* tile_counter(const at::Tensor& like, cudaStream_t stream) {
+  static std::mutex mu;
+  static auto* counters = new std::map<std::pair<int, cudaStream_t>, at::Tensor>();  // never freed
+  const std::lock_guard<std::mutex> lock(mu);
+  const auto key = std::make_pair(static_cast<int>(like.get_device()), stream);
+  auto it = counters->find(key);
+  if (it == counters->end()) it = counters->emplace(key, at::zeros({1}, like.options().dtype(at::kInt))).first;
+  return it->second.data_ptr<int>();
+}
+
+// What an op's kernel takes beyond contiguous q/k/v: strided inputs, a tile counter (its dynamic schedules).
+struct OpTraits {
+  bool strided;
+  bool tile_counter;
+};
+
+std::tuple<at::Tensor, at::Tensor> run_op(const char* op, LaunchFn launch, SupportsFn supports, OpTraits traits,
                                           const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                           double softmax_scale, bool causal, bool return_lse) {
-  check_tensor(op, "q", q, q, strided);
-  check_tensor(op, "k", k, q, strided);
-  check_tensor(op, "v", v, q, strided);
+  check_tensor(op, "q", q, q, traits.strided);
+  check_tensor(op, "k", k, q, traits.strided);
+  check_tensor(op, "v", v, q, traits.strided);
   TORCH_CHECK(k.sizes() == v.sizes(), "flashcore::", op, ": k and v must have one shape, got k ", dims(k.sizes()), " and v ",
               dims(v.sizes()));
   TORCH_CHECK(k.size(0) == q.size(0), "flashcore::", op, ": batch of k (", num(k.size(0)), ") differs from q (",
@@ -114,7 +136,9 @@ std::tuple<at::Tensor, at::Tensor> run_op(const char* op, LaunchFn launch, Suppo
   p.o_stride = strides_of(o);
 
   if (const char* why = supports(p)) TORCH_CHECK(false, "flashcore::", op, ": ", why);
-  const cudaError_t err = launch(p, c10::cuda::getCurrentCUDAStream().stream());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  if (traits.tile_counter) p.tile_counter = tile_counter(q, stream);
+  const cudaError_t err = launch(p, stream);
   TORCH_CHECK(err == cudaSuccess, "flashcore::", op, ": kernel launch failed: ", cudaGetErrorName(err), " (",
               cudaGetErrorString(err), ")");
   return {o, lse};
@@ -122,20 +146,20 @@ std::tuple<at::Tensor, at::Tensor> run_op(const char* op, LaunchFn launch, Suppo
 
 std::tuple<at::Tensor, at::Tensor> phase4(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                           double softmax_scale, bool causal, bool return_lse) {
-  return run_op("phase4", flashcore::launch_phase4, flashcore::supports_phase4, false, q, k, v, softmax_scale, causal,
+  return run_op("phase4", flashcore::launch_phase4, flashcore::supports_phase4, {false, false}, q, k, v, softmax_scale, causal,
                 return_lse);
 }
 
 std::tuple<at::Tensor, at::Tensor> phase4x(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                            double softmax_scale, bool causal, bool return_lse) {
-  return run_op("phase4x", flashcore::launch_phase4x, flashcore::supports_phase4x, false, q, k, v, softmax_scale, causal,
+  return run_op("phase4x", flashcore::launch_phase4x, flashcore::supports_phase4x, {false, false}, q, k, v, softmax_scale, causal,
                 return_lse);
 }
 
 #ifdef FLASHCORE_HAS_BLEEDING_EDGE
 std::tuple<at::Tensor, at::Tensor> bleeding_edge(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                  double softmax_scale, bool causal, bool return_lse) {
-  return run_op("bleeding_edge", flashcore::launch_bleeding_edge, flashcore::supports_bleeding_edge, true, q, k, v,
+  return run_op("bleeding_edge", flashcore::launch_bleeding_edge, flashcore::supports_bleeding_edge, {true, true}, q, k, v,
                 softmax_scale, causal, return_lse);
 }
 #endif

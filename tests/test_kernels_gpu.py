@@ -466,6 +466,24 @@ def test_bleeding_edge_bhsd_with_more_tiles_than_sms(be_op, s, causal, d):
     check_be_strided(*LAYOUTS["bhsd"](q, k, v), causal)
 
 
+@pytest.mark.parametrize("s,d", [(1024, 128), (2048, 128), (4096, 128), (2048, 64)])
+def test_bleeding_edge_on_several_streams_at_once_matches_one_stream(be_op, s, d):
+    # the dynamic schedules claim tiles from a counter that the op keeps per stream: launches that overlap
+    # on two streams must not share one (a shared counter hands tiles to the wrong launch)
+    q, k, v = make_qkv(4, s, s, 2048 // d, 2048 // d, d, torch.bfloat16, seed=1)
+    want = [call(BE, q, k, v, causal=c)[0] for c in (True, False)]
+    streams = [torch.cuda.Stream() for _ in range(4)]
+    got = []
+    for _ in range(3):
+        for i, st in enumerate(streams):
+            st.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(st):
+                got.append((i % 2, be_op(q, k, v, d ** -0.5, i % 2 == 0, False)[0]))
+    torch.cuda.synchronize()
+    for parity, o in got:
+        assert torch.equal(o, want[parity]), "a launch on another stream changed the result"
+
+
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 def test_bleeding_edge_repeated_strided_runs_are_bit_identical(be_op, causal):
     q, k, v = LAYOUTS["bhsd"](*make_qkv(2, 777, 777, 4, 2, 128, torch.bfloat16))

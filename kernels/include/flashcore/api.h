@@ -54,9 +54,10 @@ struct AttnParams {
   bool causal;
   DType dtype;
   Strides q_stride, k_stride, v_stride, o_stride;
-  // Optional: one int of device memory, zero, for the kernel variants that hand out tiles dynamically
-  // (bleeding_edge's non-default "dyn" variants; the defaults never need it). Such a launch leaves it
-  // zero again; two launches must not use one counter at the same time. May be null.
+  // One int of device memory, zero, for the kernel variants that hand out tiles dynamically (bleeding_edge's
+  // "dyn" schedules; a launch of one without it fails with cudaErrorInvalidValue). Such a launch leaves it
+  // zero again; two launches must not use one counter at the same time (the torch op keeps one per stream).
+  // May be null for every other variant.
   int* tile_counter;
 };
 
