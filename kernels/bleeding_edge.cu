@@ -43,7 +43,7 @@ cudaError_t launch_cfg(const AttnParams& p, cudaStream_t stream) {
     e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
     if (e != cudaSuccess) return e;
   }
-  be::ScheduleHints hints{0, (long long)p.seqlen_k * C::D * 2 * 2, p.heads_q / p.heads_kv};
+  be::ScheduleHints hints{0, (long long)p.seqlen_k * C::D * 2 * 2, p.heads_q / p.heads_kv, C::kSectionBytes};
   if constexpr (Sched::kPersistent) {
     int dev = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
@@ -62,16 +62,17 @@ using be::Schedule;
 constexpr Schedule kTile = Schedule::kSingleTile, kStatic = Schedule::kStaticPersistent,
                    kDynamic = Schedule::kDynamicPersistent;
 
-template <bool BF, int D, int BN, int NCWG, int ST, Schedule S, bool PP, int CTAS, bool L2>
+template <bool BF, int D, int BN, int NCWG, int ST, Schedule S, bool PP, int CTAS, bool L2, int MB>
 cudaError_t launch_causal(const AttnParams& p, cudaStream_t s) {
-  return p.causal ? launch_cfg<Cfg<BF, D, BN, NCWG, ST, true, S, PP, CTAS, L2>>(p, s)
-                  : launch_cfg<Cfg<BF, D, BN, NCWG, ST, false, S, PP, CTAS, L2>>(p, s);
+  return p.causal ? launch_cfg<Cfg<BF, D, BN, NCWG, ST, true, S, PP, CTAS, L2, MB>>(p, s)
+                  : launch_cfg<Cfg<BF, D, BN, NCWG, ST, false, S, PP, CTAS, L2, MB>>(p, s);
 }
 
-template <int D, int BN, int NCWG, int ST, Schedule S = kTile, bool PP = false, int CTAS = 1, bool L2 = false>
+template <int D, int BN, int NCWG, int ST, Schedule S = kTile, bool PP = false, int CTAS = 1, bool L2 = false,
+          int MB = 32>
 cudaError_t launch_dtype(const AttnParams& p, cudaStream_t s) {
-  return p.dtype == DType::kBFloat16 ? launch_causal<true, D, BN, NCWG, ST, S, PP, CTAS, L2>(p, s)
-                                     : launch_causal<false, D, BN, NCWG, ST, S, PP, CTAS, L2>(p, s);
+  return p.dtype == DType::kBFloat16 ? launch_causal<true, D, BN, NCWG, ST, S, PP, CTAS, L2, MB>(p, s)
+                                     : launch_causal<false, D, BN, NCWG, ST, S, PP, CTAS, L2, MB>(p, s);
 }
 constexpr bool kPingPong = true, kL2Hints = true;
 
@@ -84,7 +85,8 @@ struct Variant {
 // fixed stride over the tile order; causal longest-first within L2 sections); "dyn" = dynamic
 // persistent (the same order, each CTA claiming its next tile from AttnParams::tile_counter). "pp" = the
 // consumer warpgroups take turns to issue their GEMMs (pingpong.cuh). "xN" = N CTAs resident per SM. "L2" =
-// the TMA loads carry L2 eviction priorities (tma.cuh).
+// the TMA loads carry L2 eviction priorities (tma.cuh). "secN" = L2 sections of N MB of K/V in the causal
+// persistent order (default 32).
 // Both tables have the same length, so an index names a variant for both head dims.
 const Variant kVariantsD128[] = {
     {"d128 BM128 BN128 2cwg 2st", launch_dtype<128, 128, 2, 2>},
@@ -98,6 +100,8 @@ const Variant kVariantsD128[] = {
     {"d128 BM64 BN64 1cwg 2st x2 pers", launch_dtype<128, 64, 1, 2, kStatic, false, 2>},
     {"d128 BM128 BN128 2cwg 2st dyn pp", launch_dtype<128, 128, 2, 2, kDynamic, kPingPong>},
     {"d128 BM128 BN128 2cwg 2st pp L2", launch_dtype<128, 128, 2, 2, kTile, kPingPong, 1, kL2Hints>},
+    {"d128 BM128 BN128 2cwg 2st dyn pp L2", launch_dtype<128, 128, 2, 2, kDynamic, kPingPong, 1, kL2Hints>},
+    {"d128 BM128 BN128 2cwg 2st dyn pp sec8", launch_dtype<128, 128, 2, 2, kDynamic, kPingPong, 1, false, 8>},
 };
 const Variant kVariantsD64[] = {
     {"d64 BM192 BN128 3cwg 2st", launch_dtype<64, 128, 3, 2>},
@@ -111,23 +115,26 @@ const Variant kVariantsD64[] = {
     {"d64 BM64 BN128 1cwg 2st x2 pers", launch_dtype<64, 128, 1, 2, kStatic, false, 2>},
     {"d64 BM64 BN64 1cwg 2st x3", launch_dtype<64, 64, 1, 2, kTile, false, 3>},
     {"d64 BM192 BN128 3cwg 2st pp L2", launch_dtype<64, 128, 3, 2, kTile, kPingPong, 1, kL2Hints>},
+    {"d64 BM192 BN128 3cwg 2st dyn pp L2", launch_dtype<64, 128, 3, 2, kDynamic, kPingPong, 1, kL2Hints>},
+    {"d64 BM192 BN128 3cwg 2st dyn pp sec8", launch_dtype<64, 128, 3, 2, kDynamic, kPingPong, 1, false, 8>},
 };
 static_assert(sizeof(kVariantsD128) == sizeof(kVariantsD64), "one index, one kind of variant");
-// The default (variant < 0) is chosen per problem from the H100 measurements in kernels/NOTES.md (v3 and
-// v5): short tiles (few key blocks) want their fixed costs hidden — under the next tile's loads (a
-// persistent schedule) or under another CTA's GEMMs (two 64-row CTAs per SM); long tiles want the
-// 2- or 3-warpgroup kernels, with the warpgroups taking turns where that measured ahead. No default is
-// "dyn" (it needs a counter) or a static persistent causal schedule (slower at every measured length).
-enum : int { kPlain = 0, kTurns = 4, kPersistentTurns = 6,
-             kTwoCtas = 7, kTwoCtasPersistent = 8 };
+// The default (variant < 0) is chosen per problem from the H100 measurements in kernels/NOTES.md (v5, v6):
+// short tiles (few key blocks) want their fixed costs hidden, under the next tile's loads (a persistent
+// schedule) or under other CTAs' GEMMs (two or three 64-row CTAs per SM); long causal tiles want the 2- or
+// 3-warpgroup kernels, with the warpgroups taking turns where that measured ahead. Non-causal problems run
+// the static persistent schedule at every length since its main loop is the one-tile kernel's (v6). No
+// default is "dyn" until its hand-off is clean under racecheck on a GPU (v6 notes).
+enum : int { kPlain = 0, kPersistent = 2, kTurns = 4, kPersistentTurns = 6, kTwoCtas = 7,
+             kTwoCtasPersistent = 8, kThreeCtas = 9 };
 int default_variant(const AttnParams& p) {
   const int sk = p.seqlen_k;
   if (p.head_dim == 64) {
-    if (p.causal) return sk <= 2048 ? kTwoCtas : kTurns;
-    return sk <= 1024 ? kTwoCtasPersistent : kTurns;
+    if (p.causal) return sk <= 2048 ? kThreeCtas : kTurns;
+    return sk <= 1024 ? kTwoCtasPersistent : kPersistentTurns;
   }
   if (p.causal) return sk <= 512 ? kTwoCtas : sk <= 2048 ? kTurns : kPlain;
-  return sk <= 1024 ? kPersistentTurns : kPlain;
+  return sk <= 1024 ? kPersistentTurns : kPersistent;
 }
 
 template <int N>

@@ -43,11 +43,14 @@ struct KernelParams {
 // CTAS: CTAs resident per SM (registers and shared memory are split between them), so that one CTA's
 // prologue and epilogue run under another's GEMMs when tiles are short.
 // L2HINTS: the TMA loads carry L2 eviction priorities (K, V kept; Q first out), as FlashAttention-3's do.
+// SECTION_MB: the K/V megabytes of one L2 section of the persistent causal order (scheduler.cuh).
 template <bool kBF16_, int D_, int BN_, int NCWG_, int STAGES_, bool kCausal_,
-          Schedule SCHED_ = Schedule::kSingleTile, bool PINGPONG_ = false, int CTAS_ = 1, bool L2HINTS_ = false>
+          Schedule SCHED_ = Schedule::kSingleTile, bool PINGPONG_ = false, int CTAS_ = 1, bool L2HINTS_ = false,
+          int SECTION_MB_ = 32>
 struct Cfg {
   static constexpr bool kBF16 = kBF16_;
   static constexpr bool kL2Hints = L2HINTS_;
+  static constexpr long long kSectionBytes = (long long)SECTION_MB_ << 20;
   using Scheduler = typename SchedulerFor<SCHED_, kCausal_, NCWG_ * 4>::type;
   using Turns = PingPong<NCWG_, PINGPONG_>;
   static constexpr bool kPersistent = Scheduler::kPersistent;
@@ -144,14 +147,21 @@ __device__ __forceinline__ void produce_tile(const CUtensorMap* tm_q, const CUte
 
 // Consumer main loop of one tile (kr.n_max > 0, Q already landed). On return o holds the
 // unnormalised output and sm the row statistics; kv has advanced past the tile's key blocks. If
-// signal_q_empty, each warp arrives on q_empty once its last Q K^T has completed.
-template <class C>
+// signal_q_empty, each warp arrives on q_empty once its last Q K^T has completed. after_last_qk() runs
+// there too, before the last P V (the dynamic scheduler's hand-off).
+template <class C, class AfterLastQK>
 __device__ __forceinline__ void consume_tile(float (&o)[C::OR], OnlineSoftmax& sm, const KeyRange& kr,
                                              const typename C::Barriers& bars, uint32_t q_slice, uint32_t sK,
                                              uint32_t sV, int lim0, int lim1, int cw, int lane, float scale_log2,
-                                             bool signal_q_empty, PipelineState<C::STAGES>& kv) {
+                                             bool signal_q_empty, PipelineState<C::STAGES>& kv,
+                                             AfterLastQK&& after_last_qk) {
   uint32_t p[C::BN / 4];
   float f[2];
+  // The ring position is the same in every thread, but under a persistent schedule (carried from tile to
+  // tile) ptxas keeps it in a vector register and then builds every wgmma descriptor there and moves it to
+  // uniform registers (R2UR): +108 instructions per key block at d128. Read from lane 0, it stays uniform.
+  kv.index = __shfl_sync(0xffffffffu, kv.index, 0);
+  kv.phase = __shfl_sync(0xffffffffu, kv.phase, 0);
   // ---- first key block: S = Q K^T, softmax, P ----
   {
     float s[C::SR];
@@ -209,6 +219,7 @@ __device__ __forceinline__ void consume_tile(float (&o)[C::OR], OnlineSoftmax& s
   }
   // every Q K^T of this tile has completed (waited above)
   if (signal_q_empty && lane == 0) mbar_arrive(bars.q_empty());
+  after_last_qk();
   // ---- last PV (outside the turns, as in FA3: every warpgroup takes the same number of turns) ----
   mbar_wait(bars.v_full(pv.index), pv.phase);
   wgmma_fence();
@@ -315,7 +326,7 @@ __global__ void __launch_bounds__(C::THREADS, C::CTAS)
     PipelineState<C::STAGES> kv;
     PipelineState<1> q;
     C::Turns::start(cw);
-    for (Work w = sched.first(); w.valid; w = sched.template next<false>(w)) {
+    for (Work w = sched.first(); w.valid;) {
       const int m0 = w.tile.m_block * C::BM;
       const KeyRange kr = key_range<C::kCausal, C::BM, C::BN>(m0, Sq, Sk);
       const int row0 = m0 + cw * 64 + warp_w * 16 + (lane >> 2);
@@ -327,13 +338,17 @@ __global__ void __launch_bounds__(C::THREADS, C::CTAS)
       for (int i = 0; i < C::OR; ++i) o[i] = 0.f;
       OnlineSoftmax sm;
       sm.init();
+      Work next_w;
       if (kr.n_max > 0) {
         mbar_wait(bars.q_full(), q.phase);
         q.advance();
         consume_tile<C>(o, sm, kr, bars, q_slice, sK, sV, lim0, lim1, cw, lane, kp.scale_log2, Sched::kPersistent,
-                        kv);
+                        kv, [&] { next_w = sched.template next<false>(w); });
+      } else {
+        next_w = sched.template next<false>(w);
       }
       epilogue_tile<C>(o, sm, &tm_o, kp, o_slice, m0, w.tile.head, w.tile.batch, cw, tid, row0, row1);
+      w = next_w;
     }
     if constexpr (C::kPersistent) {
       if (tid == 0) bulk_wait_group_read0();  // the last store has read shared memory

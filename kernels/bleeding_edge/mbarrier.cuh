@@ -26,14 +26,6 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t byt
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" :: "r"(bar), "r"(bytes) : "memory");
 }
 
-// A 4-byte store to shared memory that completes as 4 transaction bytes on `bar` (the caller has set the
-// barrier's expected bytes): the value is published by the barrier's phase, as a TMA load's data is. A
-// ::cta address names the executing CTA's shared memory in the ::cluster window, also without a cluster.
-__device__ __forceinline__ void st_async_s32(uint32_t addr, int v, uint32_t bar) {
-  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.s32 [%0], %1, [%2];\n"
-               :: "r"(addr), "r"(v), "r"(bar) : "memory");
-}
-
 __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" :: "r"(bar) : "memory");
 }

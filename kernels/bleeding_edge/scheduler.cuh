@@ -13,7 +13,8 @@
 //   grid(params, sms)     the launch grid;
 //   first(), next<P>(w)   the CTA's work, each a Work {valid, tile, idx}; P says which side asks (the
 //                         producer thread or a consumer thread), for schedulers that hand tiles from one
-//                         to the other.
+//                         to the other. The consumers ask once per tile, after the tile's last Q K^T
+//                         (before its last P V and epilogue), the producer after issuing the tile's loads.
 //
 // SingleTileScheduler: grid (m-blocks, heads_q, batch), one tile per CTA. For causal masks the
 //   m-blocks are issued heaviest first (the block scheduler dispatches blockIdx.x fastest), which evens
@@ -27,8 +28,8 @@
 // DynamicPersistentScheduler: the same CTAs and order, but a CTA that finishes a tile takes the next
 //   unclaimed one from a counter in global memory (atomicAdd), so heavy causal tiles do not pile up on
 //   the CTAs that a fixed stride gives them. The producer thread claims the next tile as soon as it has
-//   issued the current tile's loads and passes it to the consumers through a two-slot ring in shared
-//   memory (mbarriers slot_full/slot_empty; the slot is written by st.async, completing on slot_full). The counter must be zero before a launch; the thread that
+//   issued the current tile's loads and passes it to the consumers through shared memory and a named
+//   barrier, once they have finished the tile's last Q K^T. The counter must be zero before a launch; the thread that
 //   makes the launch's last claim sets it back to zero, so one counter serves launches in sequence on
 //   one stream (never two launches at once).
 //
@@ -58,6 +59,7 @@ struct ScheduleHints {
   int sms;                 // resident CTAs: multiprocessors of the device times CTAs per SM
   long long kv_head_bytes; // bytes of K and V of one kv head (seqlen_k * head_dim * 2 tensors * 2 B)
   int hq_per_kv;           // query heads per kv head
+  long long section_bytes; // K/V bytes one L2 section of the causal order may hold (TileOrder)
 };
 
 struct Work {
@@ -103,9 +105,9 @@ struct TileOrder {
   static TileOrder make(const TileShape& shape, const ScheduleHints& h) {
     TileOrder o{shape, (int)shape.count(), 1};
     if (kCausal) {
-      // K and V of `section` kv heads within 32 MB of the 50 MB L2, the rest left to Q/O traffic (a
-      // tuning constant, FlashAttention-3's choice too; rounded down to a power of two of kv heads)
-      const long long budget = 32ll << 20;
+      // K and V of `section` kv heads within a share of the 50 MB L2 (32 MB by default, FlashAttention-3's
+      // choice too), the rest left to Q/O traffic; rounded down to a power of two of kv heads
+      const long long budget = h.section_bytes > 0 ? h.section_bytes : 32ll << 20;
       long long kv_heads = h.kv_head_bytes > 0 ? budget / h.kv_head_bytes : 1;
       if (kv_heads < 1) kv_heads = 1;
       int pow2 = 1;
@@ -171,14 +173,32 @@ __device__ __forceinline__ int ld_shared_s32(uint32_t addr) {
   asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr) : "memory");
   return v;
 }
+__device__ __forceinline__ void st_shared_s32(uint32_t addr, int v) {
+  asm volatile("st.shared.b32 [%0], %1;\n" :: "r"(addr), "r"(v) : "memory");
+}
+// A named barrier of `threads` threads (a multiple of 32; a warp arrives as a whole, its exited lanes too).
+__device__ __forceinline__ void named_bar_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" :: "r"(id), "r"(threads) : "memory");
+}
 
-// Shared memory: slot[2] (int, 8 B), then mbarriers slot_full[2] (1 arrival: the producer thread's
-// expect_tx, plus the slot's 4 bytes stored by st.async) and slot_empty[2] (one arrival per consumer warp). kConsumerWarps: the kernel's consumer warps.
+// Shared memory: two ints, slots for the next tile, used in turn. The producer thread hands each claimed
+// tile to the consumers through one of them and one named barrier that both sides wait on (bar.sync), so
+// every read and write of a slot is ordered by barriers compute-sanitizer's racecheck follows (an mbarrier
+// arrive, st.async without a cluster, or bar.arrive on the consumers' side drew hazards or faults). The
+// hand-off happens once per tile, where neither side loses time: the producer has issued every load of the
+// current tile and waits anyway (its ring is full); the consumers have finished the tile's last Q K^T (the
+// kernel body calls next<false> there, before the last P V and the epilogue). The producer writes slot
+// k % 2 before hand-off k, the consumers read it after; the next write to that slot comes after hand-off
+// k + 1, which no consumer passes before its read of slot k. kConsumerWarps: the kernel's consumer warps;
+// the producer thread's warp arrives as one (its other lanes have exited).
 template <bool kCausal, int kConsumerWarps>
 struct DynamicPersistentScheduler {
   static constexpr bool kPersistent = true;
   static constexpr bool kNeedsCounter = true;
-  static constexpr int kSmemBytes = 64;
+  static constexpr int kSmemBytes = 16;
+  // ids 0 (__syncthreads), 1..3 (epilogue), 4..6 (ping-pong) are taken
+  static constexpr int kHandoffId = 15;
+  static constexpr int kThreads = 32 * (kConsumerWarps + 1);
   struct Params {
     TileOrder<kCausal> order;
     int* counter;  // zero before the launch; left zero after it
@@ -190,21 +210,12 @@ struct DynamicPersistentScheduler {
   static dim3 grid(const Params& p, int sms) {
     return dim3((unsigned)(p.order.num_tiles < sms ? p.order.num_tiles : sms));
   }
-  __device__ static uint32_t slot(uint32_t smem, int i) { return smem + 4u * i; }
-  __device__ static uint32_t slot_full(uint32_t smem, int i) { return smem + 8u + 8u * i; }
-  __device__ static uint32_t slot_empty(uint32_t smem, int i) { return smem + 24u + 8u * i; }
-  __device__ static void init(uint32_t smem) {
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      mbar_init(slot_full(smem, i), 1);
-      mbar_init(slot_empty(smem, i), kConsumerWarps);
-    }
-  }
+  __device__ static void init(uint32_t /*smem*/) {}
 
-  __device__ DynamicPersistentScheduler(const Params& params, uint32_t smem_base) : p(params), smem(smem_base) {}
+  __device__ DynamicPersistentScheduler(const Params& params, uint32_t smem_base) : p(params), slots(smem_base) {}
   Params p;
-  uint32_t smem;
-  PipelineState<2> ring;  // this thread's position in the slot ring
+  uint32_t slots;
+  uint32_t handoffs = 0;  // this thread's count; both sides make one per tile
 
   __device__ __forceinline__ Work first() const { return p.order.at((int)blockIdx.x); }
 
@@ -212,6 +223,7 @@ struct DynamicPersistentScheduler {
   // consumers stop on it). Consumers: read what the producer published.
   template <bool kProducer>
   __device__ __forceinline__ Work next(const Work&) {
+    const uint32_t slot = slots + 4u * (handoffs++ & 1u);
     int t;
     if constexpr (kProducer) {
       const int v = atomicAdd(p.counter, 1);
@@ -219,20 +231,12 @@ struct DynamicPersistentScheduler {
       // CTA), so the claim of num_tiles - 1 is the launch's last: reset for the next launch
       if (v == p.order.num_tiles - 1) atomicExch(p.counter, 0);
       t = v + (int)gridDim.x;
-      mbar_wait(slot_empty(smem, ring.index), ring.phase ^ 1);
-      // the slot's value travels as the barrier's transaction bytes (st.async), as TMA data does, so the
-      // consumers' wait on slot_full orders their load after it (a plain st.shared and arrive drew
-      // racecheck hazards)
-      mbar_arrive_expect_tx(slot_full(smem, ring.index), 4);
-      st_async_s32(slot(smem, ring.index), t, slot_full(smem, ring.index));
+      st_shared_s32(slot, t);
+      named_bar_sync(kHandoffId, kThreads);
     } else {
-      mbar_wait(slot_full(smem, ring.index), ring.phase);
-      t = ld_shared_s32(slot(smem, ring.index));
-      __syncwarp();
-      // (t >= 0 always holds; testing it makes the release wait for the load's value)
-      if ((threadIdx.x & 31) == 0 && t >= 0) mbar_arrive(slot_empty(smem, ring.index));
+      named_bar_sync(kHandoffId, kThreads);
+      t = ld_shared_s32(slot);
     }
-    ring.advance();
     return p.order.at(t);
   }
 };
