@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nox
@@ -38,6 +39,9 @@ FLASHCORE = ("-c", "import sys; from harness.cli import app; sys.argv[0] = 'flas
 THRESHOLD = float(os.environ.get("FLASHCORE_REGRESS_THRESHOLD", "0.05"))
 ALPHA = 0.01
 BACKSTOP_PCT = 25
+#   BASELINE_RUNS: runs `nox -s bench` records (FLASHCORE_BENCH_BASELINE_RUNS); the gate judges each cell against
+#              the middle one, so one run in an unusual GPU state does not become the baseline
+BASELINE_RUNS = 3
 
 #: The committed dashboards: (database, folder, comparisons kept beside the default one). ``nox -s dashboards``
 #: writes each folder afresh from its database: a page per run, the default comparison (the latest two
@@ -230,20 +234,27 @@ def _bench_device(session: nox.Session) -> None:
 
 @nox.session(python=False, tags=["gpu", "perf"], default=False)
 def bench(session: nox.Session) -> None:
-    """pytest-benchmark over the benchmark cells; saves the baseline in results/benchmarks/<gpu>-<driver>/."""
+    """pytest-benchmark over the benchmark cells, BASELINE_RUNS times (each its own process): the baseline set
+    in results/benchmarks/<gpu>-<driver>/, NNNN_baseline-<stamp>.json."""
     _bench_device(session)
     if os.environ.get("FLASHCORE_SLOWDOWN"):
         session.error("FLASHCORE_SLOWDOWN is set: a baseline must never be recorded with the test hook "
                       "active")
-    _bench_pytest(session, "--benchmark-save=baseline", "--benchmark-save-data", *session.posargs)
+    raw = os.environ.get("FLASHCORE_BENCH_BASELINE_RUNS", str(BASELINE_RUNS))
+    if not raw.isdigit() or not 1 <= int(raw) <= 20:
+        session.error(f"FLASHCORE_BENCH_BASELINE_RUNS={raw!r}: a whole number of runs from 1 to 20")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for _ in range(int(raw)):
+        _bench_pytest(session, f"--benchmark-save=baseline-{stamp}", "--benchmark-save-data", *session.posargs)
 
 
 @nox.session(python=False, tags=["gpu", "perf"], default=False)
 def regress(session: nox.Session) -> None:
-    """Re-time the benchmark cells and gate them against the newest baseline (slowdown/missing cell fails)."""
+    """Re-time the benchmark cells and gate them against the newest baseline set (slowdown/missing cell fails)."""
     _bench_device(session)
     out = _run_py(session, "-m", "harness.analysis.regress", "--print-baseline", silent=True)
-    baseline = Path(str(out).strip().splitlines()[-1])
+    baselines = [Path(line) for line in str(out).strip().splitlines() if line.strip()]
+    baseline = baselines[-1]  # pytest-benchmark's backstop compares with one file: the set's newest
     storage = baseline.parents[1]
     current, verdict = storage / "regress-latest.json", storage / "regress-latest-verdict.json"
     current.unlink(missing_ok=True)
@@ -257,10 +268,11 @@ def regress(session: nox.Session) -> None:
     if not current.exists() or current.stat().st_size == 0:
         session.error(f"the benchmarks wrote no results to {current}: see the pytest output above")
     try:
-        _run_py(session, "-m", "harness.analysis.regress", "--baseline", str(baseline), "--current", str(current),
-                "--threshold", str(THRESHOLD), "--alpha", str(ALPHA), "--report", str(verdict))
+        _run_py(session, "-m", "harness.analysis.regress", "--baseline", *map(str, baselines), "--current",
+                str(current), "--threshold", str(THRESHOLD), "--alpha", str(ALPHA), "--report", str(verdict))
     except CommandFailed:
-        session.error(f"regression gate FAILED against {baseline} (table above; verdicts in {verdict})")
+        session.error(f"regression gate FAILED against {', '.join(p.name for p in baselines)} (table above; "
+                      f"verdicts in {verdict})")
     if bench_error is not None:
         session.error(f"pytest-benchmark failed (a benchmark errored or the median:{BACKSTOP_PCT}% backstop "
                       "tripped): see its output above")

@@ -101,6 +101,55 @@ def test_without_raw_timings_there_is_no_significance_test_so_it_fails():
     assert not res.passed and verdict_of(res, "sdpa-flash-b8").status == "NO-DATA"
 
 
+def test_a_baseline_of_several_runs_judges_each_cell_against_its_middle_run():
+    # the day's states: one baseline run 8 % slow, two at the usual speed
+    runs = [run(bench("be-b16", noisy(1.08e-3, 0.005, seed=s))) if s == 0 else run(bench("be-b16", noisy(1e-3, 0.005, seed=s)))
+            for s in range(3)]
+    usual = run(bench("be-b16", noisy(1e-3, 0.005, seed=9)))
+    slowed = run(bench("be-b16", noisy(1.08e-3, 0.005, seed=9), slowdown=1.08))
+    # against the slow run alone the 8 % slowdown is invisible; against the middle run it is caught
+    assert verdict_of(regress.compare(runs[0], slowed), "be-b16").status != "REGRESSED"
+    v = verdict_of(regress.compare(runs, slowed), "be-b16")
+    assert v.status == "REGRESSED" and len(v.base_run_ms) == 3
+    assert v.base_ms == pytest.approx(1.0, rel=0.01) and "middle of 3 baseline runs" in v.note
+    assert regress.compare(runs, usual).passed
+
+
+def test_one_fast_baseline_run_among_three_raises_no_false_alarm():
+    runs = [run(bench("cudnn-b8", noisy(0.93e-3 if s == 0 else 1e-3, 0.005, seed=s))) for s in range(3)]
+    cur = run(bench("cudnn-b8", noisy(1.0e-3, 0.005, seed=7)))
+    assert verdict_of(regress.compare(runs[0], cur), "cudnn-b8").status == "REGRESSED"  # a one-run gate's alarm
+    assert regress.compare(runs, cur).passed
+
+
+def test_of_two_baseline_runs_the_slower_is_the_middle():
+    runs = [run(bench("fa4-b8", noisy(c, 0.005, seed=i))) for i, c in enumerate((1.0e-3, 1.1e-3))]
+    assert verdict_of(regress.compare(runs, run(bench("fa4-b8", noisy(1.1e-3, 0.005, seed=5)))), "fa4-b8").status == "ok"
+
+
+def test_every_baseline_run_must_come_from_this_gpu_and_be_free_of_the_hook():
+    other = {**MACHINE, "driver": "580.159.04"}
+    runs = [run(bench("sdpa-flash-b8", noisy(1e-3, 0.01))), run(bench("sdpa-flash-b8", noisy(1e-3, 0.01)), machine=other)]
+    res = regress.compare(runs, run(bench("sdpa-flash-b8", noisy(1e-3, 0.01, seed=3))))
+    assert not res.passed and any("driver='580.159.04'" in p for p in res.problems)
+    hooked = [run(bench("sdpa-flash-b8", noisy(1e-3, 0.01))), run(bench("sdpa-flash-b8", noisy(1e-3, 0.01), slowdown=1.1))]
+    assert any("test hook" in p for p in regress.compare(hooked, run(bench("sdpa-flash-b8", noisy(1e-3, 0.01)))).problems)
+
+
+def test_the_newest_baseline_set_is_the_runs_of_one_stamp(tmp_path):
+    machine = tmp_path / "Linux-CPython-3.12-64bit"
+    machine.mkdir()
+    names = ["0001_baseline.json", "0002_baseline-20261207T120000Z.json", "0003_baseline-20261207T120000Z.json",
+             "0004_baseline-20261207T130000Z.json", "0005_baseline-20261207T130000Z.json",
+             "0006_baseline-20261207T130000Z.json"]
+    for i, n in enumerate(names):
+        (machine / n).write_text("{}")
+        os.utime(machine / n, (1000 + i, 1000 + i))
+    assert [p.name for p in regress.find_baselines(tmp_path)] == names[3:]
+    (machine / names[0]).touch()  # an older single-file baseline recorded again is a set of one
+    assert [p.name for p in regress.find_baselines(tmp_path)] == names[:1]
+
+
 def test_another_gpu_or_driver_fails():
     other = {**MACHINE, "driver": "580.00.00"}
     res = regress.compare(run(bench("sdpa-flash-b8", noisy(1e-3, 0.01))),
@@ -139,6 +188,10 @@ def test_the_command_line_exit_codes(tmp_path, capsys):
     assert regress.main(["--storage", str(tmp_path / "empty"), "--current", str(same)]) == 2
     assert "no baseline" in capsys.readouterr().err
     assert regress.main([*storage, "--print-baseline"]) == 0 and capsys.readouterr().out.strip() == str(base)
+    second = base.with_name("0002_baseline.json")
+    second.write_text(base.read_text())
+    assert regress.main(["--baseline", str(base), str(second), "--current", str(same)]) == 0
+    assert capsys.readouterr().out.count("baseline: ") == 2
     (tmp_path / "notbench.json").write_text("{}")
     assert regress.main(["--baseline", str(base), "--current", str(tmp_path / "notbench.json")]) == 2
 

@@ -11,14 +11,18 @@ it judges one statistic with no notion of noise. This checker closes both:
   Mann-Whitney U test on the raw per-round timings (``--benchmark-save-data`` / ``--benchmark-json`` keep
   them) gives p < ``--alpha``: a median shift inside overlapping noise cannot fail the gate (the rule of
   ``harness.analysis.noise``, which ``flashcore compare`` and the dashboards apply too);
+* the baseline may be several runs (``nox -s bench`` records three): a cell is judged against its middle
+  run (the run whose median is the median of the runs' medians; of two, the slower), so one run taken
+  while the GPU sat in a faster or slower state than usual neither raises a false alarm nor hides a
+  slowdown (docs/regression-gate.md, "How the thresholds were chosen");
 * baseline and current must come from the same GPU model and driver, and the baseline must not have been
   recorded with the slowdown test hook active.
 
 Usage::
 
-    python -m harness.analysis.regress --baseline results/benchmarks/<gpu>-<driver>/<machine>/0001_baseline.json \\
+    python -m harness.analysis.regress --baseline results/benchmarks/<gpu>-<driver>/<machine>/000[123]_baseline-<stamp>.json \\
                               --current results/benchmarks/<gpu>-<driver>/regress-latest.json
-    python -m harness.analysis.regress --current cur.json          # baseline: the newest *_baseline.json in storage
+    python -m harness.analysis.regress --current cur.json          # baseline: the newest set of *_baseline*.json in storage
     python -m harness.analysis.regress --print-storage | --print-baseline
 
 Exit status: 0 pass, 1 the gate failed, 2 the inputs are unusable (one line on stderr).
@@ -98,13 +102,17 @@ def storage_dir(root: Path = STORAGE_ROOT) -> Path:
     return root / machine_slug()
 
 
-def find_baseline(storage: Path) -> Path:
-    """The newest ``NNNN_baseline.json`` under ``storage`` (pytest-benchmark nests them per machine id)."""
-    found = sorted(storage.glob("*/[0-9][0-9][0-9][0-9]_baseline.json"),
+def find_baselines(storage: Path) -> list[Path]:
+    """The newest baseline set under ``storage`` (pytest-benchmark nests files per machine id): the runs
+    of one ``nox -s bench``, saved as ``NNNN_baseline-<stamp>.json`` with one stamp; an older single
+    ``NNNN_baseline.json`` is a set of one. In pytest-benchmark's numbering order."""
+    found = sorted(storage.glob("*/[0-9][0-9][0-9][0-9]_baseline*.json"),
                    key=lambda p: (p.stat().st_mtime, p.name))
     if not found:
-        raise RegressError(f"no baseline (*_baseline.json) under {storage}: record one with `nox -s bench`")
-    return found[-1]
+        raise RegressError(f"no baseline (*_baseline*.json) under {storage}: record one with `nox -s bench`")
+    newest = found[-1]
+    return sorted((p for p in found if p.parent == newest.parent and p.name[5:] == newest.name[5:]),
+                  key=lambda p: p.name)
 
 
 # -- shared by the benchmarks --------------------------------------------------------------------------
@@ -174,6 +182,7 @@ class CellVerdict:
     verdict: str = ""  # the noise rule's (harness.analysis.noise): slower | faster | within noise
     n_base: int = 0
     n_cur: int = 0
+    base_run_ms: list[float] = field(default_factory=list)  # each baseline run's median; base_ms is the middle one
 
     @property
     def failed(self) -> bool:
@@ -230,22 +239,36 @@ def _skips(run: dict[str, Any]) -> dict[str, str]:
             if isinstance(s, dict) and "fullname" in s}
 
 
-def compare(baseline: dict[str, Any], current: dict[str, Any], *, threshold: float = DEFAULT_THRESHOLD,
-            alpha: float = DEFAULT_ALPHA, allow_new: bool = False,
+def _middle_run(runs: list[tuple[list[float], dict[str, Any]]]) -> int:
+    """Index of the run whose median is the median of the runs' medians (of an even count, the slower
+    middle one)."""
+    order = sorted(range(len(runs)), key=lambda i: float(np.median(runs[i][0])))
+    return order[len(order) // 2]
+
+
+def compare(baseline: dict[str, Any] | Sequence[dict[str, Any]], current: dict[str, Any], *,
+            threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA, allow_new: bool = False,
             allow_machine_mismatch: bool = False) -> GateResult:
+    """Gate ``current`` against a baseline of one run or several (each cell against its middle run)."""
+    baselines = [baseline] if isinstance(baseline, dict) else list(baseline)
+    if not baselines:
+        raise RegressError("no baseline run to compare with")
     res = GateResult([], threshold=threshold, alpha=alpha)
-    base = {b["fullname"]: b for b in baseline["benchmarks"]}
+    base_runs = [{b["fullname"]: b for b in run["benchmarks"]} for run in baselines]
+    base = {name: b for runs in reversed(base_runs) for name, b in runs.items()}  # any run's entry, for labels
     cur = {b["fullname"]: b for b in current["benchmarks"]}
     cur_skips = _skips(current)
 
-    bm, cm = baseline.get("machine_info") or {}, current.get("machine_info") or {}
+    cm = current.get("machine_info") or {}
     for key in ("gpu", "driver"):
-        if bm.get(key) != cm.get(key) and not allow_machine_mismatch:
-            res.problems.append(f"machine mismatch: baseline {key}={bm.get(key)!r}, "
-                                f"current {key}={cm.get(key)!r} (timings from different GPUs/drivers "
-                                "are not comparable; record a baseline on this machine with `nox -s bench`)")
-    hooked = sorted(f"{_label(b)} ×{b['extra_info']['slowdown']}" for b in base.values()
-                    if float((b.get("extra_info") or {}).get("slowdown", 1.0)) != 1.0)
+        seen = {(run.get("machine_info") or {}).get(key) for run in baselines}
+        for value in sorted(seen - {cm.get(key)}, key=str):
+            if not allow_machine_mismatch:
+                res.problems.append(f"machine mismatch: baseline {key}={value!r}, "
+                                    f"current {key}={cm.get(key)!r} (timings from different GPUs/drivers "
+                                    "are not comparable; record a baseline on this machine with `nox -s bench`)")
+    hooked = sorted({f"{_label(b)} ×{b['extra_info']['slowdown']}" for runs in base_runs for b in runs.values()
+                     if float((b.get("extra_info") or {}).get("slowdown", 1.0)) != 1.0})
     if hooked:
         res.problems.append(f"the baseline was recorded with the {SLOWDOWN_ENV} test hook active: "
                             + ", ".join(hooked))
@@ -265,24 +288,31 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], *, threshold: flo
             res.verdicts.append(v)
             continue
         v = CellVerdict(name, _label(c), "ok")
-        xs, ys = _samples(b), _samples(c)
-        if xs is None or ys is None:
-            which = " and ".join(w for w, s in (("baseline", xs), ("current", ys)) if s is None)
+        runs = [(_samples(r[name]), r[name]) for r in base_runs if name in r]
+        ys = _samples(c)
+        if any(xs is None for xs, _ in runs) or ys is None:
+            which = " and ".join(w for w, missing in (("baseline", any(xs is None for xs, _ in runs)),
+                                                      ("current", ys is None)) if missing)
             v.status, v.note = "NO-DATA", (f"{which} without raw timings: record with --benchmark-save-data "
                                            "(or --benchmark-json)")
             res.verdicts.append(v)
             continue
+        run_ms = [float(np.median(xs)) * 1e3 for xs, _ in runs]  # type: ignore[arg-type]
+        xs = runs[_middle_run(runs)][0]  # type: ignore[arg-type]
         change = judge(xs, ys, threshold=threshold, alpha=alpha)
         v.base_ms, v.cur_ms = float(np.median(xs)) * 1e3, float(np.median(ys)) * 1e3
         v.n_base, v.n_cur = len(xs), len(ys)
+        v.base_run_ms = run_ms
         v.ratio, v.p, v.verdict = change.ratio, change.p, change.verdict
         factor = float((c.get("extra_info") or {}).get("slowdown", 1.0))
         hook = f" [{SLOWDOWN_ENV} hook ×{factor:g} active]" if factor != 1.0 else ""
-        v.note = change.reason + hook
+        against = (f" (against the middle of {len(run_ms)} baseline runs, {min(run_ms):.4f}–{max(run_ms):.4f} ms)"
+                   if len(run_ms) > 1 else "")
+        v.note = change.reason + against + hook
         if change.verdict == "slower":
             v.status = "REGRESSED"
         elif change.verdict == "faster":
-            v.status, v.note = "faster", f"{change.reason}: consider re-recording the baseline{hook}"
+            v.status, v.note = "faster", f"{change.reason}{against}: consider re-recording the baseline{hook}"
         elif v.ratio > 1 + threshold:  # slower by the median alone: noise, not a regression
             v.status = "noise"
         res.verdicts.append(v)
@@ -311,15 +341,18 @@ def format_result(res: GateResult) -> str:
     c = res.counts()
     summary = ", ".join(f"{c.get(s, 0)} {s.lower()}" for s in FAILING) + f" of {len(res.verdicts)} cells"
     verdict = "PASS" if res.passed else "FAIL"
+    runs = max((len(v.base_run_ms) for v in res.verdicts), default=1)
+    against = f" than the middle of {runs} baseline runs" if runs > 1 else ""
     lines.append(f"regress: {verdict}: {summary} (a slowdown counts when the median is more than "
-                 f"{res.threshold:.0%} slower and Mann-Whitney p < {res.alpha:g})")
+                 f"{res.threshold:.0%} slower{against} and Mann-Whitney p < {res.alpha:g})")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.analysis.regress", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--baseline", type=Path,
-                    help="baseline JSON (default: the newest *_baseline.json in storage)")
+    ap.add_argument("--baseline", type=Path, nargs="+",
+                    help="baseline JSON, one or several runs (default: the newest set of *_baseline*.json in "
+                         "storage)")
     ap.add_argument("--current", type=Path, help="current JSON (pytest-benchmark --benchmark-json output)")
     ap.add_argument("--threshold", type=float,
                     default=float(os.environ.get(THRESHOLD_ENV, DEFAULT_THRESHOLD)),
@@ -333,7 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--storage", type=Path,
                     help="storage directory (default results/benchmarks/<gpu>-<driver>)")
     ap.add_argument("--print-storage", action="store_true", help="print the storage directory and exit")
-    ap.add_argument("--print-baseline", action="store_true", help="print the newest baseline file and exit")
+    ap.add_argument("--print-baseline", action="store_true",
+                    help="print the newest baseline set's files, one per line, and exit")
     args = ap.parse_args(argv)
     try:
         storage = args.storage or storage_dir()
@@ -341,25 +375,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(storage)
             return 0
         if args.print_baseline:
-            print(find_baseline(storage))
+            print("\n".join(str(p) for p in find_baselines(storage)))
             return 0
         if args.current is None:
             raise RegressError("--current FILE is required")
         if not (0 < args.threshold < 1) or not (0 < args.alpha < 1):
             raise RegressError(f"--threshold {args.threshold} / --alpha {args.alpha}: both must be in (0, 1)")
-        base_path = args.baseline or find_baseline(storage)
-        baseline, current = load(base_path), load(args.current)
+        base_paths = args.baseline or find_baselines(storage)
+        baselines, current = [load(p) for p in base_paths], load(args.current)
     except RegressError as exc:
         print(f"regress: error: {exc}", file=sys.stderr)
         return 2
-    res = compare(baseline, current, threshold=args.threshold, alpha=args.alpha, allow_new=args.allow_new,
+    res = compare(baselines, current, threshold=args.threshold, alpha=args.alpha, allow_new=args.allow_new,
                   allow_machine_mismatch=args.allow_machine_mismatch)
-    print(f"baseline: {base_path}\ncurrent:  {args.current}")
+    print("\n".join(f"baseline: {p}" for p in base_paths) + f"\ncurrent:  {args.current}")
     print(format_result(res))
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps({
-            "baseline": str(base_path), "current": str(args.current), "passed": res.passed,
+            "baseline": [str(p) for p in base_paths], "current": str(args.current), "passed": res.passed,
             "threshold": res.threshold, "alpha": res.alpha, "problems": res.problems,
             "cells": [asdict(v) for v in res.verdicts]}, indent=2))
     return 0 if res.passed else 1
