@@ -76,14 +76,21 @@ flashcore::Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stri
 
 // The tile counter of the dynamic schedules (AttnParams::tile_counter): zero before a launch, left zero by
 // it, and never used by two launches at once. One per (device, stream): launches on one stream run in
-// order. Made once (a zeroing on that stream, ordered before the launch) and kept for the process.
+// order. Made once (a zeroing on that stream, ordered before the launch) and kept for the process; not
+// made while the stream is being captured into a CUDA graph (it would live in the graph's memory pool):
+// null then, which only a "dyn" launch needs (it fails, and says so).
 int* tile_counter(const at::Tensor& like, cudaStream_t stream) {
   static std::mutex mu;
   static auto* counters = new std::map<std::pair<int, cudaStream_t>, at::Tensor>();  // never freed
   const std::lock_guard<std::mutex> lock(mu);
   const auto key = std::make_pair(static_cast<int>(like.get_device()), stream);
   auto it = counters->find(key);
-  if (it == counters->end()) it = counters->emplace(key, at::zeros({1}, like.options().dtype(at::kInt))).first;
+  if (it == counters->end()) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream, &capturing) != cudaSuccess || capturing != cudaStreamCaptureStatusNone)
+      return nullptr;
+    it = counters->emplace(key, at::zeros({1}, like.options().dtype(at::kInt))).first;
+  }
   return it->second.data_ptr<int>();
 }
 
