@@ -28,6 +28,14 @@ def test_the_report_gives_each_loop_its_rounds_clock_and_power_and_the_three_rat
     assert lines[6] == f"  gapless / do_bench: {1.79 / 1.65:.3f}"
 
 
+def test_each_round_starts_one_loop_later_so_every_loop_takes_every_place():
+    orders = [dc.round_order(r) for r in range(3)]
+    assert all(sorted(o) == sorted(dc.LOOPS) for o in orders)
+    for place in range(3):
+        assert {o[place] for o in orders} == set(dc.LOOPS)
+    assert dc.round_order(3) == orders[0]
+
+
 def test_a_skipped_cell_says_why_and_has_no_ratios():
     lines = dc.report([dc.CellReadings("fa3", "k", error="skipped: fa3 is not importable")])
     assert lines == ["fa3 k", "  skipped: fa3 is not importable"]

@@ -1,10 +1,11 @@
 """Whether the sustained mode and do_bench differ by their duty cycle.
 
-    flashcore diagnose duty-cycle --suite fa-paper --cell BACKEND:PROBLEM_KEY [--cell ...] [--rounds 2]
+    flashcore diagnose duty-cycle --suite fa-paper --cell BACKEND:PROBLEM_KEY [--cell ...] [--rounds 3]
         [--window-s 0.15] [--warmup-s 0.05] [--json FILE]
     flashcore diagnose duty-cycle --from-json FILE        (the table again, no GPU)
 
-Per cell, three loops in rotation, ``--rounds`` times, with NVML's SM clock and board power polled during each:
+Per cell, three loops in rotation, ``--rounds`` times, each round starting one loop later (so no loop always
+follows the same one), with NVML's SM clock and board power polled during each:
 
 * ``gapless``: the sustained mode's loop (``harness.measure.timing.sustained.time_sustained``): calls back to
   back over input sets rotated past twice the L2, one event pair per call, median;
@@ -24,6 +25,13 @@ from dataclasses import asdict, dataclass, field
 from statistics import fmean, median
 
 LOOPS = ("gapless", "flush-gaps", "do_bench")
+
+
+def round_order(r: int) -> tuple[str, ...]:
+    """The loops of round ``r``: the rotation started ``r`` places later. In the first runs do_bench always
+    came right after the flushed loop, one more difference between them than the one under test."""
+    k = r % len(LOOPS)
+    return LOOPS[k:] + LOOPS[:k]
 
 
 @dataclass
@@ -119,7 +127,7 @@ def _measure(cell: CellReadings, problem, rounds: int, window_s: float, warmup_s
     common = dict(duration_s=window_s, warmup_s=warmup_s, min_samples=10, time_cap_s=warmup_s + 5.0,
                   est_call_ms=est_ms, new_event=sustained.cuda_event)
     for r in range(rounds):
-        for loop in LOOPS:
+        for loop in round_order(r):
             with NvmlPoller(0.01) as poll:
                 if loop == "do_bench":
                     times = triton.testing.do_bench(runs[0], return_mode="all")
@@ -144,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="flashcore diagnose duty-cycle", description=__doc__.split("\n\n")[0])
     ap.add_argument("--suite", default="fa-paper")
     ap.add_argument("--cell", action="append", default=[], help="BACKEND:PROBLEM_KEY (repeat for more cells)")
-    ap.add_argument("--rounds", type=int, default=2, help="rotations of the three loops")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rotations of the three loops, each starting one loop later (3: every loop in every place)")
     ap.add_argument("--window-s", type=float, default=0.15, help="timed GPU time of each sustained loop")
     ap.add_argument("--warmup-s", type=float, default=0.05, help="back-to-back calls before, set aside")
     ap.add_argument("--json", default="", help="also write the readings here")
