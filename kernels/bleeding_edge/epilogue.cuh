@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+#include "bleeding_edge/mbarrier.cuh"
 #include "bleeding_edge/tma.cuh"
 
 namespace flashcore { namespace be {
@@ -20,14 +21,8 @@ __device__ __forceinline__ uint32_t pack2(float a, float b) {
   }
 }
 
-__device__ __forceinline__ void st_shared_b32(uint32_t addr, uint32_t v) {
-  asm volatile("st.shared.b32 [%0], %1;\n" :: "r"(addr), "r"(v) : "memory");
-}
-
-// Named barrier over the 128 threads of one warpgroup (ids 1.. ; 0 is __syncthreads).
-__device__ __forceinline__ void wg_bar_sync(int id) {
-  asm volatile("bar.sync %0, 128;\n" :: "r"(id) : "memory");
-}
+// Named barrier over the 128 threads of one warpgroup (ids 1..NCWG).
+__device__ __forceinline__ void wg_bar_sync(int id) { named_bar_sync<128>(id); }
 
 // o: the warpgroup's m64nDk16 accumulator, already normalised. slice: smem address of the
 // warpgroup's 64-row slice of chunk 0; chunk_stride: bytes between 64-column chunks.

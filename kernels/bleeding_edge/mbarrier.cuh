@@ -1,4 +1,5 @@
-// mbarrier primitives (sm_90): init, arrive, arrive.expect_tx, parity waits.
+// CTA synchronisation primitives (sm_90): mbarriers (init, arrive, arrive.expect_tx, parity waits), the
+// named barriers (bar.sync / bar.arrive), and the 4-byte shared-memory accesses they order.
 // Phase convention: the k-th use (k = 0, 1, ...) of a "full" barrier is awaited with parity k & 1;
 // a producer waits on an "empty" barrier with parity (k & 1) ^ 1, which passes at once on a fresh
 // barrier (the phase "before" phase 0 counts as complete).
@@ -10,6 +11,26 @@ namespace flashcore { namespace be {
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void st_shared_b32(uint32_t addr, uint32_t v) {
+  asm volatile("st.shared.b32 [%0], %1;\n" :: "r"(addr), "r"(v) : "memory");
+}
+__device__ __forceinline__ uint32_t ld_shared_b32(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr) : "memory");
+  return v;
+}
+
+// Named barrier `id` (1..15; 0 is __syncthreads) of kThreads threads, a multiple of 32: a warp arrives as
+// a whole, its exited lanes too. sync waits for the barrier to complete, arrive does not.
+template <int kThreads>
+__device__ __forceinline__ void named_bar_sync(int id) {
+  asm volatile("bar.sync %0, %1;\n" :: "r"(id), "n"(kThreads) : "memory");
+}
+template <int kThreads>
+__device__ __forceinline__ void named_bar_arrive(int id) {
+  asm volatile("bar.arrive %0, %1;\n" :: "r"(id), "n"(kThreads) : "memory");
 }
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {

@@ -9,6 +9,7 @@
 // the same number of turns per tile (they share the tile's key range), so the order carries over from
 // tile to tile; the last turn's arrivals are left pending when the CTA exits, which ends them.
 #pragma once
+#include "bleeding_edge/mbarrier.cuh"
 
 namespace flashcore { namespace be {
 
@@ -24,24 +25,19 @@ struct PingPong {
     if constexpr (kEnabled) {
 #pragma unroll
       for (int w = 0; w < NCWG - 1; ++w)
-        if (w < cw) arrive(kFirstId + w);
+        if (w < cw) named_bar_arrive<kThreads>(kFirstId + w);
     }
   }
   // Wait for warpgroup cw's turn to issue.
   __device__ __forceinline__ static void wait_turn(int cw) {
-    if constexpr (kEnabled) asm volatile("bar.sync %0, %1;\n" :: "r"(kFirstId + cw), "n"(kThreads) : "memory");
+    if constexpr (kEnabled) named_bar_sync<kThreads>(kFirstId + cw);
   }
   // cw has issued: the others may take their turns.
   __device__ __forceinline__ static void end_turn(int cw) {
     if constexpr (kEnabled) {
 #pragma unroll
-      for (int k = 1; k < NCWG; ++k) arrive(kFirstId + (cw + k) % NCWG);
+      for (int k = 1; k < NCWG; ++k) named_bar_arrive<kThreads>(kFirstId + (cw + k) % NCWG);
     }
-  }
-
- private:
-  __device__ __forceinline__ static void arrive(int id) {
-    asm volatile("bar.arrive %0, %1;\n" :: "r"(id), "n"(kThreads) : "memory");
   }
 };
 

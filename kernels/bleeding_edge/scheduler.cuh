@@ -105,9 +105,9 @@ struct TileOrder {
   static TileOrder make(const TileShape& shape, const ScheduleHints& h) {
     TileOrder o{shape, (int)shape.count(), 1};
     if (kCausal) {
-      // K and V of `section` kv heads within a share of the 50 MB L2 (32 MB by default, FlashAttention-3's
-      // choice too), the rest left to Q/O traffic; rounded down to a power of two of kv heads
-      const long long budget = h.section_bytes > 0 ? h.section_bytes : 32ll << 20;
+      // K and V of `section` kv heads within a share of the 50 MB L2 (Cfg's SECTION_MB, 32 by default,
+      // FlashAttention-3's choice too), the rest left to Q/O traffic; rounded down to a power of two of kv heads
+      const long long budget = h.section_bytes;
       long long kv_heads = h.kv_head_bytes > 0 ? budget / h.kv_head_bytes : 1;
       if (kv_heads < 1) kv_heads = 1;
       int pow2 = 1;
@@ -168,19 +168,6 @@ struct StaticPersistentScheduler {
   __device__ __forceinline__ Work next(const Work& w) { return p.at(w.idx + (int)gridDim.x); }
 };
 
-__device__ __forceinline__ int ld_shared_s32(uint32_t addr) {
-  int v;
-  asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr) : "memory");
-  return v;
-}
-__device__ __forceinline__ void st_shared_s32(uint32_t addr, int v) {
-  asm volatile("st.shared.b32 [%0], %1;\n" :: "r"(addr), "r"(v) : "memory");
-}
-// A named barrier of `threads` threads (a multiple of 32; a warp arrives as a whole, its exited lanes too).
-__device__ __forceinline__ void named_bar_sync(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" :: "r"(id), "r"(threads) : "memory");
-}
-
 // Shared memory: two ints, slots for the next tile, used in turn. The producer thread hands each claimed
 // tile to the consumers through one of them and one named barrier that both sides wait on (bar.sync), so
 // every read and write of a slot is ordered by barriers compute-sanitizer's racecheck follows (an mbarrier
@@ -231,11 +218,11 @@ struct DynamicPersistentScheduler {
       // CTA), so the claim of num_tiles - 1 is the launch's last: reset for the next launch
       if (v == p.order.num_tiles - 1) atomicExch(p.counter, 0);
       t = v + (int)gridDim.x;
-      st_shared_s32(slot, t);
-      named_bar_sync(kHandoffId, kThreads);
+      st_shared_b32(slot, (uint32_t)t);
+      named_bar_sync<kThreads>(kHandoffId);
     } else {
-      named_bar_sync(kHandoffId, kThreads);
-      t = ld_shared_s32(slot);
+      named_bar_sync<kThreads>(kHandoffId);
+      t = (int)ld_shared_b32(slot);
     }
     return p.order.at(t);
   }
