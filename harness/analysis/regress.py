@@ -239,11 +239,10 @@ def _skips(run: dict[str, Any]) -> dict[str, str]:
             if isinstance(s, dict) and "fullname" in s}
 
 
-def _middle_run(runs: list[tuple[list[float], dict[str, Any]]]) -> int:
+def _middle(medians: Sequence[float]) -> int:
     """Index of the run whose median is the median of the runs' medians (of an even count, the slower
     middle one)."""
-    order = sorted(range(len(runs)), key=lambda i: float(np.median(runs[i][0])))
-    return order[len(order) // 2]
+    return sorted(range(len(medians)), key=medians.__getitem__)[len(medians) // 2]
 
 
 def compare(baseline: dict[str, Any] | Sequence[dict[str, Any]], current: dict[str, Any], *,
@@ -288,19 +287,20 @@ def compare(baseline: dict[str, Any] | Sequence[dict[str, Any]], current: dict[s
             res.verdicts.append(v)
             continue
         v = CellVerdict(name, _label(c), "ok")
-        runs = [(_samples(r[name]), r[name]) for r in base_runs if name in r]
+        runs = [_samples(r[name]) for r in base_runs if name in r]
         ys = _samples(c)
-        if any(xs is None for xs, _ in runs) or ys is None:
-            which = " and ".join(w for w, missing in (("baseline", any(xs is None for xs, _ in runs)),
-                                                      ("current", ys is None)) if missing)
+        if None in runs or ys is None:
+            which = " and ".join(w for w, missing in (("baseline", None in runs), ("current", ys is None))
+                                 if missing)
             v.status, v.note = "NO-DATA", (f"{which} without raw timings: record with --benchmark-save-data "
                                            "(or --benchmark-json)")
             res.verdicts.append(v)
             continue
-        run_ms = [float(np.median(xs)) * 1e3 for xs, _ in runs]  # type: ignore[arg-type]
-        xs = runs[_middle_run(runs)][0]  # type: ignore[arg-type]
+        run_ms = [float(np.median(xs)) * 1e3 for xs in runs]  # type: ignore[arg-type]
+        middle = _middle(run_ms)
+        xs = runs[middle]
         change = judge(xs, ys, threshold=threshold, alpha=alpha)
-        v.base_ms, v.cur_ms = float(np.median(xs)) * 1e3, float(np.median(ys)) * 1e3
+        v.base_ms, v.cur_ms = run_ms[middle], float(np.median(ys)) * 1e3
         v.n_base, v.n_cur = len(xs), len(ys)
         v.base_run_ms = run_ms
         v.ratio, v.p, v.verdict = change.ratio, change.p, change.verdict
