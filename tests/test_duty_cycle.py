@@ -21,19 +21,33 @@ def _cell() -> dc.CellReadings:
 def test_the_report_gives_each_loop_its_rounds_clock_and_power_and_the_three_ratios():
     lines = dc.report([_cell()])
     assert lines[0] == "fa4 b2-hq16-hkv16-sq8192-sk8192-d128-bfloat16-full-bshd (3 input sets)"
-    assert lines[1] == "  gapless    1.7900 ms  [1.7800, 1.8000]  SM 1755 MHz  699 W"
-    assert lines[2] == "  flush-gaps 1.6550 ms  [1.6500, 1.6600]  SM 1905 MHz  640 W"
+    assert lines[1] == "  gapless         1.7900 ms  [1.7800, 1.8000]  SM 1755 MHz  699 W"
+    assert lines[2] == "  flush-gaps      1.6550 ms  [1.6500, 1.6600]  SM 1905 MHz  640 W"
     assert lines[4] == f"  flush-gaps / do_bench: {1.655 / 1.65:.3f}"
     assert lines[5] == f"  gapless / flush-gaps: {1.79 / 1.655:.3f}"
     assert lines[6] == f"  gapless / do_bench: {1.79 / 1.65:.3f}"
+    assert len(lines) == 7  # the one-set loops did not run: no ratio names them
+
+
+def test_the_one_set_loops_are_compared_with_do_bench_and_with_the_rotated_loop():
+    c = _cell()
+    for r, (gapless1, flushed1) in enumerate([(1.70, 1.645), (1.72, 1.655)]):
+        c.readings += [dc.LoopReading("gapless-one-set", r, gapless1, 90),
+                       dc.LoopReading("flush-one-set", r, flushed1, 85)]
+    lines = dc.report([c])
+    assert "  flush-one-set   1.6500 ms  [1.6450, 1.6550]" in lines
+    assert f"  flush-one-set / do_bench: {1.65 / 1.65:.3f}" in lines
+    assert f"  gapless-one-set / do_bench: {1.71 / 1.65:.3f}" in lines
+    assert f"  flush-gaps / flush-one-set: {1.655 / 1.65:.3f}" in lines
 
 
 def test_each_round_starts_one_loop_later_so_every_loop_takes_every_place():
-    orders = [dc.round_order(r) for r in range(3)]
+    n = len(dc.LOOPS)
+    orders = [dc.round_order(r) for r in range(n)]
     assert all(sorted(o) == sorted(dc.LOOPS) for o in orders)
-    for place in range(3):
+    for place in range(n):
         assert {o[place] for o in orders} == set(dc.LOOPS)
-    assert dc.round_order(3) == orders[0]
+    assert dc.round_order(n) == orders[0]
 
 
 def test_a_skipped_cell_says_why_and_has_no_ratios():
