@@ -124,7 +124,7 @@ static_assert(sizeof(kVariantsD128) == sizeof(kVariantsD64), "one index, one kin
 // schedule) or under other CTAs' GEMMs (two or three 64-row CTAs per SM); long causal tiles want the 2- or
 // 3-warpgroup kernels, with the warpgroups taking turns where that measured ahead. Non-causal problems run
 // the static persistent schedule at every length since its main loop is the one-tile kernel's (v6). No
-// default is "dyn" until its hand-off is clean under racecheck on a GPU (v6 notes).
+// default is "dyn" until its hand-off is clean under racecheck and synccheck on a GPU (v7 notes).
 enum : int { kPlain = 0, kPersistent = 2, kTurns = 4, kPersistentTurns = 6, kTwoCtas = 7,
              kTwoCtasPersistent = 8, kThreeCtas = 9 };
 int default_variant(const AttnParams& p) {

@@ -294,7 +294,11 @@ __global__ void __launch_bounds__(C::THREADS, C::CTAS)
   if (wg == 0) {
     // ------------------------------- producer -------------------------------
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" :: "n"(C::PRODUCER_REGS));
-    if (threadIdx.x == 0) {
+    // One thread issues every load. Where the scheduler hands tiles to the consumers through a named
+    // barrier (dynamic), its whole warp walks the tiles with it: bar.sync is a warp instruction, and a
+    // warp whose other lanes wait at a branch's end arrives diverged (compute-sanitizer's synccheck).
+    const bool leader = threadIdx.x == 0;
+    if (Sched::kNeedsCounter ? threadIdx.x < 32 : leader) {
       PipelineState<C::STAGES> kv;
       PipelineState<1> q;
       uint64_t pol_q = 0, pol_kv = 0;
@@ -306,10 +310,12 @@ __global__ void __launch_bounds__(C::THREADS, C::CTAS)
         const int m0 = w.tile.m_block * C::BM;
         const KeyRange kr = key_range<C::kCausal, C::BM, C::BN>(m0, Sq, Sk);
         if (kr.n_max == 0) continue;  // (the next tile is still claimed: `continue` runs next())
-        // the previous tile's Q K^T have all completed (passes at once for the first tile)
-        if constexpr (Sched::kPersistent) mbar_wait(bars.q_empty(), q.phase ^ 1);
-        produce_tile<C>(&tm_q, &tm_k, &tm_v, bars, sQ, sK, sV, m0, w.tile.head, w.tile.head / kp.hq_per_kv,
-                        w.tile.batch, kr.n_max, kv, pol_q, pol_kv);
+        if (leader) {
+          // the previous tile's Q K^T have all completed (passes at once for the first tile)
+          if constexpr (Sched::kPersistent) mbar_wait(bars.q_empty(), q.phase ^ 1);
+          produce_tile<C>(&tm_q, &tm_k, &tm_v, bars, sQ, sK, sV, m0, w.tile.head, w.tile.head / kp.hq_per_kv,
+                          w.tile.batch, kr.n_max, kv, pol_q, pol_kv);
+        }
         q.advance();
       }
     }

@@ -177,7 +177,7 @@ struct StaticPersistentScheduler {
 // kernel body calls next<false> there, before the last P V and the epilogue). The producer writes slot
 // k % 2 before hand-off k, the consumers read it after; the next write to that slot comes after hand-off
 // k + 1, which no consumer passes before its read of slot k. kConsumerWarps: the kernel's consumer warps;
-// the producer thread's warp arrives as one (its other lanes have exited).
+// the producer's whole warp calls next<true> (lane 0 claims), so every warp reaches the barrier converged.
 template <bool kCausal, int kConsumerWarps>
 struct DynamicPersistentScheduler {
   static constexpr bool kPersistent = true;
@@ -206,21 +206,25 @@ struct DynamicPersistentScheduler {
 
   __device__ __forceinline__ Work first() const { return p.order.at((int)blockIdx.x); }
 
-  // Producer (one thread): claim the next tile and publish it, also when it is past the end (the
-  // consumers stop on it). Consumers: read what the producer published.
+  // Producer (its warp; lane 0 claims): claim the next tile and publish it, also when it is past the end
+  // (the consumers stop on it). Consumers: read what the producer published.
   template <bool kProducer>
   __device__ __forceinline__ Work next(const Work&) {
     const uint32_t slot = slots + 4u * (handoffs++ & 1u);
-    int t;
+    int t = 0;
     if constexpr (kProducer) {
-      const int v = atomicAdd(p.counter, 1);
-      // claims 0 .. num_tiles - 1 are made in all (num_tiles - grid valid ones, one past the end per
-      // CTA), so the claim of num_tiles - 1 is the launch's last: reset for the next launch
-      if (v == p.order.num_tiles - 1) atomicExch(p.counter, 0);
-      t = v + (int)gridDim.x;
-      st_shared_b32(slot, (uint32_t)t);
+      if (threadIdx.x == 0) {
+        const int v = atomicAdd(p.counter, 1);
+        // claims 0 .. num_tiles - 1 are made in all (num_tiles - grid valid ones, one past the end per
+        // CTA), so the claim of num_tiles - 1 is the launch's last: reset for the next launch
+        if (v == p.order.num_tiles - 1) atomicExch(p.counter, 0);
+        t = v + (int)gridDim.x;
+        st_shared_b32(slot, (uint32_t)t);
+      }
+      t = __shfl_sync(0xffffffffu, t, 0);  // the claim, to the whole warp, which converges here
       named_bar_sync<kThreads>(kHandoffId);
     } else {
+      __syncwarp();
       named_bar_sync<kThreads>(kHandoffId);
       t = (int)ld_shared_b32(slot);
     }
