@@ -17,6 +17,7 @@ from harness.cli import (
     report,
     run,
     show,
+    standing,
     warm,
     wheelhouse,
 )
@@ -28,7 +29,8 @@ HELP_MARKUP = None
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, rich_markup_mode=HELP_MARKUP,
                   context_settings={"max_content_width": 110},
                   help="Validate and time attention kernels on NVIDIA GPUs; keep every result.")
-for _group in (env, run, show, export, compare, build, report, profile, crosscheck, wheelhouse, db, diagnose, warm):
+for _group in (env, run, show, export, compare, standing, build, report, profile, crosscheck, wheelhouse, db, diagnose,
+               warm):
     _group.register(app)
 
 
