@@ -189,6 +189,22 @@ def test_a_gated_sustained_timing_records_its_gate_first():
                 "sustained_probe_ms": 0.412346, "sustained_enqueue_ms": 0.012346})
 
 
+def test_a_host_bound_cell_replayed_as_a_graph_records_its_batch_and_is_not_gated():
+    replayed = SUSTAINED.model_copy(update={"graph_batch": 25})
+    assert replayed.host_bound
+    got = _timing_extra(throttled_ms=None, timing_s=0.3, clocks_after=NvmlClocks.of(None), sustained=replayed)
+    assert got["sustained_graph_batch"] == 25 and got["sustained_host_bound"] is True
+    assert "sustained_gated" not in got and "sustained_graph_error" not in got
+
+
+def test_a_capture_that_failed_is_recorded_beside_the_gate_it_fell_back_to():
+    fell_back = SUSTAINED.model_copy(update={"gate": SustainedGate(batch=16, gate_ms=0.5),
+                                            "graph_error": "RuntimeError: operation not permitted when stream is capturing"})
+    got = _timing_extra(throttled_ms=None, timing_s=0.3, clocks_after=NvmlClocks.of(None), sustained=fell_back)
+    assert got["sustained_gated"] is True and "sustained_graph_batch" not in got
+    assert got["sustained_graph_error"].startswith("RuntimeError: operation not permitted")
+
+
 def test_a_failure_reply_is_a_failed_row_with_one_line_of_reason_and_the_whole_text():
     row = _row(WorkerFailure(error="RuntimeError: CUDA error: misaligned address\nmore", traceback="Traceback...",
                              fatal=True))

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.measure.timing.sustained import gate_plan, lead_for, rotation_sets, time_gated, time_sustained
+from harness.measure.timing.sustained import (
+    gate_plan,
+    lead_for,
+    rotation_sets,
+    time_gated,
+    time_replayed,
+    time_sustained,
+)
 
 
 # -- a simulated stream: work runs in order, each op starts when the GPU is free and the host has enqueued it
@@ -84,6 +91,27 @@ def test_sustained_rotates_every_buffer_set_and_returns_the_last_output_of_each(
     assert sorted(st.last_out) == [0, 1, 2, 3, 4]
     last = st.calls - 1
     assert st.last_out[last % 5] == (last, last % 5)
+
+
+def test_a_replayed_graph_of_calls_runs_back_to_back_and_each_sample_is_one_call_of_it():
+    # a host that needs 3 ms to enqueue one 0.2 ms call, but one replay of a 25-call graph (5 ms of GPU work)
+    # costs it only the 0.01 ms of one launch: the replays keep the GPU busy without gaps
+    gpu = FakeGPU(lambda i: 25 * 0.2, enqueue_ms=0.01)
+    replays: list[int] = []
+
+    def replay() -> None:
+        replays.append(1)
+        gpu.call(1)(len(replays) - 1)
+
+    st = time_replayed(replay, 25, duration_s=0.15, warmup_s=0.05, min_samples=10, time_cap_s=1.0, est_call_ms=0.2,
+                       new_event=gpu.event, host_clock=gpu.clock)
+    assert st.stop_reason == "window 0.15s"
+    assert all(x == pytest.approx(0.2) for x in st.samples_ms)  # a replay's time over its 25 calls
+    assert st.calls == 25 * len(replays) and st.warmup_calls == 25 * 10  # counted in calls: 10 replays = 50 ms
+    assert st.window_ms == pytest.approx(len(st.samples_ms) * 5.0)  # no gap between replays
+    with pytest.raises(ValueError, match="batch of 0 calls"):
+        time_replayed(replay, 0, duration_s=0.15, warmup_s=0.05, min_samples=10, time_cap_s=1.0, est_call_ms=0.2,
+                      new_event=gpu.event, host_clock=gpu.clock)
 
 
 def test_work_between_calls_runs_outside_the_timed_pairs_and_stretches_the_window():
@@ -235,6 +263,7 @@ def _suite(tmp_path: Path, timing: str = "", name: str = "s.toml") -> Path:
     ("sustained_s = 0\n", r"\[timing\] sustained_s = 0: .*from 0.01 to 60"),
     ("sustained_warmup_s = 100\n", r"\[timing\] sustained_warmup_s = 100: .*from 0 to 60"),
     ("rounds = 0\n", r"\[timing\] rounds = 0: .*from 1 to 100"),
+    ("sustained_host_bound = 'replay'\n", r"\[timing\] sustained_host_bound = 'replay': .*gated.*graph"),
     ("baseline = 'fa4'\n", r"\[timing\] baseline = 'fa4': not one of the suite's backends naive, sdpa-math"),
 ])
 def test_bad_timing_mode_keys_are_one_line_errors(tmp_path, timing, match):

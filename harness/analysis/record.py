@@ -115,6 +115,10 @@ def _(obs: TimingObservation, res: Result) -> None:
     if obs.sustained is not None and obs.sustained.gate is not None:
         gate = obs.sustained.gate
         extra.update(sustained_gated=True, sustained_gate_ms=round(gate.gate_ms, 4), sustained_batch=gate.batch)
+    if obs.sustained is not None and obs.sustained.graph_batch is not None:
+        extra.update(sustained_graph_batch=obs.sustained.graph_batch)
+    if obs.sustained is not None and obs.sustained.graph_error:
+        extra.update(sustained_graph_error=obs.sustained.graph_error)
     if obs.timing_s is not None:  # on a GPU
         extra["throttled_ms"] = obs.throttled_ms
         extra["timing_s"] = round(obs.timing_s, 3)

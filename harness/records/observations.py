@@ -166,10 +166,12 @@ class SustainedDetails(Observation):
     lead: int  # calls the host ran ahead of the GPU at most (gated: the batch)
     probe_ms: float  # one call's GPU time, measured back to back behind a hold before the timing
     gate: SustainedGate | None = None  # the host could not enqueue a call in its GPU time: timed gated
+    graph_batch: int | None = None  # ... and timed instead as a CUDA graph of this many calls, replayed back to back
+    graph_error: str = ""  # the capture asked for failed (the cell was timed gated): why
 
     @property
     def host_bound(self) -> bool:
-        return self.gate is not None
+        return self.gate is not None or self.graph_batch is not None
 
 
 class TimingObservation(Observation):

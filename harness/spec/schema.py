@@ -20,6 +20,9 @@ TIMING_MODES = ("events", "graph")
 #: the two named timing modes a suite reports (harness.measure.timing.sustained says what each measures)
 MEASURE_MODES = ("isolated", "sustained")
 L2_FLUSH_MODES = ("read", "write")  # harness.measure.timing.l2.FLUSH_MODES, without importing torch here
+#: how the sustained mode times a host-bound cell (harness.measure.timing.sustained): batches behind holds, or
+#: batches captured once as a CUDA graph and replayed back to back
+HOST_BOUND_TIMINGS = ("gated", "graph")
 GRID_KEYS = ("batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim", "dtype", "causal",
              "softmax_scale", "layout", "op", "tokens", "hidden",
              # serving shapes (harness.spec.kinds); window = N stands for window_left = N, window_right = 0
@@ -101,6 +104,9 @@ class Timing:
     sustained_s: Number = Field(0.15, ge=0.01, le=60.0)
     # sustained: back-to-back calls before the timed window, set aside
     sustained_warmup_s: Number = Field(0.05, ge=0.0, le=60.0)
+    # sustained, a cell whose host cannot enqueue a call in its GPU time: "gated" (batches behind holds, the GPU
+    # idles during them) or "graph" (a batch captured as a CUDA graph, replayed back to back; gated if capture fails)
+    sustained_host_bound: Literal[HOST_BOUND_TIMINGS] = "gated"
     # every backend of a problem visited this many times in rotation, samples pooled
     rounds: Int = Field(1, ge=1, le=100)
     baseline: Text = ""  # the backend every other one is reported as a ratio to (bootstrap interval)

@@ -165,9 +165,20 @@ def _time_sustained(ctx: CellContext, contents: list[InputSet]) -> TimingObserva
     common = dict(duration_s=timing.sustained_s * per, warmup_s=timing.sustained_warmup_s,
                   min_samples=timing.min_samples, time_cap_s=timing.sustained_warmup_s + timing.time_cap_s * per,
                   new_event=sustained.cuda_event)
+    graph_batch, graph_error = None, ""
+    if plan is not None and timing.sustained_host_bound == "graph":
+        try:
+            replay, outs = _capture_batch(call, n_sets, plan[0])
+        except Exception as exc:  # noqa: BLE001 - any capture failure: timed gated instead, and the row says why
+            first = str(exc).strip().splitlines()[:1]
+            graph_error = f"{type(exc).__name__}: {first[0][:200] if first else ''}"
+        else:
+            graph_batch = plan[0]
+            st = sustained.time_replayed(replay, graph_batch, est_call_ms=gpu_ms, **common)
+            st.last_out = {j % n_sets: out for j, out in enumerate(outs)}  # each set's last call in the batch
     if plan is None:
         st = sustained.time_sustained(call, n_sets, est_call_ms=min(whole) * 1e3, **common)
-    else:  # the host cannot keep up: batches behind a gate, so the events see GPU time only
+    elif graph_batch is None:  # the host cannot keep up: batches behind a gate, so the events see GPU time only
         from harness.measure.timing import sm_clock
 
         batch, gate_ms = plan
@@ -184,16 +195,35 @@ def _time_sustained(ctx: CellContext, contents: list[InputSet]) -> TimingObserva
     synced, wall = sustained.synced_calls(call, st.calls, 5)
     ratio = float(worst)
     method = (f"sustained-events+rotate{n_sets}" + ("" if covered else "-l2-not-covered")
-              + (f"+gated{plan[0]}" if plan else ""))
+              + (f"+graph{graph_batch}" if graph_batch else f"+gated{plan[0]}" if plan else ""))
     details = SustainedDetails(
         sets=n_sets, set_bytes=set_bytes, l2_bytes=l2, covers_l2=covered, warmup_calls=st.warmup_calls,
         calls=st.calls, window_ms=st.window_ms, batch_mean_ms=st.batch_mean_ms, lead=st.lead, probe_ms=gpu_ms,
         # the host could not enqueue a call in the GPU time of one (so the cell was timed gated)
-        gate=SustainedGate(batch=plan[0], gate_ms=plan[1]) if plan is not None else None)
+        gate=SustainedGate(batch=plan[0], gate_ms=plan[1]) if plan is not None and graph_batch is None else None,
+        graph_batch=graph_batch, graph_error=graph_error)
     return TimingObservation(samples_ms=st.samples_ms, method=method, stop_reason=st.stop_reason, synced_ms=synced,
                              wall_ms=wall, enqueue_ms=enqueue_med_ms, tare_ms=0.0, worst_err_over_tol=ratio,
                              throttled_ms=throttled, timing_s=timing_s, clocks_after=NvmlClocks.of(clocks()),
                              sustained=details, ending=_wrong_outputs(ratio))
+
+
+def _capture_batch(call: Any, n_sets: int, batch: int) -> tuple[Any, list[Any]]:
+    """``batch`` calls (in rotation over the sets) captured as one CUDA graph, after three calls on a side
+    stream as torch asks before a capture; returns the graph's replay and the captured calls' outputs (they
+    hold the last replay's results)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for i in range(3):
+            call(i % n_sets)
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outs = [call(i) for i in range(batch)]
+    torch.cuda.synchronize()
+    return graph.replay, outs
 
 
 def _gated_call_ms(call: Any, n_sets: int, enqueue_ms: float, n: int = 6) -> float:

@@ -27,6 +27,11 @@ is timed *gated* (``time_gated``): the stream is held by a spin while the host e
 which then run back to back; the events of the batch see GPU time only. The GPU idles during the spin, as it
 idled between the calls anyway: such a kernel cannot load the GPU back to back from Python.
 
+With ``[timing] sustained_host_bound = "graph"`` such a cell is instead captured once as a CUDA graph of a
+batch of calls and the graph replayed back to back (``time_replayed``): the GPU then runs it without the
+idle holds, under the same power limit as a cell timed back to back. A capture that fails falls back to the
+gate and the row says why. Not yet the default: it has not run on a GPU.
+
 The event source is injected (``new_event``, ``host_clock``) so the loop's logic runs on the CPU in tests.
 """
 from __future__ import annotations
@@ -202,6 +207,25 @@ def time_gated(call: Callable[[int], Any], n_sets: int, *, duration_s: float, wa
     first = first_timed if first_timed is not None else len(starts)
     samples = [starts[j].elapsed_time(ends[j]) for j in range(first, len(starts))]
     return SustainedRaw(samples, stop, first, len(starts), sum(samples), batch, last_out)
+
+
+def time_replayed(replay: Callable[[], Any], batch: int, *, duration_s: float, warmup_s: float, min_samples: int,
+                  time_cap_s: float, est_call_ms: float, new_event: Callable[[], Event],
+                  host_clock: Callable[[], float] = time.perf_counter, floor_samples: int = 3,
+                  max_calls: int = MAX_CALLS) -> SustainedRaw:
+    """The loop for a host slower than the GPU, with the calls captured beforehand as one CUDA graph of
+    ``batch`` calls: ``replay()`` enqueues them all at once, so the replays run back to back as
+    ``time_sustained`` runs single calls (one event pair per replay, the host a few replays ahead). A sample
+    is one replay's time over ``batch``: the mean of its calls, gaps between them included.
+    ``est_call_ms``: one call's GPU time. Counts (calls, warm-up) are of calls, not replays."""
+    if batch < 1:
+        raise ValueError(f"batch of {batch} calls: must be >= 1")
+    raw = time_sustained(lambda _i: replay(), 1, duration_s=duration_s, warmup_s=warmup_s,
+                         min_samples=max(1, math.ceil(min_samples / batch)), time_cap_s=time_cap_s,
+                         est_call_ms=est_call_ms * batch, new_event=new_event, host_clock=host_clock,
+                         floor_samples=floor_samples, max_calls=max(1, max_calls // batch))
+    return SustainedRaw([x / batch for x in raw.samples_ms], raw.stop_reason, raw.warmup_calls * batch,
+                        raw.calls * batch, raw.window_ms, raw.lead * batch)
 
 
 def gate_plan(enqueue_ms: float, gpu_call_ms: float, lead_ms: float = LEAD_MS, margin: float = 1.5,
