@@ -109,6 +109,7 @@ def test_a_replayed_graph_of_calls_runs_back_to_back_and_each_sample_is_one_call
     assert all(x == pytest.approx(0.2) for x in st.samples_ms)  # a replay's time over its 25 calls
     assert st.calls == 25 * len(replays) and st.warmup_calls == 25 * 10  # counted in calls: 10 replays = 50 ms
     assert st.window_ms == pytest.approx(len(st.samples_ms) * 5.0)  # no gap between replays
+    assert st.batch_mean_ms == pytest.approx(0.2)  # the window per call, not per replay
     with pytest.raises(ValueError, match="batch of 0 calls"):
         time_replayed(replay, 0, duration_s=0.15, warmup_s=0.05, min_samples=10, time_cap_s=1.0, est_call_ms=0.2,
                       new_event=gpu.event, host_clock=gpu.clock)
@@ -613,6 +614,26 @@ def test_sustained_mode_on_a_gpu_rotates_past_the_l2_and_checks_its_outputs():
     assert not x.host_bound
     # back to back: the window is the calls and almost nothing else
     assert x.batch_mean_ms == pytest.approx(median(timed.samples_ms), rel=0.05)
+
+
+@pytest.mark.gpu
+def test_a_host_bound_cell_can_be_replayed_as_a_cuda_graph_back_to_back():
+    from harness.measure.cell import ProblemCache, measure_cell
+    from harness.records.observations import TimingObservation
+    from harness.spec.problem import Problem
+    from harness.spec.suite import Checks, Timing
+
+    p = Problem(batch=1, heads_q=2, seqlen_q=128, head_dim=64)  # microseconds of GPU work behind Python
+    report = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.5, sustained_host_bound="graph"), "cuda",
+                          ProblemCache(), None, timing_mode="sustained")
+    assert report.status == "ok", report.reason
+    timed = report.get(TimingObservation)
+    x = timed.sustained
+    assert x.graph_error == "" and x.graph_batch is not None and x.gate is None and x.host_bound
+    assert timed.method.endswith(f"+graph{x.graph_batch}") and timed.outputs_ok
+    # replays back to back: the window is the calls' time, with no holds between batches
+    assert x.window_ms >= 0.15 * 1e3 * 0.99
+    assert x.batch_mean_ms == pytest.approx(sum(timed.samples_ms) / len(timed.samples_ms), rel=0.1)
 
 
 @pytest.mark.gpu

@@ -82,11 +82,12 @@ class SustainedRaw:
     window_ms: float  # GPU time from the first timed call's start to the last one's end
     lead: int  # how many calls the host ran ahead of the GPU at most
     last_out: dict[int, Any] = field(default_factory=dict)  # the last output of each buffer set, to check
+    calls_per_sample: int = 1  # a replayed graph's sample is the mean of this many calls
 
     @property
     def batch_mean_ms(self) -> float | None:
         """The window's span per call: the estimator of events around a batch of calls."""
-        return self.window_ms / len(self.samples_ms) if self.samples_ms else None
+        return self.window_ms / (len(self.samples_ms) * self.calls_per_sample) if self.samples_ms else None
 
 
 def lead_for(est_call_ms: float, lead_ms: float = LEAD_MS) -> int:
@@ -225,7 +226,7 @@ def time_replayed(replay: Callable[[], Any], batch: int, *, duration_s: float, w
                          est_call_ms=est_call_ms * batch, new_event=new_event, host_clock=host_clock,
                          floor_samples=floor_samples, max_calls=max(1, max_calls // batch))
     return SustainedRaw([x / batch for x in raw.samples_ms], raw.stop_reason, raw.warmup_calls * batch,
-                        raw.calls * batch, raw.window_ms, raw.lead * batch)
+                        raw.calls * batch, raw.window_ms, raw.lead * batch, calls_per_sample=batch)
 
 
 def gate_plan(enqueue_ms: float, gpu_call_ms: float, lead_ms: float = LEAD_MS, margin: float = 1.5,
