@@ -295,10 +295,10 @@ __global__ void __launch_bounds__(C::THREADS, C::CTAS)
     // ------------------------------- producer -------------------------------
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" :: "n"(C::PRODUCER_REGS));
     // One thread issues every load. Where the scheduler hands tiles to the consumers through a named
-    // barrier (dynamic), its whole warp walks the tiles with it: bar.sync is a warp instruction, and a
-    // warp whose other lanes wait at a branch's end arrives diverged (compute-sanitizer's synccheck).
+    // barrier (kProducerWarp), its whole warp walks the tiles with it: bar.sync is a warp instruction, and
+    // a warp whose other lanes wait at a branch's end arrives diverged (compute-sanitizer's synccheck).
     const bool leader = threadIdx.x == 0;
-    if (Sched::kNeedsCounter ? threadIdx.x < 32 : leader) {
+    if (Sched::kProducerWarp ? threadIdx.x < 32 : leader) {
       PipelineState<C::STAGES> kv;
       PipelineState<1> q;
       uint64_t pol_q = 0, pol_kv = 0;

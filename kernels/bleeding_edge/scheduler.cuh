@@ -7,12 +7,14 @@
 //   kPersistent           whether a CTA may compute several tiles (the kernel then stages O in its own
 //                         buffer and hands the Q buffer back through the q_empty barrier);
 //   kNeedsCounter         whether Params needs a zeroed int in global memory;
+//   kProducerWarp         whether the producer's whole warp calls next<true> (it meets the consumers at a
+//                         named barrier there), not only the thread that issues the loads;
 //   kSmemBytes, init()    shared memory of its own (set up by one thread before the CTA's first
 //                         __syncthreads);
 //   Params, make(...)     built on the host, passed to the kernel by value;
 //   grid(params, sms)     the launch grid;
 //   first(), next<P>(w)   the CTA's work, each a Work {valid, tile, idx}; P says which side asks (the
-//                         producer thread or a consumer thread), for schedulers that hand tiles from one
+//                         producer or a consumer thread), for schedulers that hand tiles from one
 //                         to the other. The consumers ask once per tile, after the tile's last Q K^T
 //                         (before its last P V and epilogue), the producer after issuing the tile's loads.
 //
@@ -72,6 +74,7 @@ template <bool kCausal>
 struct SingleTileScheduler {
   static constexpr bool kPersistent = false;
   static constexpr bool kNeedsCounter = false;
+  static constexpr bool kProducerWarp = false;
   static constexpr int kSmemBytes = 0;
   struct Params {
     TileShape shape;
@@ -151,6 +154,7 @@ template <bool kCausal>
 struct StaticPersistentScheduler {
   static constexpr bool kPersistent = true;
   static constexpr bool kNeedsCounter = false;
+  static constexpr bool kProducerWarp = false;
   static constexpr int kSmemBytes = 0;
   using Params = TileOrder<kCausal>;
 
@@ -182,6 +186,7 @@ template <bool kCausal, int kConsumerWarps>
 struct DynamicPersistentScheduler {
   static constexpr bool kPersistent = true;
   static constexpr bool kNeedsCounter = true;
+  static constexpr bool kProducerWarp = true;
   static constexpr int kSmemBytes = 16;
   // ids 0 (__syncthreads), 1..3 (epilogue), 4..6 (ping-pong) are taken
   static constexpr int kHandoffId = 15;
