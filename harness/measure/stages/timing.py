@@ -160,25 +160,27 @@ def _time_sustained(ctx: CellContext, contents: list[InputSet]) -> TimingObserva
     enqueue_med_ms = sorted(enqueue)[len(enqueue) // 2] * 1e3
     gpu_ms = _gated_call_ms(call, n_sets, enqueue_med_ms)
     plan = sustained.gate_plan(enqueue_med_ms, gpu_ms)
+    graph: tuple[Any, list[Any]] | None = None  # a host-bound cell's batch as a CUDA graph: replay, outputs
+    graph_error = ""
+    if plan is not None and timing.sustained_host_bound == "graph":  # captured before the timing: set-up
+        try:
+            graph = _capture_batch(call, n_sets, plan[0])
+        except Exception as exc:  # noqa: BLE001 - any capture failure: timed gated instead, and the row says why
+            first = str(exc).strip().splitlines()[:1]
+            graph_error = f"{type(exc).__name__}: {first[0][:200] if first else ''}"
+    graph_batch = plan[0] if graph is not None else None
     held = throttle_ns()
     t0 = time.perf_counter()
     common = dict(duration_s=timing.sustained_s * per, warmup_s=timing.sustained_warmup_s,
                   min_samples=timing.min_samples, time_cap_s=timing.sustained_warmup_s + timing.time_cap_s * per,
                   new_event=sustained.cuda_event)
-    graph_batch, graph_error = None, ""
-    if plan is not None and timing.sustained_host_bound == "graph":
-        try:
-            replay, outs = _capture_batch(call, n_sets, plan[0])
-        except Exception as exc:  # noqa: BLE001 - any capture failure: timed gated instead, and the row says why
-            first = str(exc).strip().splitlines()[:1]
-            graph_error = f"{type(exc).__name__}: {first[0][:200] if first else ''}"
-        else:
-            graph_batch = plan[0]
-            st = sustained.time_replayed(replay, graph_batch, est_call_ms=gpu_ms, **common)
-            st.last_out = {j % n_sets: out for j, out in enumerate(outs)}  # each set's last call in the batch
     if plan is None:
         st = sustained.time_sustained(call, n_sets, est_call_ms=min(whole) * 1e3, **common)
-    elif graph_batch is None:  # the host cannot keep up: batches behind a gate, so the events see GPU time only
+    elif graph is not None:  # the host cannot keep up: the batch replayed back to back
+        replay, outs = graph
+        st = sustained.time_replayed(replay, plan[0], est_call_ms=gpu_ms, **common)
+        st.last_out = {j % n_sets: out for j, out in enumerate(outs)}  # each set's last call in the batch
+    else:  # the host cannot keep up: batches behind a gate, so the events see GPU time only
         from harness.measure.timing import sm_clock
 
         batch, gate_ms = plan
