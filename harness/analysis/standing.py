@@ -111,13 +111,6 @@ class Standing:
         return json.dumps(self.as_dict(), indent=2)
 
 
-def _tflops(r: Result) -> float | None:
-    """The row's TFLOPS as stored (a pooled row's is recomputed from its pooled median), else from its FLOPs."""
-    if r.tflops is not None:
-        return r.tflops
-    return r.flops / (r.median_ms * 1e-3) / 1e12 if r.flops and r.median_ms else None
-
-
 def _unranked(r: Result | None) -> str:
     """Why a row cannot be ranked ('' when it can): missing, wrong, or not ok (with its reason)."""
     if r is None:
@@ -204,10 +197,10 @@ def standing(store: Store, run_id: str, backend: str, peers: list[str], mode: st
             r = cell.get((p, key))
             note = _unranked(r)
             out.peer_rows_wrong += note == "wrong"
-            times.append(PeerTime(p, r.median_ms if r else None, _tflops(r) if r else None, note, gated_duty(r)))
+            times.append(PeerTime(p, r.median_ms if r else None, r.tflops if r else None, note, gated_duty(r)))
         usable = [t for t in times if t.usable]
         best = min(usable, key=lambda t: t.median_ms) if usable else None
-        row = StandingRow(key, x.median_ms if x else None, _tflops(x) if x else None, times,
+        row = StandingRow(key, x.median_ms if x else None, x.tflops if x else None, times,
                           best.backend if best else None, best.median_ms if best else None,
                           rounds=(x.rounds or 1) if x else 1, duty=gated_duty(x))
         why = row.note = _unranked(x)
