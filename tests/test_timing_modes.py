@@ -637,6 +637,30 @@ def test_a_host_bound_cell_can_be_replayed_as_a_cuda_graph_back_to_back():
 
 
 @pytest.mark.gpu
+def test_a_host_bound_cell_can_still_be_timed_gated_behind_holds():
+    from harness.measure.cell import ProblemCache, measure_cell
+    from harness.records.observations import TimingObservation
+    from harness.spec.problem import Problem
+    from harness.spec.suite import Checks, Timing
+
+    p = Problem(batch=1, heads_q=2, seqlen_q=128, head_dim=64)  # microseconds of GPU work behind Python
+    report = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.5, sustained_host_bound="gated"), "cuda",
+                          ProblemCache(), None, timing_mode="sustained")
+    assert report.status == "ok", report.reason
+    timed = report.get(TimingObservation)
+    x = timed.sustained
+    assert x.gate is not None and x.graph_batch is None and x.graph_error == "" and x.host_bound
+    assert timed.method.endswith(f"+gated{x.gate.batch}") and timed.outputs_ok
+
+
+def test_a_host_bound_cell_is_replayed_as_a_graph_unless_the_suite_asks_for_the_gate():
+    from harness.spec.suite import Timing
+
+    assert Timing().sustained_host_bound == "graph"
+    assert Timing(sustained_host_bound="gated").sustained_host_bound == "gated"
+
+
+@pytest.mark.gpu
 def test_a_kernel_that_caches_across_calls_is_rejected_in_the_sustained_mode_too():
     from harness.measure.cell import ProblemCache, measure_cell
     from harness.spec.problem import Problem

@@ -104,9 +104,10 @@ class Timing:
     sustained_s: Number = Field(0.15, ge=0.01, le=60.0)
     # sustained: back-to-back calls before the timed window, set aside
     sustained_warmup_s: Number = Field(0.05, ge=0.0, le=60.0)
-    # sustained, a cell whose host cannot enqueue a call in its GPU time: "gated" (batches behind holds, the GPU
-    # idles during them) or "graph" (a batch captured as a CUDA graph, replayed back to back; gated if capture fails)
-    sustained_host_bound: Literal[HOST_BOUND_TIMINGS] = "gated"
+    # sustained, a cell whose host cannot enqueue a call in its GPU time: "graph" (a batch captured as a CUDA graph,
+    # replayed back to back; gated if capture fails) or "gated" (batches behind holds: the GPU idles during them,
+    # so it meets a lighter duty cycle than a cell timed back to back; docs/timing.md)
+    sustained_host_bound: Literal[HOST_BOUND_TIMINGS] = "graph"
     # every backend of a problem visited this many times in rotation, samples pooled
     rounds: Int = Field(1, ge=1, le=100)
     baseline: Text = ""  # the backend every other one is reported as a ratio to (bootstrap interval)
