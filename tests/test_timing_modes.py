@@ -616,19 +616,24 @@ def test_sustained_mode_on_a_gpu_rotates_past_the_l2_and_checks_its_outputs():
     assert x.batch_mean_ms == pytest.approx(median(timed.samples_ms), rel=0.05)
 
 
-@pytest.mark.gpu
-def test_a_host_bound_cell_can_be_replayed_as_a_cuda_graph_back_to_back():
+def _host_bound_sustained_cell(host_bound: str):
+    """A cell of microseconds of GPU work behind Python (host-bound), timed in the sustained mode."""
     from harness.measure.cell import ProblemCache, measure_cell
     from harness.records.observations import TimingObservation
     from harness.spec.problem import Problem
     from harness.spec.suite import Checks, Timing
 
-    p = Problem(batch=1, heads_q=2, seqlen_q=128, head_dim=64)  # microseconds of GPU work behind Python
-    report = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.5, sustained_host_bound="graph"), "cuda",
+    p = Problem(batch=1, heads_q=2, seqlen_q=128, head_dim=64)
+    report = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.5, sustained_host_bound=host_bound), "cuda",
                           ProblemCache(), None, timing_mode="sustained")
     assert report.status == "ok", report.reason
     timed = report.get(TimingObservation)
-    x = timed.sustained
+    return timed, timed.sustained
+
+
+@pytest.mark.gpu
+def test_a_host_bound_cell_can_be_replayed_as_a_cuda_graph_back_to_back():
+    timed, x = _host_bound_sustained_cell("graph")
     assert x.graph_error == "" and x.graph_batch is not None and x.gate is None and x.host_bound
     assert timed.method.endswith(f"+graph{x.graph_batch}") and timed.outputs_ok
     # replays back to back: the window is the calls' time, with no holds between batches
@@ -638,17 +643,7 @@ def test_a_host_bound_cell_can_be_replayed_as_a_cuda_graph_back_to_back():
 
 @pytest.mark.gpu
 def test_a_host_bound_cell_can_still_be_timed_gated_behind_holds():
-    from harness.measure.cell import ProblemCache, measure_cell
-    from harness.records.observations import TimingObservation
-    from harness.spec.problem import Problem
-    from harness.spec.suite import Checks, Timing
-
-    p = Problem(batch=1, heads_q=2, seqlen_q=128, head_dim=64)  # microseconds of GPU work behind Python
-    report = measure_cell("sdpa-flash", p, Checks(), Timing(time_cap_s=0.5, sustained_host_bound="gated"), "cuda",
-                          ProblemCache(), None, timing_mode="sustained")
-    assert report.status == "ok", report.reason
-    timed = report.get(TimingObservation)
-    x = timed.sustained
+    timed, x = _host_bound_sustained_cell("gated")
     assert x.gate is not None and x.graph_batch is None and x.graph_error == "" and x.host_bound
     assert timed.method.endswith(f"+gated{x.gate.batch}") and timed.outputs_ok
 
