@@ -5,7 +5,7 @@
 set -o pipefail; mkdir -p /tmp/k1; for b in probe ac8 ac8u; do xz -dc .device/k1/$b.xz > /tmp/k1/$b && chmod +x /tmp/k1/$b; done
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date -u
 P=$OUT/k1-probe.log
-for f in 0 1 2 3 4; do
+for f in 0 1 2 3 4 5 6; do
   timeout 20 /tmp/k1/probe $f >> $P 2>&1
   for t in synccheck racecheck; do echo "=== form $f $t" >> $P
     timeout 40 compute-sanitizer --tool $t --print-limit 3 --error-exitcode 9 /tmp/k1/probe $f >> $P 2>&1; echo "form $f $t exit $?"; done
