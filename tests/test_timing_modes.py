@@ -648,6 +648,30 @@ def test_a_host_bound_cell_can_still_be_timed_gated_behind_holds():
     assert timed.method.endswith(f"+gated{x.gate.batch}") and timed.outputs_ok
 
 
+def test_a_graph_that_replays_in_under_half_the_calls_gpu_time_missed_their_work():
+    from harness.measure.timing.sustained import replay_shortfall
+
+    assert replay_shortfall(0.004, 0.030) and "missed" in replay_shortfall(0.004, 0.030)
+    assert replay_shortfall(0.014, 0.030)  # just under half
+    assert replay_shortfall(0.022, 0.030) == ""  # faster than the call alone (no launch gaps) is expected
+    assert replay_shortfall(0.031, 0.030) == ""
+
+
+@pytest.mark.gpu
+def test_a_call_whose_capture_holds_no_gpu_work_is_not_replayed():
+    import torch
+
+    from harness.measure.stages.timing import _capture_batch
+
+    cached = torch.ones(1024, device="cuda")
+
+    def call(i: int) -> torch.Tensor:  # an output from a cache: nothing for the graph to capture
+        return cached
+
+    with pytest.raises(RuntimeError, match="missed the call's GPU work"):
+        _capture_batch(call, 3, 16, gpu_call_ms=0.05)
+
+
 def test_a_host_bound_cell_is_replayed_as_a_graph_unless_the_suite_asks_for_the_gate():
     from harness.spec.suite import Timing
 

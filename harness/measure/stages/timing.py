@@ -164,7 +164,7 @@ def _time_sustained(ctx: CellContext, contents: list[InputSet]) -> TimingObserva
     graph_error = ""
     if plan is not None and timing.sustained_host_bound == "graph":  # captured before the timing: set-up
         try:
-            graph = _capture_batch(call, n_sets, plan[0])
+            graph = _capture_batch(call, n_sets, plan[0], gpu_ms)
         except Exception as exc:  # noqa: BLE001 - any capture failure: timed gated instead, and the row says why
             first = str(exc).strip().splitlines()[:1]
             graph_error = f"{type(exc).__name__}: {first[0][:200] if first else ''}"
@@ -210,10 +210,11 @@ def _time_sustained(ctx: CellContext, contents: list[InputSet]) -> TimingObserva
                              sustained=details, ending=_wrong_outputs(ratio))
 
 
-def _capture_batch(call: Any, n_sets: int, batch: int) -> tuple[Any, list[Any]]:
+def _capture_batch(call: Any, n_sets: int, batch: int, gpu_call_ms: float) -> tuple[Any, list[Any]]:
     """``batch`` calls (in rotation over the sets) captured as one CUDA graph, after three calls on a side
     stream as torch asks before a capture; returns the graph's replay and the captured calls' outputs (they
-    hold the last replay's results)."""
+    hold the last replay's results). Raises when one replay shows the capture missed the calls' GPU work
+    (``sustained.replay_shortfall``: measured against ``gpu_call_ms``, one call's GPU time)."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -225,6 +226,13 @@ def _capture_batch(call: Any, n_sets: int, batch: int) -> tuple[Any, list[Any]]:
     with torch.cuda.graph(graph):
         outs = [call(i) for i in range(batch)]
     torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    if why := sustained.replay_shortfall(start.elapsed_time(end) / batch, gpu_call_ms):
+        raise RuntimeError(why)
     return graph.replay, outs
 
 

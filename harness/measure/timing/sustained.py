@@ -242,6 +242,20 @@ def gate_plan(enqueue_ms: float, gpu_call_ms: float, lead_ms: float = LEAD_MS, m
     return batch, min(margin * batch * enqueue_ms + 0.05, 50.0)
 
 
+REPLAY_FLOOR = 0.5  # a replayed call faster than this share of the call's own GPU time missed the call's work
+
+
+def replay_shortfall(replay_call_ms: float, gpu_call_ms: float, floor: float = REPLAY_FLOOR) -> str:
+    """Why a captured batch is not the calls it was captured from, or "" when it is: a graph whose replay takes
+    less than ``floor`` × one call's GPU time per call did not capture the call's GPU work (work launched on
+    another stream runs once, during the capture; a call that returns a cached output captures nothing), so its
+    replays would time next to nothing. Replays may beat the call alone (no launch gaps), not halve it."""
+    if gpu_call_ms > 0 and replay_call_ms < floor * gpu_call_ms:
+        return (f"the captured graph replays in {replay_call_ms:.4f} ms a call where the call alone takes "
+                f"{gpu_call_ms:.4f} ms on the GPU: the capture missed the call's GPU work")
+    return ""
+
+
 def cuda_event() -> Event:
     """A timing event; ``record()`` with no stream records on the current one (the loop's event source on a
     GPU: torch's own event, nothing wrapped around it, so the host enqueues as fast as it can)."""
