@@ -10,9 +10,10 @@ no such row, or where no peer has one, is listed with the reason and left out of
 Rows are read as the run stored them, one per backend, problem and timing mode: a run of interleaved rounds
 pools the visits of a cell into that one row (``harness.analysis.verdict.pool``; ``Result.rounds`` says
 how many), and its median is the median over the pooled samples, as ``harness.analysis.compare`` reads it.
-In the sustained mode a host-bound cell is timed *gated* (``harness.measure.timing.sustained.time_gated``):
-batches of calls behind holds in which the GPU idles, so its clock runs cooler than a back-to-back cell's.
-A ratio between a gated row and an ungated one compares two duty cycles; such rows are counted
+In the sustained mode a host-bound cell is replayed as a CUDA graph by default; where it was timed *gated*
+instead (``harness.measure.timing.sustained.time_gated``: the suite asked for it, or the capture failed),
+its batches of calls ran behind holds in which the GPU idles, so its clock runs cooler than a back-to-back
+cell's. A ratio between a gated row and an ungated one compares two duty cycles; such rows are counted
 (``Standing.mixed_duty``), with each gated row's busy fraction.
 
 Read-only; nothing here prints."""

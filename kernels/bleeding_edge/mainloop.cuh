@@ -305,8 +305,9 @@ __global__ void __launch_bounds__(C::THREADS, C::CTAS)
     // ------------------------------- producer -------------------------------
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" :: "n"(C::PRODUCER_REGS));
     // One thread issues every load. Where the scheduler hands tiles to the consumers through a named
-    // barrier (kProducerWarp), its whole warp walks the tiles with it: bar.sync is a warp instruction, and
-    // a warp whose other lanes wait at a branch's end arrives diverged (compute-sanitizer's synccheck).
+    // barrier (kProducerWarp), its whole warp walks the tiles with it: bar.sync is .aligned, so a warp must
+    // not meet it with lanes parked at a branch's end. (synccheck still flags that barrier, on the
+    // consumers' side: kernels/NOTES.md, "The dynamic hand-off under synccheck, again".)
     const bool leader = threadIdx.x == 0;
     if (Sched::kProducerWarp ? threadIdx.x < 32 : leader) {
       PipelineState<C::STAGES> kv;
