@@ -11,75 +11,69 @@
 //   5  the value through global memory and a bulk copy (TMA's proxy) into the slot, completing on the slot's
 //      full mbarrier, as the kernel's Q/K/V arrive; empty as in 3
 //   6  the value in global memory, ordered by the mbarriers of 3 (no shared-memory slot)
-// Build: nvcc -gencode=arch=compute_90a,code=sm_90a -O3 -lineinfo kernels/tools/handoff_probe.cu -o build/handoff_probe
+// Build: nvcc -gencode=arch=compute_90a,code=sm_90a -O3 -lineinfo -I kernels kernels/tools/handoff_probe.cu -o build/handoff_probe
 // Run:   for f in 0 1 2 3 4 5 6; do for t in synccheck racecheck; do
 //          compute-sanitizer --tool $t --error-exitcode 9 build/handoff_probe $f; done; done
 #include <cstdio>
 #include <cstdlib>
 #include <cstdint>
+#include "bleeding_edge/mbarrier.cuh"
+using namespace flashcore::be;
 constexpr int kConsumerWarps = 4, kThreads = 32 * (kConsumerWarps + 1), kRounds = 64;
-__device__ __forceinline__ void bar_sync(int id, int n) { asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(n) : "memory"); }
-__device__ __forceinline__ void bar_sync_u(int id, int n) { asm volatile("barrier.sync %0, %1;" :: "r"(id), "r"(n) : "memory"); }
-__device__ __forceinline__ void bar_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;" :: "r"(id), "r"(n) : "memory"); }
-__device__ __forceinline__ uint32_t sa(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void mb_init(uint64_t* b, int c) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(sa(b)), "r"(c) : "memory"); }
-__device__ __forceinline__ void mb_arrive(uint64_t* b) { asm volatile("{ .reg .b64 s; mbarrier.arrive.shared::cta.b64 s, [%0]; }" :: "r"(sa(b)) : "memory"); }
-__device__ __forceinline__ void mb_wait(uint64_t* b, int phase) {
-  asm volatile("{ .reg .pred p; W: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1; @!p bra W; }" :: "r"(sa(b)), "r"(phase) : "memory");
+// form 1's barrier: the unaligned barrier.sync (mbarrier.cuh's named barriers are bar.sync, the aligned form)
+__device__ __forceinline__ void bar_sync_unaligned(int id) {
+  asm volatile("barrier.sync %0, %1;" :: "r"(id), "n"(kThreads) : "memory");
 }
-__device__ __forceinline__ void mb_expect_tx(uint64_t* b, int bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(sa(b)), "r"(bytes) : "memory");
-}
-// global -> shared, 16 bytes, by the async proxy, completing on mbarrier b
-__device__ __forceinline__ void bulk_copy16(void* dst, const void* src, uint64_t* b) {
+// global -> shared, 16 bytes, by the async proxy, completing on mbarrier `bar`
+__device__ __forceinline__ void bulk_copy16(uint32_t dst, const void* src, uint32_t bar) {
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], 16, [%2];"
-               :: "r"(sa(dst)), "l"(src), "r"(sa(b)) : "memory");
+               :: "r"(dst), "l"(src), "r"(bar) : "memory");
 }
 __global__ void probe(int form, int* out, int* mbox) {
   __shared__ int slot[2];
   __shared__ alignas(16) int slot16[2][4];
   __shared__ uint64_t full[2], empty[2];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (threadIdx.x == 0) for (int s = 0; s < 2; ++s) { mb_init(&full[s], 1); mb_init(&empty[s], kConsumerWarps); }
-  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  if (threadIdx.x == 0) for (int s = 0; s < 2; ++s) { mbar_init(smem_u32(&full[s]), 1); mbar_init(smem_u32(&empty[s]), kConsumerWarps); }
+  mbar_fence_init();
   __syncthreads();
   int sum = 0;
-  if (form == 2 && warp != 0) bar_arrive(2, kThreads);  // the slot starts free
+  if (form == 2 && warp != 0) named_bar_arrive<kThreads>(2);  // the slot starts free
   for (int r = 0; r < kRounds; ++r) {
     const int s = r & 1, ph = (r >> 1) & 1;
     if (form == 4) {
       if (warp == 0 && lane == 0) slot[s] = r + 1;
-      bar_sync(1, kThreads);
+      named_bar_sync<kThreads>(1);
       if (warp != 0) sum += slot[s];
       continue;
     }
     if (warp == 0) {
-      if (form == 2) bar_sync(2, kThreads);            // the slot is free (consumers arrived on "empty")
-      if (form >= 3 && lane == 0 && r >= 2) mb_wait(&empty[s], ph ^ 1);
+      if (form == 2) named_bar_sync<kThreads>(2);      // the slot is free (consumers arrived on "empty")
+      if (form >= 3 && lane == 0 && r >= 2) mbar_wait(smem_u32(&empty[s]), ph ^ 1);
       if (form == 5 && lane == 0) {
         volatile int* m = mbox + 4 * s;
         m[0] = r + 1;
         asm volatile("fence.proxy.async.global;" ::: "memory");  // the store, visible to the bulk copy
-        mb_expect_tx(&full[s], 16);
-        bulk_copy16(slot16[s], mbox + 4 * s, &full[s]);
+        mbar_arrive_expect_tx(smem_u32(&full[s]), 16);
+        bulk_copy16(smem_u32(slot16[s]), mbox + 4 * s, smem_u32(&full[s]));
       }
       if (form == 6 && lane == 0) *(volatile int*)(mbox + 4 * s) = r + 1;
       if (form < 5 && lane == 0) slot[s] = r + 1;
       __syncwarp();
-      if (form == 0) bar_sync(1, kThreads);
-      if (form == 1) bar_sync_u(1, kThreads);
-      if (form == 2) bar_arrive(1, kThreads);
-      if ((form == 3 || form == 6) && lane == 0) mb_arrive(&full[s]);
+      if (form == 0) named_bar_sync<kThreads>(1);
+      if (form == 1) bar_sync_unaligned(1);
+      if (form == 2) named_bar_arrive<kThreads>(1);
+      if ((form == 3 || form == 6) && lane == 0) mbar_arrive(smem_u32(&full[s]));
     } else {
       __syncwarp();
-      if (form == 0) bar_sync(1, kThreads);
-      if (form == 1) bar_sync_u(1, kThreads);
-      if (form == 2) bar_sync(1, kThreads);
-      if (form >= 3) mb_wait(&full[s], ph);
+      if (form == 0) named_bar_sync<kThreads>(1);
+      if (form == 1) bar_sync_unaligned(1);
+      if (form == 2) named_bar_sync<kThreads>(1);
+      if (form >= 3) mbar_wait(smem_u32(&full[s]), ph);
       sum += form == 5 ? slot16[s][0] : form == 6 ? *(volatile int*)(mbox + 4 * s) : slot[s];
       __syncwarp();
-      if (form == 2 && r + 1 < kRounds) bar_arrive(2, kThreads);
-      if (form >= 3 && lane == 0) mb_arrive(&empty[s]);
+      if (form == 2 && r + 1 < kRounds) named_bar_arrive<kThreads>(2);
+      if (form >= 3 && lane == 0) mbar_arrive(smem_u32(&empty[s]));
     }
   }
   if (warp != 0) atomicAdd(out, sum);
