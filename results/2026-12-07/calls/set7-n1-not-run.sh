@@ -19,4 +19,5 @@ dec=$(cat /opt/be-decision)
 case "$dec" in *v10*) git apply .device/l/v10.patch ;; esac
 case "$dec" in *v9*) ;; *) git apply -R .device/l/dyn-defaults.diff; git apply -R .device/l/v9.patch ;; esac
 git status --short kernels | head; find kernels -type f | sort | xargs md5sum > /opt/be.md5
+source .device/l/v11.sh
 ls -la $OUT; echo "total $SECONDS s"

@@ -23,4 +23,5 @@ case "$(cat /opt/be-decision)" in *v9*)
   flashcore standing --db $DB --run set7-p1-fa-paper --backend flashcore-bleeding-edge --peers sdpa-cudnn,fa3 2>&1 | tail -34
   save ;;
 *) echo "v9 not kept: the harness part is skipped (main's kernel was measured in the sixth set)" ;; esac
+source .device/l/v11.sh
 ls -la $OUT; echo "total $SECONDS s"
