@@ -7,8 +7,7 @@ echo "staged in $((SECONDS - t0)) s"; date -u
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit,temperature.gpu --format=csv
 git apply .device/l/v9.patch && git apply .device/l/dyn-defaults.diff && echo "tree: v9 + dyn defaults"
 build() { python3 -c "from harness.tools.build.jit import load_ops; load_ops(verbose=False); print('kernels built')" 2>&1 | tail -3; echo "build $1 exit $? at $SECONDS s"; }
-( build v9 ) > /tmp/build.log 2>&1 &
-bp=$!
+if [ -z "$NO_OPS_BUILD" ]; then ( build v9 ) > /tmp/build.log 2>&1 & bp=$!; else bp=""; fi
 # san BIN TOOL ARGS...: one sanitizer run, its log kept whole, its summary and exit code in $K/BIN.TOOL.rc
 san() { local b=$1 t=$2; shift 2; timeout -k 5 150 compute-sanitizer --tool $t --print-limit 3 --error-exitcode 9 $K/$b "$@" > $K/$b.$t.out 2>&1
   echo $? > $K/$b.$t.rc; }
