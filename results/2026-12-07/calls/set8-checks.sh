@@ -1,7 +1,7 @@
-# Sourced by n1.sh and p1.sh after env.sh and DEADLINE: the checks of kernels v9 and v10 and the decision.
+# Sourced by n1.sh, p1.sh and q2.sh after env.sh and DEADLINE: the checks of kernels v9 and v10 and the decision.
 # BINS: the carried folder with the xz-packed attn_check binaries and the probe; TAG: the prefix of the logs
-# under $OUT. Leaves the tree at v9 + the dynamic defaults, the ops building in the background ($bp), and the
-# decision in /opt/be-decision ("v9 v10 dyn", "v9 dyn" or "none").
+# under $OUT. Leaves the tree at v9 + the dynamic defaults, the ops building in the background ($bp; not
+# under NO_OPS_BUILD=1), and the decision in /opt/be-decision ("v9 v10 dyn", "v9 dyn" or "none").
 K=/tmp/k1; mkdir -p $K; for b in probe ac8 ac8u ac9 ac10; do xz -dc $BINS/$b.xz > $K/$b && chmod +x $K/$b; done
 echo "staged in $((SECONDS - t0)) s"; date -u
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit,temperature.gpu --format=csv
