@@ -8,14 +8,17 @@
 # beside sdpa-cudnn and fa3, the standing against those two, then the kernels' GPU tests while time lasts.
 t0=$SECONDS
 mkdir -p /opt/peers
-python3 -m pip install -q --no-deps --no-index --target /opt/peers .device/r1/*.whl 2>&1 | grep -vi warn
+python3 -m pip install -q --no-deps --no-index --target /opt/peers ${R1_DIR:-.device/r1}/*.whl 2>&1 | grep -vi warn
 source .device/l/env.sh
 DEADLINE=${DEADLINE_R1:-480}
-K=/tmp/k1; mkdir -p $K; for b in ac8 ac13; do xz -dc .device/r1/$b.xz > $K/$b && chmod +x $K/$b; done
+K=/tmp/k1; mkdir -p $K; for b in ac8 ac13; do xz -dc ${R1_DIR:-.device/r1}/$b.xz > $K/$b && chmod +x $K/$b; done
 echo "staged in $((SECONDS - t0)) s"; date -u
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit,temperature.gpu --format=csv
 git apply .device/l/v13.patch && git apply .device/l/dyn-defaults.diff && echo "tree: v13 + dyn defaults"
+# CHECKS_ONLY=1: no ops build and no harness runs (a call with little device time left)
+if [ -z "$CHECKS_ONLY" ]; then
 ( python3 -c "from harness.tools.build.jit import load_ops; load_ops(verbose=False); print('kernels built')" 2>&1 | tail -3; echo "build exit at $SECONDS s" ) > /tmp/build.log 2>&1 & bp=$!
+else bp=""; echo "checks only" > /tmp/build.log; fi
 san() { local t=$1; shift; timeout -k 5 150 compute-sanitizer --tool $t --print-limit 3 --error-exitcode 9 $K/ac13 "$@" > $K/ac13.$t.out 2>&1; echo $? > $K/ac13.$t.rc; }
 ( timeout 150 $K/ac13 --correct --all-variants > $K/ac13.correct 2>&1; timeout 60 $K/ac13 --correct --variants 3,9,11,12 --bhsd >> $K/ac13.correct 2>&1 ) & p1=$!
 san synccheck --small --variants 3,11,12 & p2=$!
@@ -31,8 +34,8 @@ for b in ac8 ac13; do step 60 $K/$b --time --variants 4,12 --iters 10 > $OUT/r1-
 python3 .device/l/cmp_time.py $OUT/r1-time-ac8.log $OUT/r1-time-ac13.log > $OUT/r1-cmp-v8-v13.log; tail -1 $OUT/r1-cmp-v8-v13.log
 grep -q "VERDICT KEEP" $OUT/r1-cmp-v8-v13.log || ok=0
 echo "DECISION: v13 $( [ $ok = 1 ] && echo kept || echo 'not kept' )"
-wait $bp; cat /tmp/build.log
-if [ $ok = 1 ]; then
+[ -n "$bp" ] && wait $bp; cat /tmp/build.log
+if [ $ok = 1 ] && [ -z "$CHECKS_ONLY" ]; then
   step 220 flashcore run --suite fa-paper --modes isolated --backends sdpa-cudnn,fa3,flashcore-bleeding-edge --db $DB --run-id set9-r1-fa-paper --log-dir $LOGS > $OUT/r1-fa-paper.log 2>&1
   tail -3 $OUT/r1-fa-paper.log
   flashcore standing --db $DB --run set9-r1-fa-paper --backend flashcore-bleeding-edge --peers sdpa-cudnn,fa3 2>&1 | tail -34
