@@ -78,7 +78,7 @@ flashcore::Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stri
 // it, and never used by two launches at once. One per (device, stream): launches on one stream run in
 // order. Made once (a zeroing on that stream, ordered before the launch) and kept for the process; not
 // made while the stream is being captured into a CUDA graph (it would live in the graph's memory pool):
-// null then, which only a "dyn" launch needs (it fails, and says so).
+// null then: a "dyn" variant fails and says so; the default picks a schedule without a counter.
 int* tile_counter(const at::Tensor& like, cudaStream_t stream) {
   static std::mutex mu;
   static auto* counters = new std::map<std::pair<int, cudaStream_t>, at::Tensor>();  // never freed

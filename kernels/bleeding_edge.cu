@@ -119,21 +119,24 @@ const Variant kVariantsD64[] = {
     {"d64 BM192 BN128 3cwg 2st dyn pp sec8", launch_dtype<64, 128, 3, 2, kDynamic, kPingPong, 1, false, 8>},
 };
 static_assert(sizeof(kVariantsD128) == sizeof(kVariantsD64), "one index, one kind of variant");
-// The default (variant < 0) is chosen per problem from the H100 measurements in kernels/NOTES.md (v5, v6):
+// The default (variant < 0) is chosen per problem from the measurements in kernels/NOTES.md (v5-v7):
 // short tiles (few key blocks) want their fixed costs hidden, under the next tile's loads (a persistent
-// schedule) or under other CTAs' GEMMs (two or three 64-row CTAs per SM); long causal tiles want the 2- or
-// 3-warpgroup kernels, with the warpgroups taking turns where that measured ahead. Non-causal problems run
-// the static persistent schedule at every length since its main loop is the one-tile kernel's (v6). No
-// default is "dyn" until its hand-off is clean under racecheck and synccheck on a GPU (v7 notes).
+// schedule) or under other CTAs' GEMMs (two or three 64-row CTAs per SM); causal tiles of unequal length
+// want the dynamic schedule (a CTA that finishes early claims the next longest tile) with the warpgroups
+// taking turns, up to 8k; at 16k every schedule measured alike. Non-causal problems run the static
+// persistent schedule at every length since its main loop is the one-tile kernel's (v6). Without a tile
+// counter (a stream being captured into a CUDA graph, see binding.cpp) the dynamic default falls back to
+// the one-tile kernel with turns.
 enum : int { kPlain = 0, kPersistent = 2, kTurns = 4, kPersistentTurns = 6, kTwoCtas = 7,
-             kTwoCtasPersistent = 8, kThreeCtas = 9 };
+             kTwoCtasPersistent = 8, kThreeCtas = 9, kDynamicTurns = 12 };
 int default_variant(const AttnParams& p) {
   const int sk = p.seqlen_k;
+  const int dynamic = p.tile_counter != nullptr ? kDynamicTurns : kTurns;
   if (p.head_dim == 64) {
-    if (p.causal) return sk <= 2048 ? kThreeCtas : kTurns;
+    if (p.causal) return sk <= 2048 ? kThreeCtas : sk <= 8192 ? dynamic : kTurns;
     return sk <= 1024 ? kTwoCtasPersistent : kPersistentTurns;
   }
-  if (p.causal) return sk <= 512 ? kTwoCtas : sk <= 2048 ? kTurns : kPlain;
+  if (p.causal) return sk <= 8192 ? dynamic : kPlain;
   return sk <= 1024 ? kPersistentTurns : kPersistent;
 }
 

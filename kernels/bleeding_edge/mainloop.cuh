@@ -10,9 +10,9 @@
 //                                                     next tile's Q can load during the epilogue
 //   mbarriers (pipeline.cuh): q_full, q_empty, k_full[S], v_full[S], k_empty[S], v_empty[S].
 //
-// Producer: per tile with keys to visit, wait until the previous tile's Q is no longer read
-// (q_empty; persistent only), load Q, then the tile's K/V blocks, high to low, into the ring; the ring
-// position carries over from tile to tile.
+// Producer: per tile with keys to visit, its first K block; Q once the previous tile's Q is no longer read
+// (q_empty; persistent only); then the tile's K/V blocks, high to low, each K one block ahead of the V
+// before it; the ring position carries over from tile to tile.
 // Consumer loop (FA3's intra-warpgroup overlap): with P(j) in registers,
 //   issue S(j+1) = Q K(j+1)^T (SS) ; issue O += P(j) V(j) (RS) ; wait S(j+1) ; release K ;
 //   mask + online softmax of S(j+1) while the PV wgmma runs ; wait PV ; release V ; rescale O.
@@ -109,9 +109,7 @@ __device__ __forceinline__ void pv_gemm(float (&o)[C::OR], const uint32_t (&p)[C
   }
 }
 
-
-// Producer side of one tile: Q (into the Q buffer) and the tile's K/V blocks, high to low, into
-// the ring at kv (which carries over between tiles).
+// One TMA box load, with the L2 policy under kL2Hints.
 template <class C>
 __device__ __forceinline__ void load_box(const CUtensorMap* map, uint32_t dst, uint32_t bar, int c0, int c1, int c2,
                                          int c3, uint64_t policy) {
@@ -119,30 +117,45 @@ __device__ __forceinline__ void load_box(const CUtensorMap* map, uint32_t dst, u
   else tma_load_4d(map, dst, bar, c0, c1, c2, c3);
 }
 
-// Producer side of one tile: Q (into the Q buffer) and the tile's K/V blocks, high to low, into
-// the ring at kv (which carries over between tiles). pol_q, pol_kv: L2 policies (used under kL2Hints).
+// Producer side of one tile: its first K block, then Q (into the Q buffer; under a persistent schedule once
+// the previous tile's Q K^T have all completed, q.phase), then its K/V blocks, high to low, into the ring at
+// kv (which carries over between tiles), each K one block ahead of the V before it: K(0) Q K(1) V(0) K(2)
+// V(1) ... V(n-1). The consumers need K(j+1) before V(j) (S(j+1) is issued before O += P(j) V(j)), and a K
+// slot frees half an iteration before a V slot, so in plain K(j) V(j) order the next K waited behind the
+// V slot's release. The first K goes before Q for the same reason across tiles: it does not wait for the
+// previous tile's last Q K^T, as FlashAttention-3's producer does. pol_q, pol_kv: L2 policies (kL2Hints).
 template <class C>
 __device__ __forceinline__ void produce_tile(const CUtensorMap* tm_q, const CUtensorMap* tm_k, const CUtensorMap* tm_v,
                                              const typename C::Barriers& bars, uint32_t sQ, uint32_t sK, uint32_t sV,
                                              int m0, int head, int hkv, int batch, int n_max,
-                                             PipelineState<C::STAGES>& kv, uint64_t pol_q, uint64_t pol_kv) {
+                                             PipelineState<C::STAGES>& kv, const PipelineState<1>& q,
+                                             uint64_t pol_q, uint64_t pol_kv) {
+  // one K or V block (key block `it` of the tile) into the ring's stage `at`, once that stage is free
+  auto load_block = [&](const CUtensorMap* map, uint32_t ring, uint32_t full, uint32_t empty,
+                        const PipelineState<C::STAGES>& at, int it) {
+    mbar_wait(empty, at.phase ^ 1);
+    mbar_arrive_expect_tx(full, C::KV_BYTES);
+#pragma unroll
+    for (int c = 0; c < C::NCHUNK; ++c)
+      load_box<C>(map, ring + at.index * C::KV_BYTES + c * C::KV_CHUNK, full, c * 64, (n_max - 1 - it) * C::BN, hkv,
+                  batch, pol_kv);
+  };
+  auto load_k = [&](const PipelineState<C::STAGES>& at, int it) {
+    load_block(tm_k, sK, bars.k_full(at.index), bars.k_empty(at.index), at, it);
+  };
+  auto load_v = [&](const PipelineState<C::STAGES>& at, int it) {
+    load_block(tm_v, sV, bars.v_full(at.index), bars.v_empty(at.index), at, it);
+  };
+  load_k(kv, 0);
+  // the previous tile's Q K^T have all completed (passes at once for the first tile)
+  if constexpr (C::kPersistent) mbar_wait(bars.q_empty(), q.phase ^ 1);
   mbar_arrive_expect_tx(bars.q_full(), C::Q_BYTES);
 #pragma unroll
   for (int c = 0; c < C::NCHUNK; ++c)
     load_box<C>(tm_q, sQ + c * C::Q_CHUNK, bars.q_full(), c * 64, m0, head, batch, pol_q);
   for (int it = 0; it < n_max; ++it) {
-    const int n0 = (n_max - 1 - it) * C::BN;
-    const uint32_t k_dst = sK + kv.index * C::KV_BYTES, v_dst = sV + kv.index * C::KV_BYTES;
-    mbar_wait(bars.k_empty(kv.index), kv.phase ^ 1);
-    mbar_arrive_expect_tx(bars.k_full(kv.index), C::KV_BYTES);
-#pragma unroll
-    for (int c = 0; c < C::NCHUNK; ++c)
-      load_box<C>(tm_k, k_dst + c * C::KV_CHUNK, bars.k_full(kv.index), c * 64, n0, hkv, batch, pol_kv);
-    mbar_wait(bars.v_empty(kv.index), kv.phase ^ 1);
-    mbar_arrive_expect_tx(bars.v_full(kv.index), C::KV_BYTES);
-#pragma unroll
-    for (int c = 0; c < C::NCHUNK; ++c)
-      load_box<C>(tm_v, v_dst + c * C::KV_CHUNK, bars.v_full(kv.index), c * 64, n0, hkv, batch, pol_kv);
+    if (it + 1 < n_max) load_k(kv.next(), it + 1);
+    load_v(kv, it);
     kv.advance();
   }
 }
@@ -305,9 +318,8 @@ __global__ void __launch_bounds__(C::THREADS, C::CTAS)
     // ------------------------------- producer -------------------------------
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" :: "n"(C::PRODUCER_REGS));
     // One thread issues every load. Where the scheduler hands tiles to the consumers through a named
-    // barrier (kProducerWarp), its whole warp walks the tiles with it: bar.sync is .aligned, so a warp must
-    // not meet it with lanes parked at a branch's end. (synccheck still flags that barrier, on the
-    // consumers' side: kernels/NOTES.md, "The dynamic hand-off under synccheck, again".)
+    // barrier (kProducerWarp), its whole warp walks the tiles with it, so that every warp meets the barrier
+    // converged.
     const bool leader = threadIdx.x == 0;
     if (Sched::kProducerWarp ? threadIdx.x < 32 : leader) {
       PipelineState<C::STAGES> kv;
@@ -322,10 +334,8 @@ __global__ void __launch_bounds__(C::THREADS, C::CTAS)
         const KeyRange kr = key_range<C::kCausal, C::BM, C::BN>(m0, Sq, Sk);
         if (kr.n_max == 0) continue;  // (the next tile is still claimed: `continue` runs next())
         if (leader) {
-          // the previous tile's Q K^T have all completed (passes at once for the first tile)
-          if constexpr (Sched::kPersistent) mbar_wait(bars.q_empty(), q.phase ^ 1);
           produce_tile<C>(&tm_q, &tm_k, &tm_v, bars, sQ, sK, sV, m0, w.tile.head, w.tile.head / kp.hq_per_kv,
-                          w.tile.batch, kr.n_max, kv, pol_q, pol_kv);
+                          w.tile.batch, kr.n_max, kv, q, pol_q, pol_kv);
         }
         q.advance();
       }

@@ -28,6 +28,13 @@ template <int kThreads>
 __device__ __forceinline__ void named_bar_sync(int id) {
   asm volatile("bar.sync %0, %1;\n" :: "r"(id), "n"(kThreads) : "memory");
 }
+// The same wait as named_bar_sync without .aligned: the threads of a warp need not meet it at one
+// instruction. The dynamic scheduler's hand-off (scheduler.cuh) meets the barrier at a different
+// instruction on each side, which synccheck flags under bar.sync.
+template <int kThreads>
+__device__ __forceinline__ void barrier_sync_unaligned(int id) {
+  asm volatile("barrier.sync %0, %1;\n" :: "r"(id), "n"(kThreads) : "memory");
+}
 template <int kThreads>
 __device__ __forceinline__ void named_bar_arrive(int id) {
   asm volatile("bar.arrive %0, %1;\n" :: "r"(id), "n"(kThreads) : "memory");

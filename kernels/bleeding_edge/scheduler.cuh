@@ -173,7 +173,8 @@ struct StaticPersistentScheduler {
 };
 
 // Shared memory: two ints, slots for the next tile, used in turn. The producer thread hands each claimed
-// tile to the consumers through one of them and one named barrier that both sides wait on (bar.sync), so
+// tile to the consumers through one of them and one named barrier that both sides wait on (barrier.sync,
+// unaligned: each side meets it at its own instruction, which synccheck flags under the aligned bar.sync), so
 // every read and write of a slot is ordered by barriers compute-sanitizer's racecheck follows (an mbarrier
 // arrive, st.async without a cluster, or bar.arrive on the consumers' side drew hazards or faults). The
 // hand-off happens once per tile, where neither side loses time: the producer has issued every load of the
@@ -227,10 +228,10 @@ struct DynamicPersistentScheduler {
         st_shared_b32(slot, (uint32_t)t);
       }
       t = __shfl_sync(0xffffffffu, t, 0);  // the claim, to the whole warp, which converges here
-      named_bar_sync<kThreads>(kHandoffId);
+      barrier_sync_unaligned<kThreads>(kHandoffId);
     } else {
       __syncwarp();
-      named_bar_sync<kThreads>(kHandoffId);
+      barrier_sync_unaligned<kThreads>(kHandoffId);
       t = (int)ld_shared_b32(slot);
     }
     return p.order.at(t);
