@@ -1,9 +1,9 @@
 // Which producer -> consumer hand-off forms pass compute-sanitizer's synccheck and racecheck?
 // The bleeding-edge kernel's dynamic scheduler hands each claimed tile from the producer warp to the consumer
-// warps through shared memory; synccheck flags its current form (kernels/NOTES.md, "The dynamic hand-off under
-// synccheck, again"). One CTA here: warp 0 produces (lane 0 writes a value into one of two shared slots),
-// warps 1..4 consume, 64 hand-offs. Forms:
-//   0  both sides bar.sync (aligned), each at its own instruction (the kernel today)
+// warps through shared memory; synccheck flagged its first form, 0 below (kernels/NOTES.md, "The dynamic hand-off
+// under synccheck, again"); the kernel uses form 1 since v13. One CTA here: warp 0 produces (lane 0 writes a
+// value into one of two shared slots), warps 1..4 consume, 64 hand-offs. Forms:
+//   0  both sides bar.sync (aligned), each at its own instruction (the kernel up to v8)
 //   1  both sides barrier.sync (unaligned)
 //   2  two barriers: producer bar.sync(empty) + bar.arrive(full), consumers bar.sync(full) + bar.arrive(empty)
 //   3  mbarriers per slot: full (the producer's lane 0 arrives), empty (each consumer warp's lane 0 arrives)
@@ -20,10 +20,6 @@
 #include "bleeding_edge/mbarrier.cuh"
 using namespace flashcore::be;
 constexpr int kConsumerWarps = 4, kThreads = 32 * (kConsumerWarps + 1), kRounds = 64;
-// form 1's barrier: the unaligned barrier.sync (mbarrier.cuh's named barriers are bar.sync, the aligned form)
-__device__ __forceinline__ void bar_sync_unaligned(int id) {
-  asm volatile("barrier.sync %0, %1;" :: "r"(id), "n"(kThreads) : "memory");
-}
 // global -> shared, 16 bytes, by the async proxy, completing on mbarrier `bar`
 __device__ __forceinline__ void bulk_copy16(uint32_t dst, const void* src, uint32_t bar) {
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], 16, [%2];"
@@ -61,13 +57,13 @@ __global__ void probe(int form, int* out, int* mbox) {
       if (form < 5 && lane == 0) slot[s] = r + 1;
       __syncwarp();
       if (form == 0) named_bar_sync<kThreads>(1);
-      if (form == 1) bar_sync_unaligned(1);
+      if (form == 1) barrier_sync_unaligned<kThreads>(1);
       if (form == 2) named_bar_arrive<kThreads>(1);
       if ((form == 3 || form == 6) && lane == 0) mbar_arrive(smem_u32(&full[s]));
     } else {
       __syncwarp();
       if (form == 0) named_bar_sync<kThreads>(1);
-      if (form == 1) bar_sync_unaligned(1);
+      if (form == 1) barrier_sync_unaligned<kThreads>(1);
       if (form == 2) named_bar_sync<kThreads>(1);
       if (form >= 3) mbar_wait(smem_u32(&full[s]), ph);
       sum += form == 5 ? slot16[s][0] : form == 6 ? *(volatile int*)(mbox + 4 * s) : slot[s];
