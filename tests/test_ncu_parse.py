@@ -204,6 +204,22 @@ def test_the_comparison_row_puts_ncu_time_beside_the_harness_median():
     assert compare.make_row("naive", PROBLEM.key(), prof, None).ratio is None
 
 
+def test_the_row_shows_issue_slots_the_exponentials_pipe_and_l2_traffic_of_the_main_kernel():
+    kernels = {
+        "attn_kernel": {ncu.TIME: 900_000.0, "launches": 1, "launches_per_call": 1,
+                        "sm__inst_issued.avg.pct_of_peak_sustained_active": 61.5,
+                        "sm__pipe_xu_cycles_active.avg.pct_of_peak_sustained_active": 48.25,
+                        "lts__t_bytes.sum.per_second": 5.7e12},
+        "memset": {ncu.TIME: 1_000.0, "launches": 1, "launches_per_call": 1, "lts__t_bytes.sum.per_second": 9e12},
+    }
+    prof = ncu.CellProfile("ok", kernels=kernels, call_ns=901_000.0, launches=2)
+    row = compare.make_row("flashcore-bleeding-edge", PROBLEM.key(), prof, None)
+    assert (row.issue_pct, row.xu_pct, row.l2_gbs) == (61.5, 48.25, pytest.approx(5700.0))
+    for name in ("sm__inst_issued.avg.pct_of_peak_sustained_active",
+                 "sm__pipe_xu_cycles_active.avg.pct_of_peak_sustained_active", "lts__t_bytes.sum.per_second"):
+        assert name in ncu.METRICS
+
+
 def test_the_profile_target_skips_cleanly_where_the_backend_cannot_run():
     # the protocol profile_cell relies on: one SKIP line and exit status 3 (here: no GPU, or no such shape)
     problem = json.dumps(Problem(batch=1, heads_q=2, seqlen_q=16, head_dim=64, dtype="float16").as_dict())

@@ -42,6 +42,9 @@ class Row:
     main_kernel: str = ""
     sm_mhz: float | None = None
     tensor_pct: float | None = None
+    issue_pct: float | None = None  # issue slots used, % of active cycles
+    xu_pct: float | None = None  # the XU pipe (MUFU: exponentials), % of active cycles
+    l2_gbs: float | None = None  # bytes through L2 per second
     dram_gbs: float | None = None
     occupancy_pct: float | None = None
     registers: float | None = None
@@ -108,6 +111,10 @@ def make_row(backend: str, problem_key: str, prof: CellProfile, harness: Result 
     row.sm_mhz = hz / 1e6 if hz else None
     row.tensor_pct = k.get("sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active",
                            k.get("sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"))
+    row.issue_pct = k.get("sm__inst_issued.avg.pct_of_peak_sustained_active")
+    row.xu_pct = k.get("sm__pipe_xu_cycles_active.avg.pct_of_peak_sustained_active")
+    l2 = k.get("lts__t_bytes.sum.per_second")
+    row.l2_gbs = l2 / 1e9 if l2 is not None else None
     bw = k.get("dram__bytes.sum.per_second")
     row.dram_gbs = bw / 1e9 if bw is not None else None
     row.occupancy_pct = k.get("sm__warps_active.avg.pct_of_peak_sustained_active")
@@ -175,13 +182,15 @@ def table(rows: list[Row]):  # -> rich.table.Table
     t = Table(title="Nsight Compute vs harness (ncu ms = summed kernel time of one call)")
     for col in ("backend", "problem", "status", "harness ms", "ncu ms", "ncu/harness", "ncu/raw", "ncu/kernel",
                 "kernels", "untimed by ncu",
-                "main kernel", "SM MHz", "tensor %", "DRAM GB/s", "occ %", "regs", "smem KiB", "top stalls"):
+                "main kernel", "SM MHz", "tensor %", "issue %", "XU %", "L2 GB/s", "DRAM GB/s", "occ %", "regs",
+                "smem KiB", "top stalls"):
         t.add_column(col, overflow="fold")
     for r in rows:
         t.add_row(r.backend, r.problem_key, r.status if r.status == "ok" else f"{r.status}: {r.reason[:80]}",
                   f(r.harness_ms, ".4f"), f(r.ncu_ms, ".4f"), f(r.ratio, ".3f"), f(r.raw_ratio, ".3f"),
                   f(r.kernel_ratio, ".3f"),
                   f(r.kernels_per_call, ".3g"), ", ".join(n.split(":")[0] for n in r.untimed_by_ncu) or "-",
-                  r.main_kernel[:40], f(r.sm_mhz, ".0f"), f(r.tensor_pct, ".1f"), f(r.dram_gbs, ".0f"),
+                  r.main_kernel[:40], f(r.sm_mhz, ".0f"), f(r.tensor_pct, ".1f"), f(r.issue_pct, ".1f"),
+                  f(r.xu_pct, ".1f"), f(r.l2_gbs, ".0f"), f(r.dram_gbs, ".0f"),
                   f(r.occupancy_pct, ".1f"), f(r.registers, ".0f"), f(r.smem_kib, ".1f"), r.top_stall)
     return t

@@ -56,6 +56,15 @@ METRICS: tuple[str, ...] = (
     "sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active",
     "sm__inst_executed_pipe_tensor_op_hmma.sum",
     "sm__inst_executed_pipe_tensor_op_gmma.sum",
+    # issue slots and the pipes besides the tensor cores that attention keeps busy: XU (MUFU: the
+    # exponentials) and FMA (the rest of the softmax)
+    "sm__inst_issued.avg.pct_of_peak_sustained_active",
+    "sm__pipe_xu_cycles_active.avg.pct_of_peak_sustained_active",
+    "sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active",
+    # L2: bytes through it (TMA and global loads of K/V are served here) and how much of its peak
+    "lts__t_bytes.sum.per_second",
+    "lts__throughput.avg.pct_of_peak_sustained_elapsed",
+    "lts__t_sector_hit_rate.pct",
     # DRAM traffic and bandwidth
     "dram__bytes.sum",
     "dram__bytes_read.sum",
