@@ -68,6 +68,19 @@ def test_profile_stores_ncu_metrics_beside_the_harness_median(tmp_path, canned_n
     assert "--nvtx-include flashcore@naive:b1-hq2-hkv2-sq16-sk16-d64-float16-full-bshd/" in cmd
 
 
+def test_profile_profiles_each_backend_and_problem_once_whatever_the_suites_timing_modes(tmp_path, canned_ncu,
+                                                                                         no_gpu_check):
+    # fa-paper times every cell in two modes; ncu's numbers do not depend on the mode
+    db = tmp_path / "r.db"
+    res = runner.invoke(app, ["profile", "--suite", "fa-paper", "--backends", "naive", "--filter",
+                              "seqlen_q=512,head_dim=64,causal=false", "--timing", "none", "--db", str(db),
+                              "--out-dir", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    [row] = rows(db, "profile:fa-paper")
+    assert row["backend"] == "naive" and "sq512" in row["problem_key"]
+    assert "profile [1/1]" in res.output
+
+
 def test_profile_records_a_cell_ncu_could_not_profile_and_exits_1(tmp_path, monkeypatch, no_gpu_check):
     ncu = fake_tool(tmp_path / "ncu", """
         if "--query-metrics" in sys.argv:

@@ -85,7 +85,7 @@ def profile(
 ) -> None:
     """Nsight Compute metrics of selected cells, stored beside the harness timings (suite "profile:SUITE")."""
     from harness.records.result import Result
-    from harness.run.plan import FilterError, make_plan
+    from harness.run.plan import Cell, FilterError, make_plan
     from harness.run.supervisor import RunOptions, WorkerError, run_suite
     from harness.spec.suite import SuiteError, load_suite
     from harness.store.database import Store, StoreError, now
@@ -125,7 +125,9 @@ def profile(
             harness = compare.medians_of_run(store, timing)
         rid = _new_run(store, profile_suite(s.name), run_id)
         measure = timing in ("fresh", "latest")
-        todo = [c for c in plan if (c.backend, c.problem.key()) not in harness] if measure else []
+        # ncu is compared with isolated-mode medians only (compare.medians_of_run): time no other mode
+        todo = ([c for c in plan if c.mode == "isolated" and (c.backend, c.problem.key()) not in harness]
+                if measure else [])
         if todo:
             timing_id = f"{rid}-timing"
             console.print(f"profile: harness timing of {len(todo)} cells first (run {timing_id})")
@@ -147,7 +149,12 @@ def profile(
     cell_dir = out_dir / rid
     cell_dir.mkdir(parents=True, exist_ok=True)
     rows, failed = [], 0
-    for n, cell in enumerate(plan, 1):
+    # the plan has a cell per timing mode and round; ncu profiles each (backend, problem) once
+    first_cells: dict[tuple[str, str], Cell] = {}
+    for c in plan:
+        first_cells.setdefault((c.backend, c.problem.key()), c)
+    targets = list(first_cells.values())
+    for n, cell in enumerate(targets, 1):
         key = cell.problem.key()
         t0 = time.perf_counter()
         prof = ncu.profile_cell(exe, cell.backend, cell.problem, metrics=metrics, clock_control=clock_control,
@@ -176,7 +183,7 @@ def profile(
             error_text=prof.output[-4000:] if prof.status == "failed" else ""))
         ms = f"{row.ncu_ms:.4f} ms/call (ncu)" if row.ncu_ms is not None else prof.reason[:120]
         vs = f" vs {row.harness_ms:.4f} ms (harness)" if row.harness_ms is not None else ""
-        console.print(f"profile [{n}/{len(plan)}] {cell.backend} {key}: {prof.status}, {ms}{vs}")
+        console.print(f"profile [{n}/{len(targets)}] {cell.backend} {key}: {prof.status}, {ms}{vs}")
     store.update_run(rid, status="complete", finished_at=now())
     console.print(compare.table(rows))
     for line in compare.agreement_lines(rows):
