@@ -6,6 +6,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from harness.tools.build.sass import function_instructions
+
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("sass_loops", ROOT / "kernels/tools/sass_loops.py")
 sass_loops = importlib.util.module_from_spec(_spec)
@@ -15,7 +17,8 @@ _spec.loader.exec_module(sass_loops)
 
 def _function(name: str, body: list[str]) -> str:
     lines = [f"\t\tFunction : {name}"]
-    lines += [f"        /*{16 * i:04x}*/                   {text} ;" for i, text in enumerate(body)]
+    lines += [f"        /*{16 * i:04x}*/                   {text} ;                 /* 0x000fe20000000f00 */"
+              for i, text in enumerate(body)]
     return "\n".join(lines) + "\n"
 
 
@@ -36,7 +39,7 @@ SASS = _function("_Z6kernelILi1EEvv", ["S2R R0, SR_TID.X", *LOOP, "EXIT"]) + _fu
 
 
 def test_a_backward_branch_over_enough_hgmma_is_one_loop_with_its_instruction_counts():
-    [loop] = sass_loops.loops(sass_loops.functions(SASS)["_Z6kernelILi1EEvv"])
+    [loop] = sass_loops.loops(function_instructions(SASS)["_Z6kernelILi1EEvv"])
     assert loop.start == 0x10
     assert len(loop.instructions) == len(LOOP)
     counts = loop.counts()
@@ -44,12 +47,12 @@ def test_a_backward_branch_over_enough_hgmma_is_one_loop_with_its_instruction_co
 
 
 def test_the_chain_follows_register_dependencies_with_nominal_latencies():
-    [loop] = sass_loops.loops(sass_loops.functions(SASS)["_Z6kernelILi1EEvv"])
+    [loop] = sass_loops.loops(function_instructions(SASS)["_Z6kernelILi1EEvv"])
     assert loop.critical_path() == 4 + 4 + 4 + 18 + 4
 
 
 def test_forward_branches_and_loops_without_gemms_are_not_reported():
-    fns = sass_loops.functions(SASS)
+    fns = function_instructions(SASS)
     assert sass_loops.loops(fns["_Z6kernelILi2EEvv"]) == []
     assert sass_loops.loops(fns["_Z6kernelILi1EEvv"], min_hgmma=9) == []
 

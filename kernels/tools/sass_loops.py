@@ -7,6 +7,8 @@ ready at the top). The chain is a model for comparing two builds, not a measured
     python kernels/tools/sass_loops.py KERNEL.sass [SUBSTRING ...]
     cuobjdump -sass build.o > KERNEL.sass   (cuobjdump: see docs/kernels.md)
 
+It reads the SASS with the build audit's parser (harness.tools.build.sass), so the project must be installed.
+
 The numbers in kernels/NOTES.md's "instructions per key block" come from this count.
 """
 from __future__ import annotations
@@ -16,13 +18,13 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from harness.tools.build.sass import function_instructions, opcode
+
 #: cycles from issue to a dependent instruction, rough values for sm_90 (FMA pipe, MUFU, shuffles)
 NOMINAL_LATENCY = {"FMNMX": 4, "FADD": 4, "FFMA": 4, "FMUL": 4, "FSEL": 4, "FSETP": 4, "F2FP": 4,
                    "MUFU": 18, "SHFL": 25}
 SHOWN = ("HGMMA", "FMNMX", "FFMA", "FMUL", "MUFU", "FADD", "F2FP", "FSEL", "ISETP", "SHFL", "SYNCS", "BAR")
 
-_INSTRUCTION = re.compile(r"^\s+/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;", re.M)
-_PREDICATE = re.compile(r"^@!?U?P[T0-9]+\s+")
 _REGISTER = re.compile(r"\bR(\d+)\b")
 _ADDRESS = re.compile(r"0x[0-9a-f]+")
 
@@ -45,7 +47,7 @@ class Loop:
             latency = NOMINAL_LATENCY.get(op.split(".")[0])
             if latency is None:
                 continue
-            operands = _PREDICATE.sub("", text)[len(op):].split(",")
+            operands = text[text.index(op) + len(op):].split(",")
             written = [int(r) for r in _REGISTER.findall(operands[0])]
             read = [int(r) for o in operands[1:] for r in _REGISTER.findall(o)]
             done = max([ready.get(r, 0) for r in read] + [0]) + latency
@@ -55,19 +57,9 @@ class Loop:
         return longest
 
 
-def opcode(text: str) -> str:
-    return _PREDICATE.sub("", text).split()[0]
-
-
-def functions(sass: str) -> dict[str, str]:
-    """Mangled name -> SASS text of each function in cuobjdump's output."""
-    parts = re.split(r"(?:^|\n)[ \t]*Function : ", sass)[1:]
-    return {p.split("\n", 1)[0].strip(): p for p in parts}
-
-
-def loops(function_sass: str, min_hgmma: int = 8) -> list[Loop]:
-    """Loops (a branch back to an earlier address of the function) holding at least min_hgmma HGMMA."""
-    instructions = [(int(a, 16), t) for a, t in _INSTRUCTION.findall(function_sass)]
+def loops(instructions: list[tuple[int, str]], min_hgmma: int = 8) -> list[Loop]:
+    """Loops (a branch back to an earlier address of the function) holding at least min_hgmma HGMMA, in one
+    function's instructions as harness.tools.build.sass.function_instructions gives them."""
     index = {a: i for i, (a, _) in enumerate(instructions)}
     found = []
     for i, (address, text) in enumerate(instructions):
@@ -92,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     with open(args.sass) as f:
         text = f.read()
-    for name, body in functions(text).items():
+    for name, body in function_instructions(text).items():
         if not all(s in name for s in args.substrings):
             continue
         print(name)

@@ -67,24 +67,29 @@ def classify(op: str) -> list[str]:
     return hits
 
 
-def parse_sass(text: str) -> dict[str, SassFunction]:
-    funcs: dict[str, SassFunction] = {}
-    cur: SassFunction | None = None
+def function_instructions(text: str) -> dict[str, list[tuple[int, str]]]:
+    """Mangled name -> the function's instructions in order: (address, text without the final ';')."""
+    funcs: dict[str, list[tuple[int, str]]] = {}
+    cur: list[tuple[int, str]] | None = None
     for line in text.splitlines():
         if m := _FUNCTION.match(line):
-            cur = funcs.setdefault(m.group(1), SassFunction(name=m.group(1), counts={k: 0 for k in COUNTERS}))
-            continue
-        if cur is None:
-            continue
-        m = _INSTR.match(line)
-        if not m:
-            continue
-        op = opcode(m.group(2))
-        if not op or op == "NOP":
-            continue
-        cur.total += 1
-        for name in classify(op):
-            cur.counts[name] += 1
+            cur = funcs.setdefault(m.group(1), [])
+        elif cur is not None and (m := _INSTR.match(line)):
+            cur.append((int(m.group(1), 16), m.group(2)))
+    return funcs
+
+
+def parse_sass(text: str) -> dict[str, SassFunction]:
+    funcs: dict[str, SassFunction] = {}
+    for name, instructions in function_instructions(text).items():
+        f = funcs[name] = SassFunction(name=name, counts={k: 0 for k in COUNTERS})
+        for _, instruction in instructions:
+            op = opcode(instruction)
+            if not op or op == "NOP":
+                continue
+            f.total += 1
+            for counter in classify(op):
+                f.counts[counter] += 1
     return funcs
 
 
