@@ -85,7 +85,7 @@ def profile(
 ) -> None:
     """Nsight Compute metrics of selected cells, stored beside the harness timings (suite "profile:SUITE")."""
     from harness.records.result import Result
-    from harness.run.plan import Cell, FilterError, make_plan
+    from harness.run.plan import FilterError, make_plan, one_per_problem
     from harness.run.supervisor import RunOptions, WorkerError, run_suite
     from harness.spec.suite import SuiteError, load_suite
     from harness.store.database import Store, StoreError, now
@@ -150,10 +150,7 @@ def profile(
     cell_dir.mkdir(parents=True, exist_ok=True)
     rows, failed = [], 0
     # the plan has a cell per timing mode and round; ncu profiles each (backend, problem) once
-    first_cells: dict[tuple[str, str], Cell] = {}
-    for c in plan:
-        first_cells.setdefault((c.backend, c.problem.key()), c)
-    targets = list(first_cells.values())
+    targets = one_per_problem(plan)
     for n, cell in enumerate(targets, 1):
         key = cell.problem.key()
         t0 = time.perf_counter()

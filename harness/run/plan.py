@@ -106,3 +106,12 @@ def make_plan(suite: Suite, backends: Sequence[str] | None = None, filter_expr: 
     modes = suite.timing.modes if suite.timing.enabled else ("isolated",)
     return [Cell(b, p, m, r) for p in suite.problems if keep(p) for m in modes
             for r in range(suite.timing.rounds if suite.timing.enabled else 1) for b in names]
+
+
+def one_per_problem(plan: Sequence[Cell]) -> list[Cell]:
+    """The first cell of each (backend, problem), in plan order: what an instrument that does not depend on
+    the timing mode or the round (ncu, do_bench) measures once."""
+    first: dict[tuple[str, str], Cell] = {}
+    for c in plan:
+        first.setdefault((c.backend, c.problem.key()), c)
+    return list(first.values())

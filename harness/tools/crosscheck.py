@@ -68,7 +68,9 @@ class CrosscheckRequest:
 
     def cells(self) -> list[Cell]:
         """One per (backend, problem), in plan order."""
-        return list({(c.backend, c.problem.key()): c for c in self.plan}.values())
+        from harness.run.plan import one_per_problem
+
+        return one_per_problem(self.plan)
 
 
 @dataclass
