@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include "flashcore/api.h"
+#include "common/checks.cuh"
 #include "bleeding_edge/mainloop.cuh"
 #include "bleeding_edge/variants.cuh"
 
@@ -148,24 +149,10 @@ constexpr int count(const Variant (&)[N]) { return N; }
 // Messages that quote values are formatted into a thread-local buffer: valid until the next call on
 // the same thread.
 const char* supports_bleeding_edge(const AttnParams& p) {
+  if (const char* why = common::check_problem_limits(p)) return why;
+  if (!(p.softmax_scale > 0.f)) return "softmax_scale must be > 0";
   thread_local char buf[320];
-  if (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16) return "dtype not supported: allowed float16, bfloat16";
-  if (p.head_dim != 64 && p.head_dim != 128) return "head_dim not supported: allowed 64, 128";
-  if (p.batch < 1 || p.heads_q < 1 || p.heads_kv < 1 || p.seqlen_q < 1 || p.seqlen_k < 1)
-    return "batch, heads and seqlens must be >= 1";
-  if (p.heads_q % p.heads_kv != 0) return "heads_q must be a multiple of heads_kv";
-  if (p.batch > 65535 || p.heads_q > 65535) return "batch and heads_q must be <= 65535 (grid limits)";
-  if (!(p.softmax_scale > 0.f) || !std::isfinite(p.softmax_scale)) return "softmax_scale must be finite and > 0";
-  if (!p.q || !p.k || !p.v || !p.o) return "q, k, v and o must be non-null";
-  auto mis = [](const void* x) { return (reinterpret_cast<uintptr_t>(x) & 15u) != 0; };
-  if (mis(p.q) || mis(p.k) || mis(p.v) || mis(p.o)) return "q, k, v and o must be 16-byte aligned (TMA)";
-  const struct {
-    const char* name;
-    Strides st;
-    int seqlen, heads;
-  } tensors[] = {{"q", p.q_stride, p.seqlen_q, p.heads_q}, {"k", p.k_stride, p.seqlen_k, p.heads_kv},
-                 {"v", p.v_stride, p.seqlen_k, p.heads_kv}, {"o", p.o_stride, p.seqlen_q, p.heads_q}};
-  for (const auto& t : tensors) {
+  for (const common::Operand& t : common::operands(p)) {
     const struct {
       const char* dim;
       int64_t stride;

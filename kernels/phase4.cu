@@ -14,15 +14,15 @@
 #include "common/causal.cuh"
 #include "common/checks.cuh"
 #include "common/dtype.cuh"
-#include "common/smem_attr.cuh"
+#include "common/query_tile_launch.cuh"
 
 namespace flashcore {
 namespace {
 
 constexpr int kThreads = 256;
 constexpr int kBM = 64;  // query rows per block
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
+using common::kLn2;
+using common::QueryTileParams;
 
 // Shared-memory layout per head_dim. BN is halved for D=128 so two blocks still fit on an SM.
 template <int D>
@@ -36,19 +36,9 @@ struct Phase4Cfg {
   static constexpr int PLD = BN + 4;
   static constexpr int SMEM_BYTES = (kBM * QLD + BN * KLD + BN * VLD + kBM * PLD) * 4;
 };
-// The build report's table (harness/build/kernels.py) quotes these; keep the two in step.
-static_assert(Phase4Cfg<64>::SMEM_BYTES == 68608, "update harness/build/kernels.py");
-static_assert(Phase4Cfg<128>::SMEM_BYTES == 76288, "update harness/build/kernels.py");
-
-struct KParams {
-  const void* q;
-  const void* k;
-  const void* v;
-  void* o;
-  float* lse;
-  int seqlen_q, seqlen_k, heads_q, heads_kv, group;
-  float scale_log2;  // softmax_scale * log2(e): folded into Q so the softmax is exp2 of a difference
-};
+// The build report's table (harness/tools/build/kernels.py) quotes these; keep the two in step.
+static_assert(Phase4Cfg<64>::SMEM_BYTES == 68608, "update harness/tools/build/kernels.py");
+static_assert(Phase4Cfg<128>::SMEM_BYTES == 76288, "update harness/tools/build/kernels.py");
 
 // Rows [r0, r0 + R) of a [rows, row_stride] 16-bit matrix -> fp32 shared memory with pitch `ld`,
 // multiplied by `mul`. Rows at or past `rows` are zero: finite values that masking then discards.
@@ -76,7 +66,7 @@ __device__ inline void load_tile_f32(float* dst, int ld, const T* src, int64_t r
 }
 
 template <typename T, int D, bool kCausal>
-__global__ void __launch_bounds__(kThreads) phase4_fwd_kernel(const KParams kp) {
+__global__ void __launch_bounds__(kThreads) phase4_fwd_kernel(const QueryTileParams kp) {
   using Cfg = Phase4Cfg<D>;
   constexpr int BN = Cfg::BN;
   constexpr int NJ = BN / 16;  // S columns per thread
@@ -225,33 +215,19 @@ __global__ void __launch_bounds__(kThreads) phase4_fwd_kernel(const KParams kp) 
   }
 }
 
-template <typename T, int D, bool kCausal>
-cudaError_t launch_typed(const AttnParams& p, cudaStream_t stream) {
-  constexpr int smem = Phase4Cfg<D>::SMEM_BYTES;
-  auto kernel = phase4_fwd_kernel<T, D, kCausal>;
-  static std::atomic<uint64_t> smem_set{0};
-  cudaError_t e = common::ensure_dynamic_smem(kernel, smem, smem_set);
-  if (e != cudaSuccess) return e;
-  KParams kp{p.q, p.k, p.v, p.o, p.lse, p.seqlen_q, p.seqlen_k, p.heads_q, p.heads_kv,
-             p.heads_q / p.heads_kv, p.softmax_scale * kLog2e};
-  const dim3 grid((p.seqlen_q + kBM - 1) / kBM, p.heads_q, p.batch);
-  kernel<<<grid, kThreads, smem, stream>>>(kp);
-  return cudaGetLastError();
-}
-
-template <typename T>
-cudaError_t launch_dtype(const AttnParams& p, cudaStream_t s) {
-  if (p.head_dim == 64) return p.causal ? launch_typed<T, 64, true>(p, s) : launch_typed<T, 64, false>(p, s);
-  return p.causal ? launch_typed<T, 128, true>(p, s) : launch_typed<T, 128, false>(p, s);
-}
-
 }  // namespace
 
 const char* supports_phase4(const AttnParams& p) { return common::check_basic_problem(p); }
 
 cudaError_t launch_phase4(const AttnParams& p, cudaStream_t stream) {
   if (supports_phase4(p) != nullptr) return cudaErrorInvalidValue;
-  return p.dtype == DType::kBFloat16 ? launch_dtype<__nv_bfloat16>(p, stream) : launch_dtype<__half>(p, stream);
+  return common::dispatch_dtype_dim_causal(p, [&](auto type, auto dim, auto causal) {
+    using T = typename decltype(type)::type;
+    constexpr int D = decltype(dim)::value;
+    static std::atomic<uint64_t> smem_set{0};  // one per instantiation of this lambda's body
+    return common::launch_query_tiles(phase4_fwd_kernel<T, D, decltype(causal)::value>, kBM, kThreads,
+                                      Phase4Cfg<D>::SMEM_BYTES, smem_set, p, stream);
+  });
 }
 
 }  // namespace flashcore

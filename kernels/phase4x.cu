@@ -19,7 +19,7 @@
 #include "common/checks.cuh"
 #include "common/cp_async.cuh"
 #include "common/dtype.cuh"
-#include "common/smem_attr.cuh"
+#include "common/query_tile_launch.cuh"
 
 namespace flashcore {
 namespace {
@@ -29,8 +29,8 @@ namespace wmma = nvcuda::wmma;
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kBM = 64;
 constexpr int kBN = 64;
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
+using common::kLn2;
+using common::QueryTileParams;
 
 template <int D>
 struct Phase4xCfg {
@@ -49,19 +49,9 @@ struct Phase4xCfg {
   static constexpr int P_BYTES = kBM * LDP * 2;
   static constexpr int SMEM_BYTES = Q_BYTES + 4 * KV_BYTES + U_BYTES + P_BYTES;
 };
-// The build report's table (harness/build/kernels.py) quotes these; keep the two in step.
-static_assert(Phase4xCfg<64>::SMEM_BYTES == 75776, "update harness/build/kernels.py");
-static_assert(Phase4xCfg<128>::SMEM_BYTES == 133120, "update harness/build/kernels.py");
-
-struct KParams {
-  const void* q;
-  const void* k;
-  const void* v;
-  void* o;
-  float* lse;
-  int seqlen_q, seqlen_k, heads_q, heads_kv, group;
-  float scale_log2;
-};
+// The build report's table (harness/tools/build/kernels.py) quotes these; keep the two in step.
+static_assert(Phase4xCfg<64>::SMEM_BYTES == 75776, "update harness/tools/build/kernels.py");
+static_assert(Phase4xCfg<128>::SMEM_BYTES == 133120, "update harness/tools/build/kernels.py");
 
 // Rows [r0, r0 + R) of a [rows, row_stride] 16-bit matrix into shared memory (pitch ld), 16 bytes per
 // cp.async; rows at or past `rows` are zero-filled.
@@ -83,7 +73,7 @@ __device__ inline void cp_async_tile(T* dst, int ld, const T* src, int64_t row_s
 // blocks (85) made ptxas spill. D=128 (130 KB smem) runs one block per SM, so no cap below 255: without
 // the hint ptxas stopped at 128 and spilled.
 template <typename T, int D, bool kCausal>
-__global__ void __launch_bounds__(kThreads, D == 64 ? 2 : 1) phase4x_fwd_kernel(const KParams kp) {
+__global__ void __launch_bounds__(kThreads, D == 64 ? 2 : 1) phase4x_fwd_kernel(const QueryTileParams kp) {
   using Cfg = Phase4xCfg<D>;
   constexpr int NJ_S = kBN / 16;  // float4 groups of S per softmax thread
   constexpr int NJ_O = D / 16;    // float4 groups of O per softmax thread
@@ -260,33 +250,19 @@ __global__ void __launch_bounds__(kThreads, D == 64 ? 2 : 1) phase4x_fwd_kernel(
   }
 }
 
-template <typename T, int D, bool kCausal>
-cudaError_t launch_typed(const AttnParams& p, cudaStream_t stream) {
-  constexpr int smem = Phase4xCfg<D>::SMEM_BYTES;
-  auto kernel = phase4x_fwd_kernel<T, D, kCausal>;
-  static std::atomic<uint64_t> smem_set{0};
-  cudaError_t e = common::ensure_dynamic_smem(kernel, smem, smem_set);
-  if (e != cudaSuccess) return e;
-  KParams kp{p.q, p.k, p.v, p.o, p.lse, p.seqlen_q, p.seqlen_k, p.heads_q, p.heads_kv,
-             p.heads_q / p.heads_kv, p.softmax_scale * kLog2e};
-  const dim3 grid((p.seqlen_q + kBM - 1) / kBM, p.heads_q, p.batch);
-  kernel<<<grid, kThreads, smem, stream>>>(kp);
-  return cudaGetLastError();
-}
-
-template <typename T>
-cudaError_t launch_dtype(const AttnParams& p, cudaStream_t s) {
-  if (p.head_dim == 64) return p.causal ? launch_typed<T, 64, true>(p, s) : launch_typed<T, 64, false>(p, s);
-  return p.causal ? launch_typed<T, 128, true>(p, s) : launch_typed<T, 128, false>(p, s);
-}
-
 }  // namespace
 
 const char* supports_phase4x(const AttnParams& p) { return common::check_basic_problem(p); }
 
 cudaError_t launch_phase4x(const AttnParams& p, cudaStream_t stream) {
   if (supports_phase4x(p) != nullptr) return cudaErrorInvalidValue;
-  return p.dtype == DType::kBFloat16 ? launch_dtype<__nv_bfloat16>(p, stream) : launch_dtype<__half>(p, stream);
+  return common::dispatch_dtype_dim_causal(p, [&](auto type, auto dim, auto causal) {
+    using T = typename decltype(type)::type;
+    constexpr int D = decltype(dim)::value;
+    static std::atomic<uint64_t> smem_set{0};  // one per instantiation of this lambda's body
+    return common::launch_query_tiles(phase4x_fwd_kernel<T, D, decltype(causal)::value>, kBM, kThreads,
+                                      Phase4xCfg<D>::SMEM_BYTES, smem_set, p, stream);
+  });
 }
 
 }  // namespace flashcore

@@ -16,7 +16,7 @@ def _has_cuda() -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if _has_cuda():
         return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU (none visible); run on the H100")
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none visible); run on a Hopper GPU (H100/H200)")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)

@@ -90,7 +90,7 @@ def test_on_a_gpu_each_loop_gives_a_time_and_the_flush_shows_only_between_the_ca
     import torch
 
     if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU (none visible); run on the H100")
+        pytest.skip("needs a CUDA GPU (none visible); run on a Hopper GPU (H100/H200)")
     f = tmp_path / "d.json"
     dc.main(["--cell", "sdpa-flash:b32-hq32-hkv32-sq512-sk512-d64-bfloat16-full-bshd", "--rounds", "1",
              "--window-s", "0.05", "--warmup-s", "0.01", "--json", str(f)])

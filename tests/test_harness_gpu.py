@@ -1,4 +1,4 @@
-"""The harness on a real GPU (run on the H100; skipped elsewhere)."""
+"""The harness on a real GPU (run on a Hopper GPU; skipped elsewhere)."""
 import pytest
 
 from harness.records.observations import CorrectnessObservation, DeterminismObservation, TimingObservation

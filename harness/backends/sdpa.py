@@ -46,6 +46,21 @@ def _refusal(caught: list, exc: Exception) -> str:
     return ("; ".join(lines) or str(exc).splitlines()[0])[:300]
 
 
+def sdpa_kwargs(problem: Problem) -> dict[str, Any]:
+    """``scaled_dot_product_attention`` keywords for a problem: its scale, GQA, and causal aligned bottom-right
+    as flashcore's problems are (``is_causal`` where the two alignments agree, the lower-right bias elsewhere)."""
+    kwargs: dict[str, Any] = {"scale": problem.softmax_scale}
+    if problem.heads_q != problem.heads_kv:
+        kwargs["enable_gqa"] = True
+    if problem.causal and problem.seqlen_q == problem.seqlen_k:
+        kwargs["is_causal"] = True
+    elif problem.causal:
+        from torch.nn.attention.bias import causal_lower_right
+
+        kwargs["attn_mask"] = causal_lower_right(problem.seqlen_q, problem.seqlen_k)
+    return kwargs
+
+
 class _Sdpa(Backend):
     kernel_name = ""  # member of torch.nn.attention.SDPBackend
     operations: ClassVar[frozenset[str]] = frozenset(OPS)
@@ -67,17 +82,6 @@ class _Sdpa(Backend):
             return f"{self.name} needs float16 or bfloat16, got {problem.dtype}"
         return None
 
-    def _kwargs(self, problem: Problem) -> dict:
-        kwargs: dict = {"scale": problem.softmax_scale}
-        if problem.heads_q != problem.heads_kv:
-            kwargs["enable_gqa"] = True
-        if problem.causal and problem.seqlen_q == problem.seqlen_k:
-            kwargs["is_causal"] = True
-        elif problem.causal:
-            from torch.nn.attention.bias import causal_lower_right
-
-            kwargs["attn_mask"] = causal_lower_right(problem.seqlen_q, problem.seqlen_k)
-        return kwargs
 
     def _forward(self, problem: Problem, expand: bool = False) -> autograd.Forward:
         """SDPA forced to this backend's kernel, bshd in and out (views); ``expand``: GQA's K and V repeated
@@ -85,7 +89,7 @@ class _Sdpa(Backend):
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         backend = getattr(SDPBackend, self.kernel_name)
-        kwargs = self._kwargs(problem)
+        kwargs = sdpa_kwargs(problem)
         group = problem.heads_q // problem.heads_kv
         if expand:
             kwargs.pop("enable_gqa", None)
@@ -122,7 +126,7 @@ class _Sdpa(Backend):
 
         backend = getattr(SDPBackend, self.kernel_name)
         qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))  # views: b h s d
-        kwargs = self._kwargs(problem)
+        kwargs = sdpa_kwargs(problem)
 
         def run() -> torch.Tensor:
             with sdpa_kernel([backend]):

@@ -408,32 +408,11 @@ def correctness_matrix(cells: pd.DataFrame) -> go.Figure | None:
         z.append(zr)
         text.append(tr)
         hov.append(hr)
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=shapes,
-            y=backends,
-            text=text,
-            texttemplate="%{text}",
-            hovertext=hov,
-            hovertemplate="%{hovertext}<extra></extra>",
-            colorscale=scale,
-            zmin=0,
-            zmax=n,
-            showscale=False,
-            xgap=2,
-            ygap=2,
-            textfont={"color": "#fff", "size": 11},
-        )
-    )
-    fig.update_layout(
-        **LAYOUT,
-        height=160 + 34 * len(backends) + 8 * max(len(s) for s in shapes),
+    return _backend_shape_heatmap(
+        z, shapes, backends, text, hov, height_base=160,
         title="Correctness: every backend on every problem (hover for errors, NaN/Inf, determinism)",
+        colorscale=scale, zmin=0, zmax=n, showscale=False, textfont={"color": "#fff", "size": 11},
     )
-    fig.update_xaxes(tickangle=-35, automargin=True, showgrid=False, zeroline=False)
-    fig.update_yaxes(autorange="reversed", automargin=True, showgrid=False, zeroline=False)
-    return fig
 
 
 def _correctness_lines(r: dict[str, Any]) -> list[str]:
@@ -512,24 +491,19 @@ def _log_ratio_heatmap(z: list[list[float | None]], shapes: list[str], backends:
                        hov: list[list[str]], *, colorscale: str, lim: float, ticks: list[float],
                        ticktext: list[str], bar_title: str, height_base: int, title: str) -> go.Figure:
     """A backend × shape heat map of log2 ratios, centred on 1×, with the ratio written in each cell."""
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=shapes,
-            y=backends,
-            text=text,
-            texttemplate="%{text}",
-            hovertext=hov,
-            hovertemplate="%{hovertext}<extra></extra>",
-            colorscale=colorscale,
-            zmid=0,
-            zmin=-lim,
-            zmax=lim,
-            xgap=2,
-            ygap=2,
-            colorbar={"title": bar_title, "tickvals": ticks, "ticktext": ticktext},
-        )
+    return _backend_shape_heatmap(
+        z, shapes, backends, text, hov, height_base=height_base, title=title, colorscale=colorscale, zmid=0,
+        zmin=-lim, zmax=lim, colorbar={"title": bar_title, "tickvals": ticks, "ticktext": ticktext},
     )
+
+
+def _backend_shape_heatmap(z: list[list[float | None]], shapes: list[str], backends: list[str],
+                           text: list[list[str]], hov: list[list[str]], *, height_base: int, title: str,
+                           **style: Any) -> go.Figure:
+    """Backends as rows (first on top), shapes as columns, `text` written in each cell and `hov` on hover;
+    `style` is the colour scale and its bar (go.Heatmap's arguments)."""
+    fig = go.Figure(go.Heatmap(z=z, x=shapes, y=backends, text=text, texttemplate="%{text}", hovertext=hov,
+                               hovertemplate="%{hovertext}<extra></extra>", xgap=2, ygap=2, **style))
     fig.update_layout(**LAYOUT, height=height_base + 34 * len(backends) + 8 * max(len(x) for x in shapes),
                       title=title)
     fig.update_xaxes(tickangle=-35, automargin=True, showgrid=False, zeroline=False)
