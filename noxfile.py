@@ -48,8 +48,12 @@ BASELINE_RUNS = 3
 #: runs of one suite), each listed comparison, and the claims audit against the same database (it holds
 #: the seed claims' cells; exploits.db and faults.db hold only the exploits and faults suites' runs).
 #: ``flashcore report`` reads one database, and its index lists that database's runs only, so another
-#: GPU's database gets a folder of its own here, e.g. ("results/h200/flashcore.db", "dashboards/h200", ()).
+#: GPU's database gets a folder of its own inside dashboards/; those folders come first, so that the index of
+#: dashboards/ finds and links them.
 DASHBOARDS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+    ("results/h200/flashcore.db", "dashboards/h200", (
+        ("h200-fa-paper-peers", "h200-fa-paper-all"),
+    )),
     ("results/h100/flashcore.db", "dashboards", (
         ("h100-seed-claims", "h100-seed-claims-2"),
         ("h100-fa-paper-s3-a", "h100-fa-paper-s3-b"),
@@ -168,16 +172,6 @@ def dashboard_commands(db: str, out: str, pairs: tuple[tuple[str, str], ...]) ->
 def dashboards(session: nox.Session) -> None:
     """Regenerate the committed dashboards/ from the committed databases (report, comparisons, audit)."""
     _install(session)
-    # plotly writes the figures' JSON through orjson when it is importable, through json otherwise (other
-    # number formats, escaped non-ASCII): the committed pages are made with orjson, so a rerun matches them
-    if not _host(session):
-        session.install("orjson")
-    else:
-        try:
-            _run_py(session, "-c", "import orjson", silent=True)
-        except CommandFailed:
-            session.warn("orjson is not importable here: the pages will differ from the committed ones in "
-                         "number formatting and escaping (pip install orjson)")
     fresh = Path(session.create_tmp()) / "dashboards-fresh"
     shutil.rmtree(fresh, ignore_errors=True)  # so a page that no command writes any more does not linger
     for db, out, pairs in DASHBOARDS:

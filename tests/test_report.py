@@ -201,6 +201,14 @@ def test_every_page_written_and_indexed(rendered: tuple[Path, list[Path]]) -> No
         assert f'href="run-r2.html#{anchor}"' in index
 
 
+def test_index_links_the_dashboards_of_other_databases_in_its_folders(db: Path, tmp_path: Path) -> None:
+    render(db, ["r1"], tmp_path / "h200")  # another GPU's database, written into a folder of this one
+    render(db, ["r2"], tmp_path)
+    index = (tmp_path / "index.html").read_text()
+    assert 'href="h200/index.html"' in index
+    assert "Other databases" not in (tmp_path / "h200" / "index.html").read_text()
+
+
 def without_bundle(html: str) -> str:
     """The page minus its one local script tag, plotly.min.js beside it."""
     return html.replace('<script type="text/javascript" src="plotly.min.js"></script>', "<script></script>", 1)

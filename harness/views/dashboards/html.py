@@ -101,9 +101,16 @@ def kv_table(rows: Iterable[tuple[str, Any]]) -> Raw:
 
 def figure(fig: Any, div_id: str) -> Raw:
     """A figure's div and its Plotly.newPlot call; the page carries plotly.js once."""
-    inner = pio.to_html(
-        fig, include_plotlyjs=False, full_html=False, div_id=div_id, config=PLOTLY_CONFIG, validate=True
-    )
+    # plotly encodes through orjson when it is importable and through json otherwise, with other number
+    # formats and escapes: one engine named here makes a page the same bytes wherever it is written
+    engine = pio.json.config.default_engine
+    pio.json.config.default_engine = "json"
+    try:
+        inner = pio.to_html(
+            fig, include_plotlyjs=False, full_html=False, div_id=div_id, config=PLOTLY_CONFIG, validate=True
+        )
+    finally:
+        pio.json.config.default_engine = engine
     return Raw(f'<div class="figure">{inner}</div>')
 
 

@@ -645,6 +645,10 @@ def index_page(out_dir: Path, ds: Dataset | None, db_note: str) -> str:
             else empty("none (needs two runs of one suite, or --compare A B)"),
         )
     )
+    folders = sorted(p.parent.name for p in out_dir.glob(f"*/{INDEX_PAGE}"))
+    if folders:  # other databases' dashboards, each written into a folder of this one
+        parts.append(section("databases", "Other databases", Raw(
+            "<ul>" + "".join(f"<li>{link(f'{d}/{INDEX_PAGE}', d)}</li>" for d in folders) + "</ul>")))
     audit = out_dir / AUDIT_PAGE
     parts.append(
         section(
