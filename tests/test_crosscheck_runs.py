@@ -14,6 +14,7 @@ from harness.store.database import RunInfo, Store, now
 from harness.tools.crosscheck import (
     CrosscheckError,
     CrosscheckRequest,
+    DoBenchTiming,
     Instruments,
     run_crosscheck,
     timing_suite,
@@ -46,7 +47,7 @@ class FakeInstruments:
 
     def dobench(self, cells, timeout_s, longer):
         self.benched.append([c.backend for c in cells])
-        return {(c.backend, c.problem.key()): {"median_ms": 1.08, "mean_ms": 1.09, "calls": 50} for c in cells}
+        return {(c.backend, c.problem.key()): DoBenchTiming(c.backend, c.problem.key(), 1.08, 1.09, 50) for c in cells}
 
     def ncu(self, cell, req):
         self.profiled.append((cell.backend, cell.problem.key()))

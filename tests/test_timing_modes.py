@@ -552,11 +552,20 @@ def test_crosscheck_agreement_from_canned_numbers():
 
 
 def test_crosscheck_parses_the_do_bench_child_output():
-    from harness.tools.crosscheck import parse_dobench
+    from harness.tools.crosscheck import DoBenchTiming, parse_dobench
 
     out = ('noise\nCROSSCHECK {"backend": "fa4", "problem_key": "k", "median_ms": 0.2, "mean_ms": 0.21}\n'
            "CROSSCHECK {broken\n")
-    assert parse_dobench(out) == {("fa4", "k"): {"backend": "fa4", "problem_key": "k", "median_ms": 0.2, "mean_ms": 0.21}}
+    assert parse_dobench(out) == {("fa4", "k"): DoBenchTiming("fa4", "k", median_ms=0.2, mean_ms=0.21)}
+
+
+def test_a_do_bench_record_reads_back_from_the_line_the_child_prints():
+    from harness.tools.crosscheck import DoBenchTiming
+
+    t = DoBenchTiming("fa4", "k", median_ms=0.2, mean_ms=0.21, calls=480, longer_median_ms={"2000": 0.23})
+    assert DoBenchTiming.from_line(t.line()) == t
+    assert DoBenchTiming.from_line('CROSSCHECK {"backend": "fa4"}') is None  # no problem key: not a record
+    assert DoBenchTiming.from_line("median 0.2") is None
 
 
 def test_crosscheck_without_gpu_triton_or_ncu_is_one_line(tmp_path):
@@ -717,8 +726,8 @@ def test_a_do_bench_child_that_dies_is_replaced_and_the_cell_it_died_on_is_named
     got = crosscheck.run_dobench(cells, 60)
     key = cells[0].problem.key()
     assert calls == [["a", "b", "c"], ["c"]]
-    assert got[("a", key)]["median_ms"] == 1.0 and got[("c", key)]["median_ms"] == 3.0
-    assert got[("b", key)]["error"].startswith("do_bench process died (exit -6")
+    assert got[("a", key)].median_ms == 1.0 and got[("c", key)].median_ms == 3.0
+    assert got[("b", key)].error.startswith("do_bench process died (exit -6")
 
 
 def test_a_do_bench_child_that_cannot_start_is_tried_twice_and_every_cell_names_why(monkeypatch):
@@ -737,8 +746,8 @@ def test_a_do_bench_child_that_cannot_start_is_tried_twice_and_every_cell_names_
     monkeypatch.setattr(proc, "run", fake_run)
     got = crosscheck.run_dobench(cells, 60)
     assert len(calls) == 2
-    assert got[("a", cells[0].problem.key())]["error"].startswith("do_bench process died")
-    assert got[("c", cells[0].problem.key())]["error"] == "do_bench process: ModuleNotFoundError: No module named 'triton'"
+    assert got[("a", cells[0].problem.key())].error.startswith("do_bench process died")
+    assert got[("c", cells[0].problem.key())].error == "do_bench process: ModuleNotFoundError: No module named 'triton'"
 
 
 def test_the_dashboard_draws_each_mode_apart_and_lists_the_ratios(tmp_path):

@@ -21,7 +21,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,37 @@ _TAG = "CROSSCHECK "
 
 class CrosscheckError(Exception):
     """A cross-check that cannot start as asked (one line, naming what to change)."""
+
+
+@dataclass
+class DoBenchTiming:
+    """What ``triton.testing.do_bench`` gave one cell in the child process (one ``CROSSCHECK`` JSON line), or
+    why it gave nothing (``error``)."""
+    backend: str
+    problem_key: str
+    median_ms: float | None = None  # return_mode="median": torch.median, the lower middle value
+    mean_ms: float | None = None
+    calls: int | None = None
+    #: do_bench's median with a longer stretch of calls, by its ``rep`` in ms ("2000")
+    longer_median_ms: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+
+    def line(self) -> str:
+        return _TAG + json.dumps(asdict(self))
+
+    @classmethod
+    def from_line(cls, line: str) -> DoBenchTiming | None:
+        """The record of a ``CROSSCHECK`` line; None for any other line or a malformed one."""
+        if not line.startswith(_TAG):
+            return None
+        try:
+            d = json.loads(line[len(_TAG):])
+            return cls(**{k: d[k] for k in d if k in _DOBENCH_FIELDS})
+        except (json.JSONDecodeError, TypeError):
+            return None
+
+
+_DOBENCH_FIELDS = {f for f in DoBenchTiming.__dataclass_fields__}
 
 
 def timing_suite(suite: Suite) -> Suite:
@@ -78,7 +109,7 @@ class Instruments:
     """How each instrument is run: flashcore's run of the plan, do_bench of some cells, ncu of one cell
     (the defaults measure; tests pass stand-ins)."""
     flashcore: Callable[[CrosscheckRequest, Store], None] = field(default=lambda req, store: _time_with_flashcore(req, store))
-    dobench: Callable[[list[Cell], float, list[int]], dict[tuple[str, str], dict[str, Any]]] = field(
+    dobench: Callable[[list[Cell], float, list[int]], dict[tuple[str, str], DoBenchTiming]] = field(
         default=lambda cells, timeout_s, longer: run_dobench(cells, timeout_s, longer))
     ncu: Callable[[Cell, CrosscheckRequest], Any] = field(default=lambda cell, req: _profile_with_ncu(cell, req))
 
@@ -106,19 +137,19 @@ def _profile_with_ncu(cell: Cell, req: CrosscheckRequest) -> Any:
     return prof
 
 
-def _row(cell: Cell, iso: Any, sus: Any, dobench: dict[str, Any], prof: Any) -> CrossRow:
+def _row(cell: Cell, iso: Any, sus: Any, dobench: DoBenchTiming, prof: Any) -> CrossRow:
     """One cell's numbers from its instruments, and a note for each that has none."""
     notes = [f"{m}: {r.status} {r.reason[:60]}" for m, r in (("isolated", iso), ("sustained", sus))
              if r is not None and r.status != "ok"]
-    if dobench.get("error"):
-        notes.append(f"do_bench: {dobench['error'][:80]}")
-    for rep, ms in (dobench.get("longer") or {}).items():
+    if dobench.error:
+        notes.append(f"do_bench: {dobench.error[:80]}")
+    for rep, ms in dobench.longer_median_ms.items():
         notes.append(f"do_bench rep={rep}ms: {ms:.4g} ms")
     if prof.status != "ok":
         notes.append(f"ncu: {prof.status} {prof.reason[:80]}")
     return CrossRow(cell.backend, cell.problem.key(), iso.median_ms if iso and iso.status == "ok" else None,
-                    sus.median_ms if sus and sus.status == "ok" else None, dobench.get("median_ms"),
-                    dobench.get("mean_ms"), prof.call_ns / 1e6 if prof.call_ns is not None else None, "; ".join(notes))
+                    sus.median_ms if sus and sus.status == "ok" else None, dobench.median_ms, dobench.mean_ms,
+                    prof.call_ns / 1e6 if prof.call_ns is not None else None, "; ".join(notes))
 
 
 def run_crosscheck(req: CrosscheckRequest, store: Store, instruments: Instruments | None = None,
@@ -162,10 +193,10 @@ def run_crosscheck(req: CrosscheckRequest, store: Store, instruments: Instrument
         for n, c in enumerate(todo, 1):
             key = c.problem.key()
             prof = inst.ncu(c, req)
-            d = db_times.get((c.backend, key), {})
+            d = db_times.get((c.backend, key)) or DoBenchTiming(c.backend, key, error="no do_bench line")
             row = _row(c, fc.get((c.backend, key, "isolated")), fc.get((c.backend, key, "sustained")), d, prof)
-            extra = {"crosscheck": row.stored(dobench_calls=d.get("calls"), ncu_calls=req.ncu_calls,
-                                              dobench_longer_median_ms=d.get("longer") or {}, ncu_clock_control="none",
+            extra = {"crosscheck": row.stored(dobench_calls=d.calls, ncu_calls=req.ncu_calls,
+                                              dobench_longer_median_ms=d.longer_median_ms, ncu_clock_control="none",
                                               flashcore_run=req.timing_run_id,
                                               ncu_command=shlex.join(getattr(prof, "command", []) or []))}
             store.add_result(Result.for_problem(req.run_id, req.stored_suite, c.backend, c.problem,
@@ -213,51 +244,48 @@ def dobench_main(argv: list[str]) -> int:
 
     cells = json.loads(Path(argv[0]).read_text())
     for c in cells:
-        out: dict[str, Any] = {"backend": c["backend"], "problem_key": c["problem_key"]}
+        out = DoBenchTiming(c["backend"], c["problem_key"])
         try:
             problem = Problem.from_dict(c["problem"])
             backend = registry.get(c["backend"])
             why = backend.unavailable() or backend.unsupported(problem)
             if why:
-                out["error"] = f"skipped: {why}"
+                out.error = f"skipped: {why}"
             else:
                 q, k, v = make_inputs(problem, 1234, "normal", "cuda")
                 fn = backend.prepare(problem, q, k, v)
                 for rep in c.get("longer_reps_ms") or []:
                     # do_bench with a longer stretch of calls: does its median move towards the sustained mode's
                     # power-limited state?
-                    out.setdefault("longer", {})[str(rep)] = float(
+                    out.longer_median_ms[str(rep)] = float(
                         triton.testing.do_bench(fn, warmup=max(25, rep // 4), rep=rep, return_mode="median"))
                 try:
                     times = triton.testing.do_bench(fn, return_mode="all")
                     # what return_mode="median" returns: torch.median, the lower middle value
-                    out["median_ms"] = float(torch.tensor(times).median().item())
-                    out["mean_ms"] = float(sum(times) / len(times))
-                    out["calls"] = len(times)
+                    out.median_ms = float(torch.tensor(times).median().item())
+                    out.mean_ms = float(sum(times) / len(times))
+                    out.calls = len(times)
                 except (TypeError, ValueError):  # a triton without return_mode="all"
-                    out["median_ms"] = float(triton.testing.do_bench(fn, return_mode="median"))
+                    out.median_ms = float(triton.testing.do_bench(fn, return_mode="median"))
                 del q, k, v, fn
                 torch.cuda.empty_cache()
         except Exception as exc:  # noqa: BLE001 - one cell's failure, reported, the rest go on
-            out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-        print(_TAG + json.dumps(out), flush=True)
+            out.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        print(out.line(), flush=True)
     return 0
 
 
-def parse_dobench(output: str) -> dict[tuple[str, str], dict[str, Any]]:
+def parse_dobench(output: str) -> dict[tuple[str, str], DoBenchTiming]:
+    """The do_bench child's records by (backend, problem key); other lines and malformed ones are passed over."""
     found = {}
     for line in output.splitlines():
-        if line.startswith(_TAG):
-            try:
-                d = json.loads(line[len(_TAG):])
-            except json.JSONDecodeError:
-                continue
-            found[(d.get("backend"), d.get("problem_key"))] = d
+        if (t := DoBenchTiming.from_line(line)) is not None:
+            found[(t.backend, t.problem_key)] = t
     return found
 
 
 def run_dobench(plan: list[Any], timeout_s: float, longer_reps_ms: list[int] | None = None
-                ) -> dict[tuple[str, str], dict[str, Any]]:
+                ) -> dict[tuple[str, str], DoBenchTiming]:
     """do_bench of every cell (and, with ``longer_reps_ms``, again with those longer stretches of calls); a
     child that dies is replaced and goes on from the cell after the one it died on (that one is reported as
     the crash)."""
@@ -265,7 +293,7 @@ def run_dobench(plan: list[Any], timeout_s: float, longer_reps_ms: list[int] | N
 
     cells = [{"backend": c.backend, "problem_key": c.problem.key(), "problem": c.problem.as_dict(),
               "longer_reps_ms": list(longer_reps_ms or [])} for c in plan]
-    found: dict[tuple[str, str], dict[str, Any]] = {}
+    found: dict[tuple[str, str], DoBenchTiming] = {}
     stalled = 0
     while cells:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -281,11 +309,13 @@ def run_dobench(plan: list[Any], timeout_s: float, longer_reps_ms: list[int] | N
             # that cannot start): the rest are reported with the child's last line
             tail = [ln for ln in res.output.strip().splitlines() if ln.strip()][-1:]
             for c in left:
-                found[(c["backend"], c["problem_key"])] = {"error": f"do_bench process: {tail[0][:200] if tail else 'no output'}"}
+                found[(c["backend"], c["problem_key"])] = DoBenchTiming(
+                    c["backend"], c["problem_key"], error=f"do_bench process: {tail[0][:200] if tail else 'no output'}")
             break
         crashed = left[0]
-        found[(crashed["backend"], crashed["problem_key"])] = {
-            "error": f"do_bench process died (exit {res.returncode}{', timed out' if res.timed_out else ''})"}
+        found[(crashed["backend"], crashed["problem_key"])] = DoBenchTiming(
+            crashed["backend"], crashed["problem_key"],
+            error=f"do_bench process died (exit {res.returncode}{', timed out' if res.timed_out else ''})")
         cells = left[1:]
     return found
 
