@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from harness.records.report import CellReport, TamperCheck
 from harness.run.jobs import CellJob, EnvJob, Job, PeakJob
 from harness.run.replies import EnvReply, PeakReply, Ready, Reply, WorkerFailure, ends_worker
+
+if TYPE_CHECKING:  # torch is imported in the worker process only
+    from harness.measure.cell import ProblemCache
+    from harness.measure.timing.l2 import L2Flusher
 
 _STICKY = ("illegal memory access", "illegal address", "launch failure", "misaligned address",
            "unspecified launch failure", "an illegal instruction", "device-side assert",
@@ -58,33 +62,43 @@ def _redirect_output(log_path: str) -> None:
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
 
 
-def _handle(job: Job, state: dict[str, Any]) -> Reply:
+@dataclass
+class WorkerState:
+    """What a worker keeps from one job to the next."""
+    device: str  # "cuda" or "cpu"
+    cache: ProblemCache  # inputs and references of recent problems
+    flusher: L2Flusher | None  # None on the CPU
+    pristine: dict[str, int]  # tamper.snapshot() as the worker started
+    tampered: list[str] = field(default_factory=list)  # what the current job replaced (tamper.replaced)
+
+
+def _handle(job: Job, state: WorkerState) -> Reply:
     from harness.measure import environment, peak
 
     if isinstance(job, EnvJob):
-        return EnvReply(env=environment.collect(), device=state["device"])
+        return EnvReply(env=environment.collect(), device=state.device)
     if isinstance(job, PeakJob):
-        return PeakReply(peak=asdict(peak.measure()) if state["device"] == "cuda" else None)
+        return PeakReply(peak=asdict(peak.measure()) if state.device == "cuda" else None)
     if isinstance(job, CellJob):
         return _measure(job, state)
     raise TypeError(f"not a job: {type(job).__name__}")
 
 
-def _measure(job: CellJob, state: dict[str, Any]) -> CellReport:
+def _measure(job: CellJob, state: WorkerState) -> CellReport:
     from harness.measure.cell import measure_cell
     from harness.run import tamper
 
     # as the worker started (a patch made between cells, e.g. by a thread left running, counts too), plus
     # what was imported since
-    before = {**tamper.snapshot(), **state.get("pristine", {})}
+    before = {**tamper.snapshot(), **state.pristine}
     try:
-        report = measure_cell(job.backend, job.problem, job.checks, job.timing, state["device"], state["cache"],
-                              state["flusher"], timing_mode=job.timing_mode)
+        report = measure_cell(job.backend, job.problem, job.checks, job.timing, state.device, state.cache,
+                              state.flusher, timing_mode=job.timing_mode)
     finally:
-        state["tampered"] = tamper.replaced(before)
-    if state["tampered"]:  # the measurement itself cannot be trusted, whatever it says
-        check = TamperCheck(replaced=state["tampered"], status_before=report.status, reason_before=report.reason)
-        report = report.model_copy(update={"status": "rejected", "reason": tamper.describe(state["tampered"]),
+        state.tampered = tamper.replaced(before)
+    if state.tampered:  # the measurement itself cannot be trusted, whatever it says
+        check = TamperCheck(replaced=state.tampered, status_before=report.status, reason_before=report.reason)
+        report = report.model_copy(update={"status": "rejected", "reason": tamper.describe(state.tampered),
                                            "tamper": check})
     return report
 
@@ -123,8 +137,8 @@ def main(conn: Any, log_path: str, env: dict[str, str] | None = None) -> None:
     from harness.run import tamper
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    state = {"device": device, "cache": ProblemCache(), "flusher": L2Flusher() if device == "cuda" else None,
-             "pristine": tamper.snapshot()}
+    state = WorkerState(device=device, cache=ProblemCache(), flusher=L2Flusher() if device == "cuda" else None,
+                        pristine=tamper.snapshot())
     try:
         gpu = gpu_stamp(device)
     except Exception as exc:  # noqa: BLE001 - a GPU that cannot describe itself is reported, not fatal here
@@ -139,18 +153,18 @@ def main(conn: Any, log_path: str, env: dict[str, str] | None = None) -> None:
             return
         if job is None:
             return
-        state["tampered"] = []
+        state.tampered = []
         reply: Reply
         try:
             reply = _handle(job, state)
         except BaseException as exc:  # noqa: BLE001 - everything is reported, nothing escapes
             # a patched timer or check would carry over to the next cell: the worker exits after this one
-            reply = _failure(exc, bool(state["tampered"]))
+            reply = _failure(exc, bool(state.tampered))
             traceback.print_exc()
         if isinstance(reply, WorkerFailure) and reply.oom and not reply.fatal:  # after the except block: the
             # exception's frames, which hold the tensors that ran out, are gone, so emptying the cache gives
             # their memory back
-            state["cache"] = ProblemCache()
+            state.cache = ProblemCache()
             import gc
 
             gc.collect()
