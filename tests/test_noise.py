@@ -14,8 +14,8 @@ from harness.cli import app
 from harness.records.result import Result
 from harness.spec.problem import Problem
 from harness.store.database import RunInfo, Store
+from harness.views.dashboards.compare_page import compare_frame
 from harness.views.dashboards.data import load
-from harness.views.dashboards.pages import compare_frame
 
 
 def tight(ms: float, n: int = 50, rel: float = 0.01, seed: int = 0) -> list[float]:

@@ -15,8 +15,8 @@ from harness.records.result import Result
 from harness.spec.problem import Problem
 from harness.store.database import RunInfo, Store
 from harness.views.dashboards import ReportError, render
+from harness.views.dashboards.compare_page import compare_frame
 from harness.views.dashboards.data import load
-from harness.views.dashboards.pages import compare_frame
 
 ENV = {
     "gpu": "NVIDIA H100 80GB HBM3",

@@ -6,9 +6,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.views.dashboards import pages
+from harness.views.dashboards.compare_page import compare_page
 from harness.views.dashboards.data import ReportError, compare_pair, load, select_runs
 from harness.views.dashboards.figures import palette
+from harness.views.dashboards.index_page import index_page
+from harness.views.dashboards.page_names import AUDIT_PAGE, INDEX_PAGE, compare_page_name, run_page_name
+from harness.views.dashboards.run_page import run_page
 
 if TYPE_CHECKING:
     from harness.analysis.audit import AuditReport
@@ -56,16 +59,16 @@ def render(
     written: list[Path] = []
     for rid in selected:
         links = (
-            [(f"Compare {pair[0]} → {pair[1]}", pages.compare_page_name(*pair))]
+            [(f"Compare {pair[0]} → {pair[1]}", compare_page_name(*pair))]
             if pair and rid in pair
             else []
         )
         written.append(
-            _write(out / pages.run_page_name(rid), pages.run_page(ds, rid, baseline, colors, links))
+            _write(out / run_page_name(rid), run_page(ds, rid, baseline, colors, links))
         )
     if pair:
-        written.append(_write(out / pages.compare_page_name(*pair), pages.compare_page(ds, *pair)))
-    written.append(_write(out / pages.INDEX_PAGE, pages.index_page(out, ds, f"database {ds.db}")))
+        written.append(_write(out / compare_page_name(*pair), compare_page(ds, *pair)))
+    written.append(_write(out / INDEX_PAGE, index_page(out, ds, f"database {ds.db}")))
     return written
 
 
@@ -74,11 +77,11 @@ def write_audit(report: AuditReport, out_dir: str | Path = DEFAULT_OUT) -> list[
     from harness.views.dashboards.audit_page import audit_page
 
     out = _out(out_dir)
-    written = [_write(out / pages.AUDIT_PAGE, audit_page(report))]
+    written = [_write(out / AUDIT_PAGE, audit_page(report))]
     try:
         ds = load(report.db) if report.db is not None else None
         note = f"database {report.db}"
     except ReportError as exc:  # the audit runs without measurements; the index says so
         ds, note = None, str(exc)
-    written.append(_write(out / pages.INDEX_PAGE, pages.index_page(out, ds, note)))
+    written.append(_write(out / INDEX_PAGE, index_page(out, ds, note)))
     return written
