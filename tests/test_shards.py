@@ -110,7 +110,7 @@ def test_a_worker_that_comes_back_on_another_device_is_lost():
 
     fake = Fake()
     out = executors.attempt(fake, EnvJob(), 1, expect_device="cuda")
-    assert "not 'cuda'" in out["lost"] and out["ran"] is False and fake.killed
+    assert "not 'cuda'" in out.lost and out.ran is False and fake.killed
 
 
 # -- end to end on the CPU -------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from typing import Any
 from harness.analysis import verdict
 from harness.records.report import CellReport
 from harness.records.result import Result
+from harness.run.executors import Attempt
 from harness.run.jobs import CellJob, EnvJob, Job, PeakJob
 from harness.run.plan import Cell
 from harness.run.replies import EnvReply, PeakReply, Ready, Reply, WorkerFailure, ends_worker
@@ -213,17 +214,17 @@ def _error(reply: Reply | None) -> str | None:
     return reply.error if isinstance(reply, WorkerFailure) else None if reply is None else type(reply).__name__
 
 
-def _gather(executor: Any, jobs: list[tuple[Shard, Job]], timeout_s: float) -> list[dict[str, Any]]:
-    """Run one job on each of several shards at once; each one's outcome (``attempt``'s dict, or lost)."""
+def _gather(executor: Any, jobs: list[tuple[Shard, Job]], timeout_s: float) -> list[Attempt]:
+    """Run one job on each of several shards at once; each one's outcome."""
     futs = [executor.submit(sh.host, job, timeout_s) for sh, job in jobs]
     outs = []
     for (sh, _), fut in zip(jobs, futs):
         try:
             out = fut.result()
         except Exception as exc:  # noqa: BLE001 - the host itself is gone (a Ray node lost)
-            out = {"lost": _first_line(f"{type(exc).__name__}: {exc}"), "ran": False}
-        if out.get("ready") is not None:
-            sh.adopt(out["ready"])
+            out = Attempt(lost=_first_line(f"{type(exc).__name__}: {exc}"))
+        if out.ready is not None:
+            sh.adopt(out.ready)
         outs.append(out)
     return outs
 
@@ -318,9 +319,9 @@ def _start_workers(executor: Any, shards: list[Shard], info: RunInfo | None, opt
     outs = _gather(executor, [(sh, EnvJob()) for sh in shards], 300)
     live: list[tuple[Shard, EnvReply]] = []
     for sh, out in zip(shards, outs):
-        reply = out.get("reply")
-        if "lost" in out or not isinstance(reply, EnvReply):
-            sh.lost = out.get("lost") or f"could not describe the environment: {_error(reply)}"
+        reply = out.reply
+        if out.lost is not None or not isinstance(reply, EnvReply):
+            sh.lost = out.lost or f"could not describe the environment: {_error(reply)}"
             executor.kill(sh.host)
             if opts.on_event and sharded:
                 opts.on_event(f"{sh.host.label} not used: {_first_line(sh.lost)}")
@@ -344,9 +345,9 @@ def _start_workers(executor: Any, shards: list[Shard], info: RunInfo | None, opt
             by_gpu.setdefault(uuid or f"shard-{sh.n}", []).append(sh)
     groups = list(by_gpu.values())
     for group, out in zip(groups, _gather(executor, [(g[0], PeakJob()) for g in groups], 300)):
-        peak = out.get("reply")
+        peak = out.reply
         if not isinstance(peak, PeakReply):
-            env.setdefault("peak_error", _error(peak) if peak is not None else out.get("lost"))
+            env.setdefault("peak_error", _error(peak) if peak is not None else out.lost)
         for sh in group:
             sh.peaks = peak.peak if isinstance(peak, PeakReply) else None
     if sh0.peaks and not (info and info.peak_tflops and not sharded):
@@ -453,13 +454,14 @@ class _Sweep:
         try:
             out = fut.result()
         except Exception as exc:  # noqa: BLE001 - the host itself is gone mid-cell (a Ray node lost)
-            out = {"lost": _first_line(f"{type(exc).__name__}: {exc}"), "ran": True}
-        if out.get("ready") is not None:
-            sh.adopt(out["ready"])
-        if "lost" in out:
+            out = Attempt(lost=_first_line(f"{type(exc).__name__}: {exc}"), ran=True)
+        if out.ready is not None:
+            sh.adopt(out.ready)
+        if out.lost is not None:
             self._lose(sh, cell, prev, out)
             return
-        self._store(sh, cell, prev, out["reply"], out["elapsed_s"])
+        assert isinstance(out.reply, (CellReport, WorkerFailure)), out.reply
+        self._store(sh, cell, prev, out.reply, out.elapsed_s)
         self._next(sh, cell, self._last)
 
     def _store(self, sh: Shard, cell: Cell, prev: Result | None, reply: CellReport | WorkerFailure,
@@ -490,13 +492,13 @@ class _Sweep:
 
         return max(1, sum(1 for o in self.shards if o.device == "cuda" and gpu(o) == gpu(sh)))
 
-    def _lose(self, sh: Shard, cell: Cell, prev: Result | None, out: dict[str, Any]) -> None:
+    def _lose(self, sh: Shard, cell: Cell, prev: Result | None, out: Attempt) -> None:
         """The shard's worker is gone for good: fail the cell in flight, give the problem back."""
         assert sh.unit is not None
-        sh.lost = out["lost"]
+        sh.lost = out.lost
         self.executor.kill(sh.host)
         unit = sh.unit
-        if out.get("ran"):
+        if out.ran:
             self._store(sh, cell, prev, WorkerFailure(error=f"worker lost: {sh.lost}", crashed=True), 0.0)
             self.n += 1
             if self.opts.on_result:

@@ -10,15 +10,30 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from harness.run.jobs import Job
-from harness.run.replies import WorkerFailure
+from harness.run.replies import Ready, Reply, WorkerFailure
 from harness.run.shards import Slot
 
 
 class ExecutorError(RuntimeError):
     """An executor that cannot be used here (Ray not installed); one line saying what to do."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What running one job on a host came to: the worker's reply, or the host lost for good."""
+    reply: Reply | None = None
+    elapsed_s: float = 0.0
+    ready: Ready | None = None  # the Ready of a worker process started for this job
+    lost: str | None = None  # why no worker can run on this host any more
+    ran: bool = False  # with ``lost``: the job was under way (its cell is failed, not given back untried)
+
+    def with_host(self, host: str) -> Attempt:
+        """The same, its Ready naming ``host`` (Ray: two nodes of one machine share its host name)."""
+        return self if self.ready is None else replace(self, ready=self.ready.model_copy(update={"host": host}))
 
 
 class Host(Protocol):
@@ -39,7 +54,7 @@ class Executor(Protocol):
         ...
 
     def submit(self, host: Host, job: Job, timeout_s: float) -> Future:
-        """Run ``job`` on the host's worker; the future holds what ``attempt`` returns. It raises only when
+        """Run ``job`` on the host's worker; the future holds the ``Attempt``. It raises only when
         the host itself is gone (a Ray actor whose node died): the supervisor counts that as lost."""
         ...
 
@@ -55,14 +70,13 @@ class Executor(Protocol):
         ...
 
 
-def attempt(worker: Any, job: Job, timeout_s: float, expect_device: str | None) -> dict[str, Any]:
+def attempt(worker: Any, job: Job, timeout_s: float, expect_device: str | None) -> Attempt:
     """Run one job on ``worker`` (a ``Worker``), starting a fresh process first where the last one is gone.
 
-    Returns ``{"reply": ..., "elapsed_s": ..., "ready": ...}`` (``ready``: the new process's ``Ready``
-    message, when one was started), or ``{"lost": reason, "ran": False}`` where no worker can run on this slot any
-    more: a fresh one did not start, or came up on another device than the slot's first one (a GPU fallen
-    off the bus leaves a worker that sees only the CPU). A crash or hang in the job itself is a reply (a
-    ``WorkerFailure``: the cell failed), not a loss: the next job starts a fresh worker on the same GPU."""
+    The reply, or ``lost`` where no worker can run on this slot any more: a fresh one did not start, or came
+    up on another device than the slot's first one (a GPU fallen off the bus leaves a worker that sees only
+    the CPU). A crash or hang in the job itself is a reply (a ``WorkerFailure``: the cell failed), not a loss:
+    the next job starts a fresh worker on the same GPU."""
     from harness.run.supervisor import WorkerError
 
     ready = None
@@ -70,17 +84,17 @@ def attempt(worker: Any, job: Job, timeout_s: float, expect_device: str | None) 
         try:
             ready = worker.start()
         except WorkerError as exc:
-            return {"lost": f"no worker starts on it: {exc}", "ran": False}
+            return Attempt(lost=f"no worker starts on it: {exc}")
         if expect_device and ready.device != expect_device:
             worker.kill()
-            return {"lost": f"its worker came up on {ready.device!r}, not {expect_device!r} "
-                            f"(the GPU is unusable)", "ran": False, "ready": ready}
+            return Attempt(lost=f"its worker came up on {ready.device!r}, not {expect_device!r} (the GPU is unusable)",
+                           ready=ready)
     t0 = time.perf_counter()
     try:
         reply = worker.request(job, timeout_s)
     except WorkerError as exc:
         reply = WorkerFailure(error=str(exc), crashed=True)
-    return {"reply": reply, "elapsed_s": time.perf_counter() - t0, "ready": ready}
+    return Attempt(reply=reply, elapsed_s=time.perf_counter() - t0, ready=ready)
 
 
 def get(name: str, address: str | None = None) -> Executor:

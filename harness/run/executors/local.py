@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-from harness.run.executors import attempt
+from harness.run.executors import Attempt, attempt
 from harness.run.jobs import Job
 from harness.run.shards import Slot, parse_gpus, visible_gpus
 
@@ -40,10 +39,10 @@ class LocalExecutor:
         return self.pool.submit(self._run, host, job, timeout_s)
 
     @staticmethod
-    def _run(host: LocalHost, job: Job, timeout_s: float) -> dict[str, Any]:
+    def _run(host: LocalHost, job: Job, timeout_s: float) -> Attempt:
         out = attempt(host.worker, job, timeout_s, host.expect_device)
-        if out.get("ready") is not None and host.expect_device is None:
-            host.expect_device = out["ready"].device
+        if out.ready is not None and host.expect_device is None:
+            host.expect_device = out.ready.device
         return out
 
     def retire(self, host: LocalHost) -> None:

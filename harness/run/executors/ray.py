@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from harness.run.executors import ExecutorError, attempt
+from harness.run.executors import Attempt, ExecutorError, attempt
 from harness.run.jobs import Job
 from harness.run.shards import GpuSpecError, Slot
 
@@ -33,17 +33,16 @@ class _WorkerActor:
         self.worker = Worker(Path(log_dir), {}, f"ray-worker-{n}")
         self.expect_device: str | None = None
 
-    def run(self, job: Job, timeout_s: float) -> dict[str, Any]:
+    def run(self, job: Job, timeout_s: float) -> Attempt:
         out = attempt(self.worker, job, timeout_s, self.expect_device)
-        ready = out.get("ready")
-        if ready is not None:
+        if out.ready is not None:
             if self.expect_device is None:
-                self.expect_device = ready.device
+                self.expect_device = out.ready.device
             import ray
 
             # two nodes of one machine share its host name: the node tells them apart
             node = ray.get_runtime_context().get_node_id()[:8]
-            out["ready"] = ready.model_copy(update={"host": f"{ready.host}/ray-node-{node}"})
+            out = out.with_host(f"{out.ready.host}/ray-node-{node}")
         return out
 
     def stop(self) -> None:
