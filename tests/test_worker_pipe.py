@@ -94,7 +94,7 @@ def test_the_supervisor_reads_the_report_into_the_stored_row(worker):
 
 
 def test_the_environment_and_the_peaks_have_replies_of_their_own(worker):
-    assert isinstance(worker.ready, Ready) and worker.ready.device == "cpu" and worker.ready.gpu["name"] == "cpu"
+    assert isinstance(worker.ready, Ready) and worker.ready.device == "cpu" and worker.ready.gpu.name == "cpu"
     env = worker.request(EnvJob(), 120)
     assert isinstance(env, EnvReply) and env.device == "cpu" and env.env
     assert worker.request(PeakJob(), 120) == PeakReply(peak=None)  # no peaks on the CPU

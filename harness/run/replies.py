@@ -17,13 +17,22 @@ class _Reply(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class GpuStamp(_Reply):
+    """Which GPU a worker measures on (harness.run.worker.gpu_stamp)."""
+
+    visible: str | None = None  # the CUDA_VISIBLE_DEVICES it was pinned with
+    name: str = "cpu"  # as torch names the device; "cpu" without one
+    uuid: str = ""  # as nvidia-smi spells it ("GPU-…")
+    error: str = ""  # why the GPU could not describe itself
+
+
 class Ready(_Reply):
     """A fresh worker's first message, once torch is imported and the device chosen."""
 
     pid: int
     host: str
     device: str  # cuda or cpu
-    gpu: dict[str, Any]  # harness.run.worker.gpu_stamp: visible, name, uuid (and error, where it could not be read)
+    gpu: GpuStamp
 
 
 class EnvReply(_Reply):

@@ -33,7 +33,7 @@ from harness.records.result import Result
 from harness.run.executors import Attempt
 from harness.run.jobs import CellJob, EnvJob, Job, PeakJob
 from harness.run.plan import Cell
-from harness.run.replies import EnvReply, PeakReply, Ready, Reply, WorkerFailure, ends_worker
+from harness.run.replies import EnvReply, GpuStamp, PeakReply, Ready, Reply, WorkerFailure, ends_worker
 from harness.run.shards import Slot, Unit, units
 from harness.spec.suite import Suite
 from harness.store.database import Heartbeat, RunInfo, Store, now
@@ -167,7 +167,7 @@ class Shard:
     slot: Slot
     host: Any
     device: str = ""  # what its first worker came up on: cuda or cpu
-    gpu: dict[str, Any] = field(default_factory=dict)  # the worker's stamp: visible, name, uuid
+    gpu: GpuStamp = field(default_factory=GpuStamp)  # what its worker said it runs on
     host_name: str = ""
     peaks: dict[str, float] | None = None
     unit: Unit | None = None
@@ -178,14 +178,14 @@ class Shard:
 
     def adopt(self, ready: Ready) -> None:
         self.device = self.device or ready.device
-        self.gpu = dict(ready.gpu)
+        self.gpu = ready.gpu
         self.host_name = ready.host
 
     @property
     def gpu_index(self) -> int | None:
         """The index as the user gave it; a Ray actor's GPU as Ray pinned it; 0 for the one unpinned
         worker on a GPU; None on the CPU."""
-        visible = str(self.gpu.get("visible") or "").strip()
+        visible = str(self.gpu.visible or "").strip()
         if self.slot.index is not None:
             return self.slot.index
         if visible.isdigit():
@@ -193,15 +193,14 @@ class Shard:
         return 0 if self.device == "cuda" else None
 
     def stamp(self, result: Result, sharded: bool) -> None:
-        result.gpu_index, result.gpu_uuid, result.gpu_name = (self.gpu_index, str(self.gpu.get("uuid") or ""),
-                                                              str(self.gpu.get("name") or ""))
+        result.gpu_index, result.gpu_uuid, result.gpu_name = self.gpu_index, self.gpu.uuid, self.gpu.name
         if sharded:  # which of the run's workers, for runs of several on one GPU (--gpus 0,0)
             result.extra["worker"] = {"shard": self.n, "host": self.host_name}
 
     def describe(self) -> dict[str, Any]:
         """This worker's entry in the run's ``env["gpus"]``."""
-        return {"shard": self.n, "index": self.gpu_index, "visible": self.gpu.get("visible"),
-                "uuid": self.gpu.get("uuid", ""), "name": self.gpu.get("name", ""), "host": self.host_name,
+        return {"shard": self.n, "index": self.gpu_index, "visible": self.gpu.visible,
+                "uuid": self.gpu.uuid, "name": self.gpu.name, "host": self.host_name,
                 "device": self.device, "peaks": self.peaks, **({"lost": self.lost} if self.lost else {})}
 
 
@@ -338,7 +337,7 @@ def _start_workers(executor: Any, shards: list[Shard], info: RunInfo | None, opt
         sh0.peaks = {"matmul_tflops": info.peak_tflops, "copy_gbs": info.peak_gbs}
     by_gpu: dict[str, list[Shard]] = {}  # shards that share a GPU share one measurement of its peaks
     for sh, _ in live:
-        uuid = str(sh.gpu.get("uuid") or "")
+        uuid = sh.gpu.uuid
         if sharded and uuid and stored.get(uuid):
             sh.peaks = stored[uuid]
         elif sh.peaks is None:
@@ -425,7 +424,7 @@ class _Sweep:
         here, those rows kept as superseded, so its backends' ratios never mix GPUs. Failed rows stay."""
         if not self.sharded:
             return unit
-        mine = (sh.gpu_index, str(sh.gpu.get("uuid") or ""))
+        mine = (sh.gpu_index, sh.gpu.uuid)
         stored = {(r.backend, r.problem_key, r.timing_mode): r
                   for r in self.store.iter_results(self.run_id, problem_key=unit.problem_key)}
         again = {k for k, r in stored.items() if r.status != "failed" and k not in unit.supersede}
@@ -488,7 +487,7 @@ class _Sweep:
             return 1
 
         def gpu(o: Shard) -> str:
-            return str(o.gpu.get("uuid") or o.slot.visible or "")
+            return o.gpu.uuid or o.slot.visible or ""
 
         return max(1, sum(1 for o in self.shards if o.device == "cuda" and gpu(o) == gpu(sh)))
 

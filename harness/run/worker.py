@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.records.report import CellReport, TamperCheck
 from harness.run.jobs import CellJob, EnvJob, Job, PeakJob
-from harness.run.replies import EnvReply, PeakReply, Ready, Reply, WorkerFailure, ends_worker
+from harness.run.replies import EnvReply, GpuStamp, PeakReply, Ready, Reply, WorkerFailure, ends_worker
 
 if TYPE_CHECKING:  # torch is imported in the worker process only
     from harness.measure.cell import ProblemCache
@@ -108,18 +108,18 @@ def _failure(exc: BaseException, tampered: bool) -> WorkerFailure:
                          oom=is_oom(exc), fatal=is_sticky_cuda_error(exc), restart=tampered)
 
 
-def gpu_stamp(device: str) -> dict[str, Any]:
+def gpu_stamp(device: str) -> GpuStamp:
     """Which GPU this worker measures on: its name and UUID (as nvidia-smi spells it) and the
     CUDA_VISIBLE_DEVICES it was pinned with; on the CPU, the name says cpu."""
     import torch
 
-    stamp: dict[str, Any] = {"visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "name": "cpu", "uuid": ""}
-    if device == "cuda":
-        props = torch.cuda.get_device_properties(0)
-        stamp["name"] = props.name
-        uuid = str(getattr(props, "uuid", "") or "")
-        stamp["uuid"] = uuid if not uuid or uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
-    return stamp
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if device != "cuda":
+        return GpuStamp(visible=visible)
+    props = torch.cuda.get_device_properties(0)
+    uuid = str(getattr(props, "uuid", "") or "")
+    return GpuStamp(visible=visible, name=props.name,
+                    uuid=uuid if not uuid or uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
 
 
 def main(conn: Any, log_path: str, env: dict[str, str] | None = None) -> None:
@@ -142,7 +142,7 @@ def main(conn: Any, log_path: str, env: dict[str, str] | None = None) -> None:
     try:
         gpu = gpu_stamp(device)
     except Exception as exc:  # noqa: BLE001 - a GPU that cannot describe itself is reported, not fatal here
-        gpu = {"visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "name": "?", "uuid": "", "error": str(exc)}
+        gpu = GpuStamp(visible=os.environ.get("CUDA_VISIBLE_DEVICES"), name="?", error=str(exc))
     import socket
 
     conn.send(Ready(pid=os.getpid(), host=socket.gethostname(), device=device, gpu=gpu))
