@@ -82,7 +82,6 @@ class _Sdpa(Backend):
             return f"{self.name} needs float16 or bfloat16, got {problem.dtype}"
         return None
 
-
     def _forward(self, problem: Problem, expand: bool = False) -> autograd.Forward:
         """SDPA forced to this backend's kernel, bshd in and out (views); ``expand``: GQA's K and V repeated
         to the query heads first (differentiably), for a kernel that takes no ``enable_gqa``."""

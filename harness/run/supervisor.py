@@ -216,16 +216,19 @@ def _error(reply: Reply | None) -> str | None:
 def _gather(executor: Any, jobs: list[tuple[Shard, Job]], timeout_s: float) -> list[Attempt]:
     """Run one job on each of several shards at once; each one's outcome."""
     futs = [executor.submit(sh.host, job, timeout_s) for sh, job in jobs]
-    outs = []
-    for (sh, _), fut in zip(jobs, futs):
-        try:
-            out = fut.result()
-        except Exception as exc:  # noqa: BLE001 - the host itself is gone (a Ray node lost)
-            out = Attempt(lost=_first_line(f"{type(exc).__name__}: {exc}"))
-        if out.ready is not None:
-            sh.adopt(out.ready)
-        outs.append(out)
-    return outs
+    return [_outcome(sh, fut, ran=False) for (sh, _), fut in zip(jobs, futs)]
+
+
+def _outcome(sh: Shard, fut: Future, ran: bool) -> Attempt:
+    """The Attempt a job's future holds, the shard adopting a fresh worker's Ready; a future that raises is
+    the host itself gone (a Ray node lost), with the job under way where ``ran``."""
+    try:
+        out = fut.result()
+    except Exception as exc:  # noqa: BLE001 - reported as the host lost, the run goes on
+        out = Attempt(lost=_first_line(f"{type(exc).__name__}: {exc}"), ran=ran)
+    if out.ready is not None:
+        sh.adopt(out.ready)
+    return out
 
 
 def run_suite(suite: Suite, plan: list[Cell], store: Store, opts: RunOptions) -> str:
@@ -450,12 +453,7 @@ class _Sweep:
 
     def _finish(self, fut: Future) -> None:
         sh, cell, prev = self.pending.pop(fut)
-        try:
-            out = fut.result()
-        except Exception as exc:  # noqa: BLE001 - the host itself is gone mid-cell (a Ray node lost)
-            out = Attempt(lost=_first_line(f"{type(exc).__name__}: {exc}"), ran=True)
-        if out.ready is not None:
-            sh.adopt(out.ready)
+        out = _outcome(sh, fut, ran=True)
         if out.lost is not None:
             self._lose(sh, cell, prev, out)
             return

@@ -67,7 +67,7 @@ class DoBenchTiming:
             return None
 
 
-_DOBENCH_FIELDS = {f for f in DoBenchTiming.__dataclass_fields__}
+_DOBENCH_FIELDS = set(DoBenchTiming.__dataclass_fields__)
 
 
 def timing_suite(suite: Suite) -> Suite:

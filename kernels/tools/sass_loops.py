@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from harness.tools.build.sass import function_instructions, opcode
+from harness.tools.build.sass import base_opcode, function_instructions, opcode
 
 #: cycles from issue to a dependent instruction, rough values for sm_90 (FMA pipe, MUFU, shuffles)
 NOMINAL_LATENCY = {"FMNMX": 4, "FADD": 4, "FFMA": 4, "FMUL": 4, "FSEL": 4, "FSETP": 4, "F2FP": 4,
@@ -35,7 +35,7 @@ class Loop:
     instructions: list[str]
 
     def counts(self) -> dict[str, int]:
-        c = Counter(opcode(t).split(".")[0] for t in self.instructions)
+        c = Counter(base_opcode(t) for t in self.instructions)
         return {k: c.get(k, 0) for k in SHOWN}
 
     def critical_path(self) -> int:
@@ -44,7 +44,7 @@ class Loop:
         longest = 0
         for text in self.instructions:
             op = opcode(text)
-            latency = NOMINAL_LATENCY.get(op.split(".")[0])
+            latency = NOMINAL_LATENCY.get(base_opcode(op))
             if latency is None:
                 continue
             operands = text[text.index(op) + len(op):].split(",")
@@ -63,7 +63,7 @@ def loops(instructions: list[tuple[int, str]], min_hgmma: int = 8) -> list[Loop]
     index = {a: i for i, (a, _) in enumerate(instructions)}
     found = []
     for i, (address, text) in enumerate(instructions):
-        if opcode(text).split(".")[0] != "BRA":
+        if base_opcode(text) != "BRA":
             continue
         target = _ADDRESS.search(text.split("BRA", 1)[1])
         if not target:
@@ -71,7 +71,7 @@ def loops(instructions: list[tuple[int, str]], min_hgmma: int = 8) -> list[Loop]
         start = int(target.group(0), 16)
         if start < address and start in index:
             body = [t for _, t in instructions[index[start]:i + 1]]
-            if sum(opcode(t).startswith("HGMMA") for t in body) >= min_hgmma:
+            if sum(base_opcode(t) == "HGMMA" for t in body) >= min_hgmma:
                 found.append(Loop(start, body))
     return found
 

@@ -58,8 +58,13 @@ def opcode(instruction: str) -> str:
     return text.split(None, 1)[0] if text else ""
 
 
+def base_opcode(instruction: str) -> str:
+    """'@!P0 HMMA.16816.F32 R4, ...' -> 'HMMA'."""
+    return opcode(instruction).split(".", 1)[0]
+
+
 def classify(op: str) -> list[str]:
-    base = op.split(".", 1)[0]
+    base = base_opcode(op)
     hits = []
     for name, (kind, pattern) in COUNTERS.items():
         if kind == "base" and base == pattern or kind == "prefix" and (op == pattern or op.startswith(pattern)):
